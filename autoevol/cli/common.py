@@ -1,0 +1,105 @@
+"""What every command shares: error reporting, LM sessions from options, summary tables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from autoevol.lm import LMSession, ManagedLM, RoleUsage
+from autoevol.lm.policy import CallPolicy
+
+console = Console(stderr=True)
+DEBUG_ENV = "AUTOEVOL_DEBUG"
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    raise CLIError(message)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "LiteLLM", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def probe(lm: ManagedLM, spec: str, role: str) -> None:
+    """Fail fast, naming the spec, when an LM cannot be reached or does not exist."""
+    check = lm.copy(max_tokens=4)
+    check.policy = CallPolicy(timeout=60.0, max_retries=0)
+    check.budget = None
+    check.call_cache = None
+    try:
+        check("Reply with OK.")
+    except Exception as error:  # any failure here means the job cannot start
+        detail = " ".join(str(error).split())[:300]
+        fail(f"{role} LM '{spec}' is not usable: {type(error).__name__}: {detail}")
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def usage_table(usages: Iterable[RoleUsage]) -> Table:
+    table = Table(title="LM usage")
+    for column in ("role", "model", "calls", "cache hits", "failed", "retries", "tokens in", "tokens out", "cost"):
+        table.add_column(column, justify="right" if column not in ("role", "model") else "left")
+    for usage in usages:
+        table.add_row(usage.role, usage.model, str(usage.calls), str(usage.cache_hits), str(usage.failed_calls),
+                      str(usage.retries), str(usage.input_tokens), str(usage.output_tokens),
+                      f"${usage.cost:.4f}" if usage.cost else "-")
+    return table
+
+
+def merged_usage(session: LMSession) -> list[RoleUsage]:
+    """Usage per role (LMs of the same role are added up)."""
+    by_role: dict[str, RoleUsage] = {}
+    for lm in session.lms:
+        usage = lm.usage
+        usage.model = getattr(lm, "display_name", usage.model)
+        if usage.role in by_role:
+            total = by_role[usage.role]
+            for field in ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens", "cost"):
+                setattr(total, field, getattr(total, field) + getattr(usage, field))
+        else:
+            by_role[usage.role] = usage
+    return list(by_role.values())
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        fail(f"{out}: the output exists already; use --overwrite to replace it")
+
+
+def run_main(app: typer.Typer) -> None:
+    """Run the app; known errors become one line on stderr and exit code 2, never a traceback."""
+    from autoevol.data import DataError
+    from autoevol.lm import LMSpecError, LocalModelError
+    from autoevol.programs.evolver import EvolverFileError
+
+    known = (CLIError, DataError, LMSpecError, LocalModelError, EvolverFileError)
+    try:
+        app(standalone_mode=True)
+    except known as error:
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        console.print(f"[red]error:[/red] unexpected {type(error).__name__}: {' '.join(str(error).split())[:500]} "
+                      f"(set {DEBUG_ENV}=1 for a traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)

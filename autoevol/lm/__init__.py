@@ -1,0 +1,14 @@
+"""LMs: spec strings, the embedded llama.cpp default, and ``ManagedLM`` for long jobs."""
+
+from autoevol.lm.cache import CallCache
+from autoevol.lm.local import LocalModelError, LocalServer, default_model_path
+from autoevol.lm.managed import ManagedLM
+from autoevol.lm.policy import AdaptiveLimiter, Budget, BudgetExceeded, CallPolicy
+from autoevol.lm.spec import LMSession, LMSpec, LMSpecError, parse_spec
+from autoevol.lm.usage import CallLog, RoleUsage, observe_calls
+
+__all__ = [
+    "AdaptiveLimiter", "Budget", "BudgetExceeded", "CallCache", "CallLog", "CallPolicy",
+    "LMSession", "LMSpec", "LMSpecError", "LocalModelError", "LocalServer", "ManagedLM",
+    "RoleUsage", "default_model_path", "observe_calls", "parse_spec",
+]

@@ -1,0 +1,149 @@
+"""LM specs: one string selects a model, ``local`` selects the embedded offline default."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from autoevol.lm.cache import CallCache
+from autoevol.lm.local import LocalServer
+from autoevol.lm.managed import ManagedLM
+from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy
+
+LOCAL = "local"
+
+
+class LMSpecError(ValueError):
+    """An LM spec cannot be used; the message names the spec."""
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """A parsed LM spec: either a DSPy model string or a local GGUF file."""
+
+    text: str
+    model: str | None = None
+    gguf: Path | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.gguf is not None
+
+    @property
+    def display_name(self) -> str:
+        """The model name recorded in outputs (never contains a secret)."""
+        return f"local:{self.gguf.name}" if self.gguf else str(self.model)
+
+
+def parse_spec(text: str) -> LMSpec:
+    """Parse ``local``, ``local:PATH.gguf`` or a DSPy model string such as ``openai/gpt-4o-mini``."""
+    text = (text or "").strip()
+    if text == LOCAL:
+        from autoevol.lm.local import default_model_path
+
+        return LMSpec(text=text, gguf=default_model_path())
+    if text.startswith(LOCAL + ":"):
+        path = Path(text[len(LOCAL) + 1:]).expanduser()
+        if not path.is_file():
+            raise LMSpecError(f"LM spec '{text}': GGUF file not found: {path}")
+        return LMSpec(text=text, gguf=path)
+    provider, slash, name = text.partition("/")
+    if not slash or not provider or not name:
+        raise LMSpecError(
+            f"LM spec '{text}' is not a model string like 'openai/gpt-4o-mini', "
+            "'hosted_vllm/MODEL' or 'ollama_chat/MODEL'; use 'local' for the embedded model"
+        )
+    return LMSpec(text=text, model=text)
+
+
+class LMSession(AbstractContextManager["LMSession"]):
+    """Builds the LMs of one job and owns what they need: local servers, cache, budget.
+
+    One llama.cpp server is started per distinct GGUF file and shared by every role that uses it;
+    all servers stop when the session closes, whatever happened.
+
+    Args:
+        concurrency: the most calls in flight per endpoint (adaptive below that on rate limits).
+        policy: timeout and retries for every call.
+        budget: limits shared by every LM of the session.
+        call_cache: completed responses shared by every LM of the session.
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 8,
+        policy: CallPolicy | None = None,
+        budget: Budget | None = None,
+        call_cache: CallCache | None = None,
+        server_log_dir: str | Path | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.policy = policy or CallPolicy()
+        self.budget = budget
+        self.call_cache = call_cache
+        self.server_log_dir = Path(server_log_dir) if server_log_dir else None
+        self._servers: dict[Path, LocalServer] = {}
+        self._limiters: dict[str, AdaptiveLimiter] = {}
+        self.lms: list[ManagedLM] = []
+
+    def lm(
+        self,
+        spec: str,
+        *,
+        role: str,
+        api_base: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int | None = 1024,
+        **settings: Any,
+    ) -> ManagedLM:
+        """A ManagedLM for ``spec`` in ``role`` (evol, optimizer, judge...)."""
+        parsed = parse_spec(spec)
+        kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **settings}
+        if parsed.is_local:
+            server = self._server(parsed.gguf)  # type: ignore[arg-type]
+            model = f"openai/{parsed.gguf.stem}"  # type: ignore[union-attr]
+            kwargs.update(api_base=server.api_base, api_key="local")
+            endpoint = server.api_base
+        else:
+            model = str(parsed.model)
+            api_base = api_base or (os.environ.get("OPENAI_BASE_URL") if model.startswith("openai/") else None)
+            if api_base:
+                kwargs["api_base"] = api_base
+                kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
+            endpoint = api_base or model.split("/", 1)[0]
+        limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(self.concurrency))
+        lm = ManagedLM(model, role=role, policy=self.policy, limiter=limiter, budget=self.budget,
+                       call_cache=self.call_cache, **kwargs)
+        lm.display_name = parsed.display_name  # type: ignore[attr-defined]
+        self.lms.append(lm)
+        return lm
+
+    def _server(self, gguf: Path) -> LocalServer:
+        key = gguf.resolve()
+        if key not in self._servers:
+            log = self.server_log_dir / f"llama-server-{len(self._servers)}.log" if self.server_log_dir else None
+            self._servers[key] = LocalServer(gguf, log_path=log).start()
+        return self._servers[key]
+
+    @property
+    def servers(self) -> list[LocalServer]:
+        return list(self._servers.values())
+
+    def close(self) -> None:
+        """Stop every local server this session started."""
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

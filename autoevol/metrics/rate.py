@@ -1,0 +1,141 @@
+"""Evolution failure rate: evolve, answer and judge items; the optimizer's cheap proxy for quality."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import BaseModel
+
+from autoevol.lm.policy import BudgetExceeded
+from autoevol.lm.usage import observe_calls
+from autoevol.metrics.failure import FailureDetector
+from autoevol.records import LM_ERROR, UNPARSEABLE, Verdict
+from autoevol.signatures.respond import RespondToInstruction
+from autoevol.threads import carry_dspy_context
+
+logger = logging.getLogger(__name__)
+
+Program = Callable[..., Any]
+
+
+class ItemOutcome(BaseModel):
+    """One instruction evolved once, answered and judged."""
+
+    original: str
+    evolved: str | None = None
+    answer: str | None = None
+    verdict: Verdict
+    calls: int = 0
+    cached_calls: int = 0
+
+
+class FailureRate(BaseModel):
+    """The share of items whose evolution failed, with every per-item outcome."""
+
+    rate: float
+    failed: int
+    total: int
+    by_rule: dict[str, int]
+    outcomes: list[ItemOutcome]
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _call(program: Program, stage: str, instruction: str, field: str) -> tuple[str | None, Verdict | None]:
+    """Run one program call; an LM fault or an unparseable answer becomes a failed verdict."""
+    try:
+        value = getattr(program(instruction=instruction), field)
+    except BudgetExceeded:
+        raise
+    except AdapterParseError as error:
+        return None, Verdict.failure(UNPARSEABLE, f"{stage}: the model's output had no parseable "
+                                                  f"'{field}' field ({_one_line(error, 120)})")
+    except Exception as error:  # a failing LM call is a failed item, never an aborted job
+        logger.debug("%s failed: %s", stage, error)
+        return None, Verdict.failure(LM_ERROR, f"{stage}: {_one_line(error)}")
+    return (value if isinstance(value, str) else str(value)), None
+
+
+def evaluate_item(
+    instruction: str,
+    evolver: Program,
+    *,
+    responder: Program | None = None,
+    detector: FailureDetector | None = None,
+) -> ItemOutcome:
+    """Evolve ``instruction`` once, answer the evolution, and judge both.
+
+    The answer is skipped when the evolution already fails (no call is spent on it).
+    LM errors become rule ``lm_error``, unparseable outputs rule ``unparseable``; only
+    ``BudgetExceeded`` propagates, so that a job can stop cleanly at its limit.
+    """
+    responder = responder or dspy.Predict(RespondToInstruction)
+    detector = detector or FailureDetector()
+    with observe_calls() as log:
+        outcome = _evaluate(instruction, evolver, responder, detector, log)
+    outcome.calls = log.count(cached=False)
+    outcome.cached_calls = log.count(cached=True)
+    return outcome
+
+
+def _evaluate(instruction: str, evolver: Program, responder: Program, detector: FailureDetector,
+              log: Any) -> ItemOutcome:
+    evolved, problem = _call(evolver, "evolution", instruction, "evolved_instruction")
+    if problem:
+        return ItemOutcome(original=instruction, verdict=problem)
+    if log.truncated:
+        return ItemOutcome(original=instruction, evolved=evolved, verdict=Verdict.failure(
+            "truncated", "the evolution hit the model's output token limit"))
+    early = detector.detect_evolution(instruction, evolved)
+    if early is not None and early.failed:
+        return ItemOutcome(original=instruction, evolved=evolved, verdict=early)
+    answer, problem = _call(responder, "answer", evolved, "answer")
+    if problem:
+        return ItemOutcome(original=instruction, evolved=evolved, verdict=problem)
+    return ItemOutcome(original=instruction, evolved=evolved, answer=answer,
+                       verdict=detector.detect(instruction, evolved, answer))
+
+
+def summarize(outcomes: Sequence[ItemOutcome]) -> FailureRate:
+    """Failure rate and counts per rule of already evaluated items."""
+    failed = [o for o in outcomes if o.verdict.failed]
+    by_rule = Counter(o.verdict.rule or "unknown" for o in failed)
+    total = len(outcomes)
+    return FailureRate(rate=len(failed) / total if total else 0.0, failed=len(failed), total=total,
+                       by_rule=dict(by_rule), outcomes=list(outcomes))
+
+
+def failure_rate(
+    evolver: Program,
+    items: Sequence[str],
+    *,
+    responder: Program | None = None,
+    detector: FailureDetector | None = None,
+    num_threads: int = 1,
+) -> FailureRate:
+    """Evolve, answer and judge every item; returns the failure rate and every verdict.
+
+    ``failure rate = failed items / items``, as in the paper. Runs under the configured DSPy LM
+    (wrap the call in ``dspy.context(lm=...)`` to choose one). Items are evaluated in
+    ``num_threads`` threads; outcomes keep the order of ``items``.
+    """
+    responder = responder or dspy.Predict(RespondToInstruction)
+    detector = detector or FailureDetector()
+
+    def run(text: str) -> ItemOutcome:
+        return evaluate_item(text, evolver, responder=responder, detector=detector)
+
+    if num_threads <= 1:
+        return summarize([run(text) for text in items])
+    with ThreadPoolExecutor(max_workers=num_threads) as pool:
+        return summarize(list(pool.map(carry_dspy_context(run), items)))
+

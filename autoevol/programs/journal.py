@@ -1,0 +1,99 @@
+"""The in-progress output of an evolve job: rows appended as they finish, resumable after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from autoevol.data import DataError, read_rows, write_rows
+from autoevol.records import EvolvedRow
+
+
+class Journal:
+    """``OUT.partial.jsonl`` (one row per line, flushed per row) and ``OUT.partial.json`` (the job).
+
+    A run killed at any moment leaves at most one incomplete last line, which is dropped when the
+    journal is reopened; every complete line is a finished row and is never computed again.
+    The final output is written from the journal only when the job completes.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out.with_name(out.name + ".partial.jsonl")
+        self.meta_path = out.with_name(out.name + ".partial.json")
+        self._file: Any = None
+
+    def exists(self) -> bool:
+        return self.path.exists() or self.meta_path.exists()
+
+    def open(self, job: dict[str, Any], *, overwrite: bool) -> set[str]:
+        """Start or resume; returns the ids of rows already done."""
+        if overwrite:
+            self.discard()
+        if self.meta_path.exists():
+            try:
+                previous = json.loads(self.meta_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                raise DataError(f"{self.meta_path}: unreadable job file; use --overwrite to start again") from None
+            changed = sorted(key for key in set(job) | set(previous) if job.get(key) != previous.get(key))
+            if changed:
+                raise DataError(
+                    f"{self.path}: an unfinished job with different settings ({', '.join(changed)}) is here; "
+                    "rerun it with the same arguments to resume, or use --overwrite to start again"
+                )
+        else:
+            self.meta_path.parent.mkdir(parents=True, exist_ok=True)
+            self.meta_path.write_text(json.dumps(job, indent=2) + "\n")
+        done = {row["id"] for row in self._complete_rows()}
+        self._file = open(self.path, "a", encoding="utf-8")
+        return done
+
+    def _complete_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows of the journal, truncating an incomplete last line left by a crash."""
+        if not self.path.exists():
+            return
+        good_end = 0
+        with open(self.path, "rb") as file:
+            for line in file:
+                try:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    break
+                if not line.endswith(b"\n"):
+                    break
+                good_end += len(line)
+                yield row
+        if good_end != self.path.stat().st_size:
+            with open(self.path, "r+b") as file:
+                file.truncate(good_end)
+
+    def append(self, row: EvolvedRow) -> None:
+        self._file.write(row.model_dump_json() + "\n")
+        self._file.flush()
+
+    def rows(self, *, round: int | None = None) -> Iterator[dict[str, Any]]:
+        """Stream the rows written so far (optionally of one round)."""
+        self._file.flush()
+        for row in read_rows(self.path):
+            if round is None or row["round"] == round:
+                yield row
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def finalize(self) -> None:
+        """Write the final output from the journal, then remove the journal."""
+        self.close()
+        write_rows(read_rows(self.path) if self.path.exists() else iter(()), self.out)
+        self.discard()
+
+    def discard(self) -> None:
+        self.close()
+        for path in (self.path, self.meta_path):
+            if path.exists():
+                os.remove(path)

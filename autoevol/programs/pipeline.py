@@ -1,0 +1,214 @@
+"""Evolve a whole dataset: stream the input, evolve, answer and judge each row, write every row."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel
+
+from autoevol.data import iter_items
+from autoevol.lm.policy import BudgetExceeded
+from autoevol.lm.usage import RoleUsage
+from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.rate import ItemOutcome, evaluate_item
+from autoevol.programs.evolver import Evolver
+from autoevol.programs.journal import Journal
+from autoevol.programs.responder import Responder
+from autoevol.records import BAD_INPUT, EvolvedRow, Verdict
+from autoevol.threads import carry_dspy_context
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one output row is evolved from: a seed item (round 1) or a row of the previous round."""
+
+    root_id: str
+    parent_id: str | None
+    text: str
+    problem: str | None = None
+
+    def row_id(self, round: int) -> str:
+        return f"{self.root_id}:r{round}"
+
+
+class JobSummary(BaseModel):
+    """What an evolve job did."""
+
+    rows: int = 0
+    evolved: int = 0
+    failed: int = 0
+    failed_by_rule: dict[str, int] = {}
+    resumed_rows: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None
+    output: str | None = None
+    usage: list[RoleUsage] = []
+
+
+class EvolveJob:
+    """Evolve every instruction of a dataset with an Evolver, for one or more rounds.
+
+    Every input row yields one output row per round that reaches it: evolved, or failed with the
+    rule and reason (bad input rows too). Round ``r`` evolves the successful rows of round
+    ``r - 1``. Rows are written to a journal as they finish, so a killed job resumes where it
+    stopped; the final output file appears only when the job completes.
+
+    Args:
+        evolver: the evolving method to apply.
+        responder: answers evolved instructions (default: a plain ``Responder``).
+        detector: decides failures (default: every cheap rule).
+        concurrency: rows evaluated at once.
+        evol_model: the model name recorded on each row.
+        on_row: called in the main thread with every written row (progress displays).
+    """
+
+    def __init__(
+        self,
+        evolver: Evolver,
+        *,
+        responder: Responder | None = None,
+        detector: FailureDetector | None = None,
+        concurrency: int = 8,
+        evol_model: str = "",
+        on_row: Callable[[EvolvedRow], None] | None = None,
+    ) -> None:
+        self.evolver = evolver
+        self.responder = responder or Responder()
+        self.detector = detector or FailureDetector()
+        self.concurrency = max(1, concurrency)
+        self.evol_model = evol_model
+        self.on_row = on_row or (lambda row: None)
+        self._stop_reason: str | None = None
+
+    def job_identity(self, data: Path, *, column: str | None, id_column: str | None,
+                     limit: int | None, rounds: int) -> dict[str, Any]:
+        """The settings a resumed job must share with the run that started it."""
+        stat = data.stat()
+        return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
+                "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
+                "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
+                "rules": self.detector.rule_names}
+
+    def run(
+        self,
+        data: str | Path,
+        out: str | Path,
+        *,
+        column: str | None = None,
+        id_column: str | None = None,
+        limit: int | None = None,
+        rounds: int = 1,
+        overwrite: bool = False,
+    ) -> JobSummary:
+        """Evolve ``data`` into ``out``; resumes an unfinished job for the same ``out``."""
+        data, out = Path(data), Path(out)
+        started = time.monotonic()
+        self._stop_reason = None
+        journal = Journal(out)
+        done = journal.open(self.job_identity(data, column=column, id_column=id_column, limit=limit,
+                                              rounds=rounds), overwrite=overwrite)
+        summary = JobSummary(resumed_rows=len(done))
+        try:
+            for round in range(1, rounds + 1):
+                sources = self._sources(round, data, journal, column, id_column, limit)
+                self._evolve(round, (s for s in sources if s.row_id(round) not in done), journal)
+                if self._stop_reason:
+                    break
+            self._tally(summary, journal)
+            if self._stop_reason:
+                summary.stopped = self._stop_reason
+                journal.close()
+            else:
+                journal.finalize()
+                summary.output = str(out)
+        finally:
+            journal.close()
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _sources(self, round: int, data: Path, journal: Journal, column: str | None,
+                 id_column: str | None, limit: int | None) -> Iterator[Source]:
+        if round == 1:
+            for item in iter_items(data, column=column, id_column=id_column, limit=limit):
+                yield Source(root_id=item.id, parent_id=item.id, text=item.instruction, problem=item.problem)
+        else:
+            for row in journal.rows(round=round - 1):
+                if not row["failed"]:
+                    yield Source(root_id=row["root_id"], parent_id=row["id"], text=row["evolved"])
+
+    def _evolve(self, round: int, sources: Iterable[Source], journal: Journal) -> None:
+        """Evaluate sources with bounded concurrency, writing each row as it finishes."""
+        work = carry_dspy_context(self._evaluate)
+        with dspy.context(disable_history=True), ThreadPoolExecutor(self.concurrency) as pool:
+            in_flight: dict[Future[ItemOutcome], Source] = {}
+            try:
+                for source in sources:
+                    if self._stop_reason:
+                        break
+                    if source.problem:
+                        self._write(journal, round, source, self._bad_input(source))
+                        continue
+                    while len(in_flight) >= 2 * self.concurrency:
+                        self._collect(in_flight, journal, round)
+                    in_flight[pool.submit(work, source.text)] = source
+            except KeyboardInterrupt:
+                self._stop_reason = "interrupted"
+            while in_flight:
+                try:
+                    self._collect(in_flight, journal, round)
+                except KeyboardInterrupt:
+                    self._stop_reason = "interrupted"
+                    for future in in_flight:
+                        future.cancel()
+                    break
+
+    def _evaluate(self, text: str) -> ItemOutcome:
+        return evaluate_item(text, self.evolver, responder=self.responder, detector=self.detector)
+
+    def _collect(self, in_flight: dict[Future[ItemOutcome], Source], journal: Journal, round: int) -> None:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in finished:
+            source = in_flight.pop(future)
+            if future.cancelled():
+                continue
+            try:
+                outcome = future.result()
+            except BudgetExceeded as error:
+                self._stop_reason = str(error)
+                continue
+            self._write(journal, round, source, outcome)
+
+    @staticmethod
+    def _bad_input(source: Source) -> ItemOutcome:
+        return ItemOutcome(original=source.text, verdict=Verdict.failure(BAD_INPUT, source.problem or ""))
+
+    def _write(self, journal: Journal, round: int, source: Source, outcome: ItemOutcome) -> None:
+        row = EvolvedRow(
+            id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=round,
+            original=source.text, evolved=outcome.evolved, answer=outcome.answer,
+            failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
+            method_fingerprint=self.evolver.fingerprint, evol_model=self.evol_model,
+        )
+        journal.append(row)
+        self.on_row(row)
+
+    @staticmethod
+    def _tally(summary: JobSummary, journal: Journal) -> None:
+        by_rule: Counter[str] = Counter()
+        for row in journal.rows():
+            summary.rows += 1
+            if row["failed"]:
+                by_rule[row["rule"] or "unknown"] += 1
+        summary.failed = sum(by_rule.values())
+        summary.evolved = summary.rows - summary.failed
+        summary.failed_by_rule = dict(by_rule.most_common())

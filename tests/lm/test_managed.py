@@ -1,0 +1,142 @@
+"""ManagedLM: cache, retries, rate limits, budgets and usage, with a scripted engine."""
+
+from __future__ import annotations
+
+import random
+
+import dspy
+import pytest
+from dspy.lm15 import AuthError, RateLimitError, ServerError
+
+from autoevol.lm import AdaptiveLimiter, Budget, BudgetExceeded, CallCache, CallPolicy, observe_calls
+from autoevol.testing.scripted import scripted_lm
+
+FAST = CallPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.01)
+
+
+def echo(request):
+    return {"answer": f"echo {request.inputs['question']}"}
+
+
+def ask(lm, question: str = "hi") -> str:
+    with dspy.context(lm=lm):
+        return dspy.Predict("question -> answer")(question=question).answer
+
+
+def test_cache_serves_repeated_requests_without_calling_the_model(tmp_path):
+    cache = CallCache(tmp_path / "calls.sqlite")
+    lm = scripted_lm(echo, call_cache=cache)
+    assert ask(lm, "a") == "echo a"
+    assert ask(lm, "a") == "echo a"
+    assert ask(lm, "b") == "echo b"
+    assert lm.engine.calls == 2
+    assert (lm.usage.calls, lm.usage.cache_hits) == (2, 1)
+
+
+def test_cache_persists_across_processes_worth_of_objects(tmp_path):
+    path = tmp_path / "calls.sqlite"
+    first = scripted_lm(echo, call_cache=CallCache(path))
+    ask(first, "a")
+    second = scripted_lm(echo, call_cache=CallCache(path))
+    assert ask(second, "a") == "echo a"
+    assert second.engine.calls == 0
+
+
+def test_transient_errors_are_retried_then_succeed():
+    failures = iter([ServerError("boom"), ServerError("boom again")])
+
+    def flaky(request):
+        error = next(failures, None)
+        if error:
+            raise error
+        return echo(request)
+
+    lm = scripted_lm(flaky, policy=FAST)
+    assert ask(lm) == "echo hi"
+    assert lm.engine.calls == 3
+    assert lm.usage.retries == 2 and lm.usage.calls == 1
+
+
+def test_permanent_errors_are_not_retried():
+    def denied(request):
+        raise AuthError("bad key")
+
+    lm = scripted_lm(denied, policy=FAST)
+    with pytest.raises(Exception):
+        ask(lm)
+    assert lm.engine.calls == 1
+    assert lm.usage.failed_calls == 1
+
+
+def test_retries_give_up_after_the_policy_limit():
+    def down(request):
+        raise ServerError("down")
+
+    lm = scripted_lm(down, policy=FAST)
+    with pytest.raises(Exception):
+        ask(lm)
+    assert lm.engine.calls == FAST.max_retries + 1
+
+
+def test_rate_limit_halves_concurrency_and_honours_retry_after():
+    attempts = iter([RateLimitError("slow down", retry_after=0.01)])
+
+    def limited(request):
+        error = next(attempts, None)
+        if error:
+            raise error
+        return echo(request)
+
+    limiter = AdaptiveLimiter(8)
+    lm = scripted_lm(limited, policy=FAST, limiter=limiter)
+    assert ask(lm) == "echo hi"
+    assert limiter.limit == 4
+
+
+def test_policy_delay_uses_retry_after_hint_and_jittered_backoff():
+    policy = CallPolicy(backoff_base=1.0, backoff_cap=30.0)
+    rng = random.Random(0)
+    from dspy.utils.exceptions import LMRateLimitError, LMServerError
+
+    hinted = LMRateLimitError("slow", model="m")
+    hinted.retry_after = 7
+    assert policy.delay(0, hinted, rng) == 7
+    delays = [policy.delay(3, LMServerError("x", model="m"), rng) for _ in range(50)]
+    assert all(4.0 <= d <= 12.0 for d in delays) and len(set(delays)) > 1
+
+
+def test_limiter_grows_back_after_successes():
+    limiter = AdaptiveLimiter(8, cooldown=0)
+    limiter.rate_limited()
+    limiter.rate_limited()
+    assert limiter.limit == 2
+    for _ in range(40):
+        limiter.succeeded()
+    assert limiter.limit == 8
+
+
+def test_budget_stops_calls_at_the_limit():
+    lm = scripted_lm(echo, budget=Budget(max_calls=2))
+    ask(lm, "a")
+    ask(lm, "b")
+    with pytest.raises(BudgetExceeded, match="call budget of 2"):
+        ask(lm, "c")
+    assert lm.engine.calls == 2
+
+
+def test_token_budget_counts_tokens():
+    budget = Budget(max_tokens=1)
+    lm = scripted_lm(echo, budget=budget)
+    ask(lm, "a")
+    assert budget.tokens > 1
+    with pytest.raises(BudgetExceeded, match="token budget"):
+        ask(lm, "b")
+
+
+def test_observe_calls_sees_calls_of_this_block_only(tmp_path):
+    lm = scripted_lm(echo, call_cache=CallCache())
+    ask(lm, "before")
+    with observe_calls() as log:
+        ask(lm, "x")
+        ask(lm, "x")
+    assert log.count(cached=False) == 1 and log.count(cached=True) == 1
