@@ -55,7 +55,7 @@ def evolve(
     with LMSession(concurrency=concurrency, policy=policy, budget=budget) as session:
         lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
         probe(lm, evol_lm, "evol")
-        judge = session.lm(judge_lm, role="judge", max_tokens=16) if judge_lm else None
+        judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
         total = count_rows(data)
         if total is not None and limit is not None:

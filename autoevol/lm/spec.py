@@ -15,6 +15,8 @@ from autoevol.lm.managed import ManagedLM
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy
 
 LOCAL = "local"
+#: llama.cpp's server answers one request at a time; queueing on our side keeps timeouts meaningful.
+LOCAL_CONCURRENCY = 1
 
 
 class LMSpecError(ValueError):
@@ -108,15 +110,15 @@ class LMSession(AbstractContextManager["LMSession"]):
             server = self._server(parsed.gguf)  # type: ignore[arg-type]
             model = f"openai/{parsed.gguf.stem}"  # type: ignore[union-attr]
             kwargs.update(api_base=server.api_base, api_key="local")
-            endpoint = server.api_base
+            endpoint, concurrency = server.api_base, LOCAL_CONCURRENCY
         else:
             model = str(parsed.model)
             api_base = api_base or (os.environ.get("OPENAI_BASE_URL") if model.startswith("openai/") else None)
             if api_base:
                 kwargs["api_base"] = api_base
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
-            endpoint = api_base or model.split("/", 1)[0]
-        limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(self.concurrency))
+            endpoint, concurrency = api_base or model.split("/", 1)[0], self.concurrency
+        limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(concurrency))
         lm = ManagedLM(model, role=role, policy=self.policy, limiter=limiter, budget=self.budget,
                        call_cache=self.call_cache, **kwargs)
         lm.display_name = parsed.display_name  # type: ignore[attr-defined]

@@ -37,12 +37,13 @@ class Journal:
             try:
                 previous = json.loads(self.meta_path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
-                raise DataError(f"{self.meta_path}: unreadable job file; use --overwrite to start again") from None
+                raise DataError(self.meta_path, "unreadable job file; use --overwrite to start again") from None
             changed = sorted(key for key in set(job) | set(previous) if job.get(key) != previous.get(key))
             if changed:
                 raise DataError(
-                    f"{self.path}: an unfinished job with different settings ({', '.join(changed)}) is here; "
-                    "rerun it with the same arguments to resume, or use --overwrite to start again"
+                    self.path,
+                    f"an unfinished job with different settings ({', '.join(changed)}) is here; "
+                    "rerun it with the same arguments to resume, or use --overwrite to start again",
                 )
         else:
             self.meta_path.parent.mkdir(parents=True, exist_ok=True)

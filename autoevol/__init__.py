@@ -1,0 +1,29 @@
+"""autoevol: Auto Evol-Instruct as a compiled DSPy program.
+
+The evolving method is the instruction text of :class:`Evolver`; failure detection, the dataset
+pipeline and the LMs (with an embedded offline default) are re-exported here.
+"""
+
+import os
+
+# Offline by default: DSPy would otherwise try to download LiteLLM's model price map.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__version__ = "0.1.0"
+
+from autoevol.lm import Budget, CallPolicy, LMSession, ManagedLM  # noqa: E402
+from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.metrics.rate import FailureRate, failure_rate  # noqa: E402
+from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.programs.pipeline import EvolveJob  # noqa: E402
+from autoevol.programs.responder import Responder  # noqa: E402
+from autoevol.records import EvolvedRow, SeedItem, Verdict  # noqa: E402
+from autoevol.signatures import INITIAL_METHOD, WEAK_METHOD  # noqa: E402
+
+load = Evolver.load
+
+__all__ = [
+    "INITIAL_METHOD", "WEAK_METHOD", "Budget", "CallPolicy", "EvolveJob", "EvolvedRow", "Evolver",
+    "FailureDetector", "FailureRate", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
+    "__version__", "failure_rate", "load",
+]
