@@ -17,8 +17,9 @@ import dspy
 from dspy.clients.call_result import CallResult
 from dspy.clients.execution import execute, finalize, prepare
 from dspy.utils.callback import with_callbacks
-from dspy.utils.exceptions import LMRateLimitError
+from dspy.utils.exceptions import LMRateLimitError, LMServerError
 
+from autoevol.lm import _speedups  # noqa: F401  (memoized price lookups)
 from autoevol.lm.cache import CallCache, request_key
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy, is_retryable
 from autoevol.lm.usage import CallRecord, RoleUsage, UsageCounter, record_call
@@ -101,6 +102,8 @@ class ManagedLM(dspy.LM):
             try:
                 with self.limiter:
                     result = execute(self, call)
+                if _is_empty(result):
+                    raise LMServerError("the server's response had no choices or content (garbage body)")
                 self.limiter.succeeded()
                 return result
             except Exception as error:
@@ -131,3 +134,13 @@ class ManagedLM(dspy.LM):
                 self.budget.charge(input_tokens + output_tokens, cost)
         record_call(CallRecord(role=self.role, cached=result.cache_hit,
                                tokens=input_tokens + output_tokens, truncated=truncated))
+
+
+def _is_empty(result: CallResult) -> bool:
+    """A 200 answer without any content and without usage: a garbage body, not a completion."""
+    if result.usage:
+        return False
+    for response in result.responses:
+        if getattr(response, "tool_calls", None) or (getattr(response, "text", "") or "").strip():
+            return False
+    return True
