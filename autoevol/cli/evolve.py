@@ -9,19 +9,20 @@ import dspy
 import typer
 from rich.table import Table
 
-from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
-from autoevol.data import count_rows, output_format
-from autoevol.lm import Budget, CallPolicy, LMSession
+from autoevol.cli.common import check_output, console, fail, merged_usage, progress_bar, usage_table
+from autoevol.data import iter_items, output_format, read_rows
+from autoevol.estimate import estimate_evolve, estimate_item_evaluations, format_estimate
+from autoevol.lm import Budget, CallCache, CallPolicy, LMSession, parse_spec
 from autoevol.metrics.failure import FailureDetector
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.journal import Journal
-from autoevol.programs.pipeline import EvolveJob, JobSummary
+from autoevol.programs.pipeline import EvolveJob, JobSummary, previous_rows
 from autoevol.records import EvolvedRow
 
 
 def evolve(
-    data: Annotated[Path, typer.Argument(help="Input file (.jsonl, .json, .csv, .parquet) or saved dataset folder.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .jsonl, .parquet, or a folder (save_to_disk).")],
+    data: Annotated[Optional[Path], typer.Argument(help="Input file (.jsonl, .json, .csv, .parquet) or saved dataset folder.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .jsonl, .parquet, or a folder (save_to_disk).")] = ...,  # type: ignore[assignment]
     program: Annotated[Optional[Path], typer.Option(help="A compiled evolver (.json); default: the initial method e_0.")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Evolve each successful row again this many times in a row.")] = 1,
     column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
@@ -33,55 +34,147 @@ def evolve(
     concurrency: Annotated[int, typer.Option(min=1, help="Rows evaluated at once.")] = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N input rows.")] = None,
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 768,
-    timeout: Annotated[float, typer.Option(help="Seconds before one LM call is abandoned and retried.")] = 120.0,
+    timeout: Annotated[float, typer.Option(min=0.01, help="Seconds before one LM call is abandoned and retried.")] = 120.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries per LM call on transient errors.")] = 4,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff between retries, in seconds (jittered).")] = 1.0,
     max_calls: Annotated[Optional[int], typer.Option(min=1, help="Stop cleanly (resumable) after this many LM calls.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Stop cleanly (resumable) after this many tokens.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly (resumable) at this cost in USD, where prices are known.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(min=0.0, help="Stop cleanly (resumable) at this cost in USD, where prices are known.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume the unfinished job for OUT (the default when one exists); error if there is none.")] = False,
+    retry_failed: Annotated[Optional[Path], typer.Option(help="Rerun only the failed rows of this earlier output; OUT gets every row of it once.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost; call nothing.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output (and discard an unfinished job).")] = False,
 ) -> None:
     """Evolve every instruction of DATA, answer and judge each evolution, and write OUT.
 
     Every input row yields one output row per round, evolved or failed with the rule and reason.
-    An interrupted job resumes when rerun with the same arguments.
+    An interrupted job (Ctrl-C, a crash, a budget) resumes when rerun with the same arguments;
+    the LM calls it had completed are not paid again. With --retry-failed PREVIOUS, DATA is not
+    needed: only the failed rows of PREVIOUS are evaluated again.
     """
     output_format(out)
-    if not data.exists():
-        fail(f"{data}: no such file or folder")
+    if retry_failed is not None:
+        if data is not None:
+            fail("--retry-failed reads its rows from the earlier output; do not give DATA as well")
+        if not retry_failed.exists():
+            fail(f"{retry_failed}: no such file or folder")
+        output_format(retry_failed)
+        source = retry_failed
+    else:
+        if data is None:
+            fail("missing DATA: the input file or folder to evolve")
+        assert data is not None
+        if not data.exists():
+            fail(f"{data}: no such file or folder")
+        source = data
+    if overwrite and resume:
+        fail("--resume and --overwrite contradict each other")
+    journal = Journal(out)
+    if resume and not journal.exists():
+        fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
     check_output(out, overwrite)
     evolver = Evolver.load(program) if program else Evolver()
+    if dry_run:
+        _dry_run(source, evolver, retry=retry_failed is not None, evol_lm=evol_lm, judge_lm=judge_lm,
+                 column=column, id_column=id_column, limit=limit, rounds=rounds,
+                 max_output_tokens=max_output_tokens)
+        return
     budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
-    policy = CallPolicy(timeout=timeout, max_retries=retries)
-    with LMSession(concurrency=concurrency, policy=policy, budget=budget) as session:
-        lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
-        probe(lm, evol_lm, "evol")
-        judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
-        detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
-        total = count_rows(data)
-        if total is not None and limit is not None:
-            total = min(total, limit)
-        with progress_bar() as bar:
-            task = bar.add_task("evolving", total=total, status="")
-            failed = 0
-
-            def advance(row: EvolvedRow) -> None:
-                nonlocal failed
-                failed += row.failed
-                bar.update(task, advance=1, description=f"round {row.round}", status=f"{failed} failed")
-
-            job = EvolveJob(evolver, detector=detector, concurrency=concurrency,
-                            evol_model=getattr(lm, "display_name", lm.model), on_row=advance)
-            if Journal(out).exists() and not overwrite:
-                console.print(f"resuming the unfinished job for {out}")
-            with dspy.context(lm=lm):
-                summary = job.run(data, out, column=column, id_column=id_column, limit=limit,
-                                  rounds=rounds, overwrite=overwrite)
-        summary.usage = merged_usage(session)
+    policy = CallPolicy(timeout=timeout, max_retries=retries, backoff_base=backoff,
+                        backoff_cap=max(30.0, backoff))
+    if overwrite:
+        journal.discard()
+        journal.discard_calls()
+    # read the whole input once before anything is spent: a bad file fails here, in one line
+    total = _check_input(source, retry=retry_failed is not None, column=column, id_column=id_column, limit=limit)
+    resuming = journal.exists()
+    calls = CallCache(journal.calls_path)
+    try:
+        with LMSession(concurrency=concurrency, policy=policy, budget=budget, call_cache=calls) as session:
+            lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
+            _probe(lm, evol_lm, policy)
+            judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
+            detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
+            summary = _run(source, out, evolver, detector, lm, retry=retry_failed is not None,
+                           concurrency=concurrency, column=column, id_column=id_column, limit=limit,
+                           rounds=rounds, overwrite=overwrite, resuming=resuming, total=total)
+            summary.usage = merged_usage(session)
+    finally:
+        calls.close()
+    if summary.output and not summary.stopped:
+        journal.discard_calls()
     print_summary(summary)
     if summary.stopped:
-        console.print(f"[yellow]stopped early: {summary.stopped}.[/yellow] Everything done so far is kept; "
-                      "rerun the same command to resume.")
+        again = "the same command" if retry_failed is None else "the same command (same --retry-failed)"
+        console.print(f"[yellow]stopped early: {summary.stopped}.[/yellow] Every finished row is kept in "
+                      f"{journal.path}; rerun {again} (or add --resume) to continue where it stopped.",
+                      highlight=False)
         raise typer.Exit(3)
+
+
+def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM, *, retry: bool,
+         concurrency: int, column: str | None, id_column: str | None, limit: int | None, rounds: int,
+         overwrite: bool, resuming: bool, total: int) -> JobSummary:
+    with progress_bar() as bar:
+        task = bar.add_task("evolving" if not retry else "retrying failed rows", total=total, status="")
+        failed = 0
+
+        def advance(row: EvolvedRow) -> None:
+            nonlocal failed
+            failed += row.failed
+            bar.update(task, advance=1, description=f"round {row.round}", status=f"{failed} failed")
+
+        job = EvolveJob(evolver, detector=detector, concurrency=concurrency,
+                        evol_model=getattr(lm, "display_name", lm.model), on_row=advance)
+        if resuming and not overwrite:
+            console.print(f"resuming the unfinished job for {out}")
+        with dspy.context(lm=lm):
+            try:
+                if retry:
+                    return job.retry_failed(source, out, overwrite=overwrite)
+                return job.run(source, out, column=column, id_column=id_column, limit=limit,
+                               rounds=rounds, overwrite=overwrite)
+            except KeyboardInterrupt:  # outside the row loop (e.g. while finalizing): still resumable
+                return JobSummary(stopped="interrupted")
+
+
+def _check_input(source: Path, *, retry: bool, column: str | None, id_column: str | None,
+                 limit: int | None) -> int:
+    """Stream the input once (DataError on the first bad row); returns the number of items to do."""
+    if retry:
+        return sum(1 for row in previous_rows(source) if row["failed"])
+    return sum(1 for _ in iter_items(source, column=column, id_column=id_column, limit=limit))
+
+
+def _dry_run(source: Path, evolver: Evolver, *, retry: bool, evol_lm: str, judge_lm: str | None,
+             column: str | None, id_column: str | None, limit: int | None, rounds: int,
+             max_output_tokens: int) -> None:
+    model = parse_spec(evol_lm).display_name
+    judge = parse_spec(judge_lm).display_name if judge_lm else None
+    if retry:
+        sample = [row["original"] for row in read_rows(source) if row.get("failed") and row.get("original")]
+        estimate = estimate_item_evaluations(sample[:50], evaluations=len(sample), evolver=evolver, model=model,
+                                             max_output_tokens=max_output_tokens, judge_model=judge)
+        estimate.items = len(sample)
+    else:
+        estimate = estimate_evolve(source, evolver=evolver, model=model, column=column, id_column=id_column,
+                                   limit=limit, rounds=rounds, max_output_tokens=max_output_tokens,
+                                   judge_model=judge)
+    typer.echo(format_estimate(estimate))
+
+
+def _probe(lm, spec: str, policy: CallPolicy) -> None:
+    """Fail fast when the evol LM cannot be reached, retrying transient faults like a real call."""
+    check = lm.copy(max_tokens=4)
+    check.policy = CallPolicy(timeout=min(policy.timeout, 60.0), max_retries=policy.max_retries,
+                              backoff_base=policy.backoff_base, backoff_cap=policy.backoff_cap)
+    check.budget = None
+    check.call_cache = None
+    try:
+        check("Reply with OK.")
+    except Exception as error:  # any failure here means the job cannot start
+        detail = " ".join(str(error).split())[:300]
+        fail(f"evol LM '{spec}' is not usable: {type(error).__name__}: {detail}")
 
 
 def print_summary(summary: JobSummary) -> None:

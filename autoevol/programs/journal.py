@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ class Journal:
         self.out = out
         self.path = out.with_name(out.name + ".partial.jsonl")
         self.meta_path = out.with_name(out.name + ".partial.json")
+        #: The persistent LM call cache of the job (created by the CLI), so a rerun after a crash
+        #: repeats no completed call; removed with :meth:`discard_calls` once the job is done.
+        self.calls_path = out.with_name(out.name + ".partial.calls.sqlite")
         self._file: Any = None
 
     def exists(self) -> bool:
@@ -87,14 +91,36 @@ class Journal:
             self._file.close()
             self._file = None
 
-    def finalize(self) -> None:
-        """Write the final output from the journal, then remove the journal."""
+    def finalize(self, prefix: Iterable[dict[str, Any]] = ()) -> int:
+        """Write the final output (``prefix`` rows, then the journal's), then remove the journal.
+
+        Every id is written once: a row whose id was already written is dropped (the journal never
+        holds two rows with one id, but the output must not either, whatever happened before).
+        Returns the number of rows written.
+        """
         self.close()
-        write_rows(read_rows(self.path) if self.path.exists() else iter(()), self.out)
+        journal_rows: Iterable[dict[str, Any]] = read_rows(self.path) if self.path.exists() else ()
+        seen: set[str] = set()
+
+        def unique() -> Iterator[dict[str, Any]]:
+            for row in itertools.chain(prefix, journal_rows):
+                if row["id"] not in seen:
+                    seen.add(row["id"])
+                    yield row
+
+        count = write_rows(unique(), self.out, schema_hint=EvolvedRow)
         self.discard()
+        return count
 
     def discard(self) -> None:
         self.close()
         for path in (self.path, self.meta_path):
+            if path.exists():
+                os.remove(path)
+
+    def discard_calls(self) -> None:
+        """Remove the job's LM call cache (SQLite file and its WAL side files); close it first."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = self.calls_path.with_name(self.calls_path.name + suffix)
             if path.exists():
                 os.remove(path)

@@ -14,7 +14,7 @@ from typing import Any
 import dspy
 from pydantic import BaseModel
 
-from autoevol.data import iter_items
+from autoevol.data import DataError, iter_items, read_rows
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.lm.usage import RoleUsage
 from autoevol.metrics.failure import FailureDetector
@@ -36,9 +36,12 @@ class Source:
     parent_id: str | None
     text: str
     problem: str | None = None
+    #: set when re-evaluating a row of an earlier output: the row keeps its id and round.
+    id: str | None = None
+    round: int | None = None
 
     def row_id(self, round: int) -> str:
-        return f"{self.root_id}:r{round}"
+        return self.id or f"{self.root_id}:r{round}"
 
 
 class JobSummary(BaseModel):
@@ -136,6 +139,48 @@ class EvolveJob:
         summary.seconds = time.monotonic() - started
         return summary
 
+    def retry_failed(self, previous: str | Path, out: str | Path, *, overwrite: bool = False) -> JobSummary:
+        """Re-evaluate only the failed rows of an earlier output ``previous`` into ``out``.
+
+        ``out`` holds every row of ``previous`` exactly once: its successful rows unchanged, its
+        failed rows evaluated again (same id, round and lineage; evolved or failed anew). Rows
+        failed as ``bad_input`` are copied unchanged (no LM can fix the input). Later rounds are
+        not extended. Resumable like :meth:`run`.
+        """
+        previous, out = Path(previous), Path(out)
+        if previous.resolve() == out.resolve():
+            raise DataError(out, "--retry-failed needs a new output path, not the earlier output itself")
+        started = time.monotonic()
+        self._stop_reason = None
+        stat = previous.stat() if previous.is_file() else None
+        identity = {"retry_failed": str(previous.resolve()), "input_size": stat.st_size if stat else None,
+                    "input_mtime": int(stat.st_mtime) if stat else None,
+                    "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
+                    "rules": self.detector.rule_names}
+        journal = Journal(out)
+        done = journal.open(identity, overwrite=overwrite)
+        summary = JobSummary(resumed_rows=len(done))
+        try:
+            for row in previous_rows(previous):
+                pass  # check the whole file before spending anything
+            retried = (Source(root_id=row["root_id"], parent_id=row["parent_id"], text=row["original"],
+                              id=row["id"], round=row["round"])
+                       for row in previous_rows(previous) if _retryable(row) and row["id"] not in done)
+            self._evolve(1, retried, journal)
+            if self._stop_reason:
+                summary.stopped = self._stop_reason
+                self._tally(summary, journal)
+                journal.close()
+            else:
+                kept = (row for row in previous_rows(previous) if not _retryable(row))
+                journal.finalize(prefix=kept)
+                self._tally_rows(summary, read_rows(out))
+                summary.output = str(out)
+        finally:
+            journal.close()
+        summary.seconds = time.monotonic() - started
+        return summary
+
     def _sources(self, round: int, data: Path, journal: Journal, column: str | None,
                  id_column: str | None, limit: int | None) -> Iterator[Source]:
         if round == 1:
@@ -147,10 +192,17 @@ class EvolveJob:
                     yield Source(root_id=row["root_id"], parent_id=row["id"], text=row["evolved"])
 
     def _evolve(self, round: int, sources: Iterable[Source], journal: Journal) -> None:
-        """Evaluate sources with bounded concurrency, writing each row as it finishes."""
+        """Evaluate sources with bounded concurrency, writing each row as it finishes.
+
+        At most ``2 * concurrency`` rows are in flight, so memory does not grow with the input.
+        On Ctrl-C the rows not started are abandoned, running calls are not waited for, and
+        everything written so far stays consistent.
+        """
         work = carry_dspy_context(self._evaluate)
-        with dspy.context(disable_history=True), ThreadPoolExecutor(self.concurrency) as pool:
-            in_flight: dict[Future[ItemOutcome], Source] = {}
+        pool = ThreadPoolExecutor(self.concurrency)
+        in_flight: dict[Future[ItemOutcome], Source] = {}
+        interrupted = False
+        with dspy.context(disable_history=True):
             try:
                 for source in sources:
                     if self._stop_reason:
@@ -161,16 +213,19 @@ class EvolveJob:
                     while len(in_flight) >= 2 * self.concurrency:
                         self._collect(in_flight, journal, round)
                     in_flight[pool.submit(work, source.text)] = source
-            except KeyboardInterrupt:
-                self._stop_reason = "interrupted"
-            while in_flight:
-                try:
+                while in_flight:
                     self._collect(in_flight, journal, round)
-                except KeyboardInterrupt:
-                    self._stop_reason = "interrupted"
-                    for future in in_flight:
-                        future.cancel()
-                    break
+            except KeyboardInterrupt:
+                interrupted = True
+                self._stop_reason = "interrupted"
+                for future in in_flight:
+                    future.cancel()
+                # rows that finished meanwhile are still written; the others are redone on resume
+                for future, source in list(in_flight.items()):
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        self._write(journal, round, source, future.result())
+            finally:
+                pool.shutdown(wait=not interrupted, cancel_futures=True)
 
     def _evaluate(self, text: str) -> ItemOutcome:
         return evaluate_item(text, self.evolver, responder=self.responder, detector=self.detector)
@@ -194,7 +249,7 @@ class EvolveJob:
 
     def _write(self, journal: Journal, round: int, source: Source, outcome: ItemOutcome) -> None:
         row = EvolvedRow(
-            id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=round,
+            id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=source.round or round,
             original=source.text, evolved=outcome.evolved, answer=outcome.answer,
             failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
             method_fingerprint=self.evolver.fingerprint, evol_model=self.evol_model,
@@ -202,13 +257,33 @@ class EvolveJob:
         journal.append(row)
         self.on_row(row)
 
+    @classmethod
+    def _tally(cls, summary: JobSummary, journal: Journal) -> None:
+        cls._tally_rows(summary, journal.rows())
+
     @staticmethod
-    def _tally(summary: JobSummary, journal: Journal) -> None:
+    def _tally_rows(summary: JobSummary, rows: Iterable[dict[str, Any]]) -> None:
         by_rule: Counter[str] = Counter()
-        for row in journal.rows():
+        for row in rows:
             summary.rows += 1
             if row["failed"]:
                 by_rule[row["rule"] or "unknown"] += 1
         summary.failed = sum(by_rule.values())
         summary.evolved = summary.rows - summary.failed
         summary.failed_by_rule = dict(by_rule.most_common())
+
+
+_ROW_FIELDS = ("id", "parent_id", "root_id", "round", "original", "failed", "rule")
+
+
+def previous_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of an earlier autoevol output, checked to be one (DataError naming the row otherwise)."""
+    for number, row in enumerate(read_rows(path), start=1):
+        missing = [name for name in _ROW_FIELDS if not isinstance(row, dict) or name not in row]
+        if missing:
+            raise DataError(path, f"not an autoevol output row (missing {', '.join(missing)})", number)
+        yield row
+
+
+def _retryable(row: dict[str, Any]) -> bool:
+    return bool(row["failed"]) and row["rule"] != BAD_INPUT and bool(row["original"])

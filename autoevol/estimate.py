@@ -1,0 +1,213 @@
+"""Dry-run estimates: how many LM calls a job plans, and roughly how many tokens and dollars.
+
+Nothing here calls an LM. Prompt sizes come from formatting the real DSPy requests (ChatAdapter)
+for a sample of the data; output sizes are a rough guess bounded by the output token limit.
+Prices come from LiteLLM's model price map where the model is listed.
+
+For commands other than ``evolve`` (compile, tune), build the plan from the number of item
+evaluations they will run and call :func:`estimate_item_evaluations`, then print it with
+:func:`format_estimate`::
+
+    estimate = estimate_item_evaluations(sample_texts, evaluations=steps * (m + 1) * dev_size,
+                                         evolver=student, model="openai/gpt-4o-mini",
+                                         extra_calls={"optimizer": steps * (1 + m)})
+    print(format_estimate(estimate))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel
+
+from autoevol.data import iter_items
+
+logger = logging.getLogger(__name__)
+
+#: Characters per token for the rough count (English text, BPE tokenizers).
+CHARS_PER_TOKEN = 4.0
+#: Assumed prompt size of a call whose request cannot be formatted here (optimizer, judge).
+DEFAULT_PROMPT_TOKENS = 600
+
+
+class RoleEstimate(BaseModel):
+    """Planned calls and estimated tokens (and cost, when the price is known) for one LM role."""
+
+    role: str
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    output_tokens_max: int
+    cost: float | None = None
+    cost_max: float | None = None
+
+
+class Estimate(BaseModel):
+    """What a job plans to spend, before it spends anything."""
+
+    items: int
+    sampled: int
+    rounds: int = 1
+    roles: list[RoleEstimate]
+    notes: list[str] = []
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.roles)
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.input_tokens + r.output_tokens for r in self.roles)
+
+    @property
+    def cost(self) -> float | None:
+        costs = [r.cost for r in self.roles]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+
+def count_tokens(text: str) -> int:
+    """A rough token count (no tokenizer download, no network)."""
+    return max(1, round(len(text) / CHARS_PER_TOKEN))
+
+
+def prompt_tokens(signature: type[dspy.Signature], inputs: Mapping[str, Any]) -> int:
+    """Tokens of the messages DSPy's ChatAdapter sends for ``signature`` with ``inputs``."""
+    messages = dspy.ChatAdapter().format(signature, demos=[], inputs=dict(inputs))
+    return sum(count_tokens(str(m.get("content", ""))) for m in messages)
+
+
+def prices(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token of ``model`` from LiteLLM's price map, or None if unknown."""
+    try:
+        import litellm
+
+        cost_map = litellm.model_cost
+    except Exception:  # pragma: no cover - litellm missing or broken
+        return None
+    for name in (model, model.split("/", 1)[-1]):
+        entry = cost_map.get(name)
+        if entry and entry.get("input_cost_per_token") is not None:
+            return float(entry["input_cost_per_token"]), float(entry.get("output_cost_per_token") or 0.0)
+    return None
+
+
+def role_estimate(role: str, model: str, calls: int, input_per_call: float, output_per_call: float,
+                  max_output_tokens: int) -> RoleEstimate:
+    """Totals for ``calls`` calls of one role with the given average sizes."""
+    input_tokens = round(calls * input_per_call)
+    output_tokens = round(calls * min(output_per_call, max_output_tokens))
+    output_max = calls * max_output_tokens
+    price = prices(model)
+    cost = cost_max = None
+    if price is not None:
+        cost = input_tokens * price[0] + output_tokens * price[1]
+        cost_max = input_tokens * price[0] + output_max * price[1]
+    return RoleEstimate(role=role, model=model, calls=calls, input_tokens=input_tokens,
+                        output_tokens=output_tokens, output_tokens_max=output_max, cost=cost, cost_max=cost_max)
+
+
+def _mean(values: Sequence[float], default: float) -> float:
+    return sum(values) / len(values) if values else default
+
+
+def estimate_item_evaluations(
+    sample: Sequence[str],
+    *,
+    evaluations: int,
+    evolver: Any,
+    model: str,
+    max_output_tokens: int = 768,
+    judge_model: str | None = None,
+    extra_calls: Mapping[str, int] | None = None,
+    extra_model: str | None = None,
+) -> Estimate:
+    """Estimate ``evaluations`` evaluations of items like ``sample`` (evolve + answer each).
+
+    Args:
+        sample: instruction texts representative of the data.
+        evaluations: how many item evaluations the job runs (items x rounds, or steps x
+            candidates x batch for an optimizer).
+        evolver: the ``Evolver`` whose signature formats the evolve prompt.
+        model: the evol LM model string (used for prices).
+        judge_model: also plan one judge call per evaluation.
+        extra_calls: further calls per role (e.g. ``{"optimizer": 40}``), of default prompt size.
+        extra_model: the model of those extra calls (default ``model``).
+    """
+    from autoevol.signatures.respond import RespondToInstruction
+
+    signature = evolver.evolve.signature
+    evolve_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
+    text_tokens = [count_tokens(text) for text in sample]
+    # the evolution restates the instruction with more in it, after some working notes
+    evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)
+    answer_in = _mean([prompt_tokens(RespondToInstruction, {"instruction": "x" * round(evolve_out * CHARS_PER_TOKEN)})], 400)
+    answer_out = 350.0
+    roles = [role_estimate("evol", model, 2 * evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS) / 2
+                           + answer_in / 2, (evolve_out + answer_out) / 2, max_output_tokens)]
+    if judge_model:
+        roles.append(role_estimate("judge", judge_model, evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS)
+                                   + evolve_out, 10, 64))
+    for role, calls in (extra_calls or {}).items():
+        roles.append(role_estimate(role, extra_model or model, calls, DEFAULT_PROMPT_TOKENS, 400, max_output_tokens))
+    notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails",
+             f"tokens are estimated at {CHARS_PER_TOKEN:g} characters per token from the formatted prompts"]
+    if any(r.cost is None for r in roles):
+        notes.append("no price is known for some model; cost not estimated for it")
+    return Estimate(items=evaluations, sampled=len(sample), roles=roles, notes=notes)
+
+
+def estimate_evolve(
+    data: str | Path,
+    *,
+    evolver: Any,
+    model: str,
+    column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+    rounds: int = 1,
+    max_output_tokens: int = 768,
+    judge_model: str | None = None,
+    sample_size: int = 50,
+) -> Estimate:
+    """Plan of ``autoevol evolve``: reads (streams) the whole input once to count its items.
+
+    Raises ``DataError`` for unreadable input, like the job itself would. Bad rows (empty, null)
+    are counted but cost nothing.
+    """
+    sample: list[str] = []
+    items = bad = 0
+    for item in iter_items(data, column=column, id_column=id_column, limit=limit):
+        if item.problem:
+            bad += 1
+            continue
+        items += 1
+        if len(sample) < sample_size:
+            sample.append(item.instruction)
+    estimate = estimate_item_evaluations(sample, evaluations=items * rounds, evolver=evolver, model=model,
+                                         max_output_tokens=max_output_tokens, judge_model=judge_model)
+    estimate.items, estimate.rounds = items, rounds
+    if bad:
+        estimate.notes.append(f"{bad} bad input rows are written as failed without any call")
+    if rounds > 1:
+        estimate.notes.append("rounds after the first only evolve rows that succeeded: an upper bound")
+    return estimate
+
+
+def format_estimate(estimate: Estimate) -> str:
+    """A few plain lines for a terminal."""
+    lines = [f"dry run: {estimate.items} items x {estimate.rounds} round(s), prompts sampled from "
+             f"{estimate.sampled} items; nothing was sent to any LM"]
+    for r in estimate.roles:
+        cost = f", ~${r.cost:.4f} (at most ${r.cost_max:.4f})" if r.cost is not None else ", cost unknown"
+        lines.append(f"  {r.role} ({r.model}): {r.calls} calls, ~{r.input_tokens} input tokens, "
+                     f"~{r.output_tokens} output tokens (at most {r.output_tokens_max}){cost}")
+    total_cost = estimate.cost
+    lines.append(f"  total: {estimate.calls} calls, ~{estimate.tokens} tokens"
+                 + (f", ~${total_cost:.4f}" if total_cost is not None else ""))
+    lines += [f"  note: {note}" for note in estimate.notes]
+    return "\n".join(lines)
