@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 from autoevol.lm import Budget, CallPolicy, LMSession, ManagedLM  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.metrics.rate import FailureRate, failure_rate  # noqa: E402
+from autoevol.optimizers.auto_evol import AutoEvolInstruct  # noqa: E402
+from autoevol.optimizers.tuning import tune  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.pipeline import EvolveJob  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
@@ -23,7 +25,7 @@ from autoevol.signatures import INITIAL_METHOD, WEAK_METHOD  # noqa: E402
 load = Evolver.load
 
 __all__ = [
-    "INITIAL_METHOD", "WEAK_METHOD", "Budget", "CallPolicy", "EvolveJob", "EvolvedRow", "Evolver",
+    "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "EvolveJob", "EvolvedRow", "Evolver",
     "FailureDetector", "FailureRate", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
-    "__version__", "failure_rate", "load",
+    "__version__", "failure_rate", "load", "tune",
 ]

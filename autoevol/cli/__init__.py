@@ -5,7 +5,12 @@ from __future__ import annotations
 import typer
 
 from autoevol.cli.common import configure_logging, run_main
+from autoevol.cli.compare import compare_command
+from autoevol.cli.compile import compile_command, show_command
 from autoevol.cli.evolve import evolve
+from autoevol.cli.export import export_command
+from autoevol.cli.report import report_command
+from autoevol.cli.tune import study_app, tune_command
 
 app = typer.Typer(
     name="autoevol",
@@ -22,6 +27,13 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log wh
 
 
 app.command()(evolve)
+app.command("tune")(tune_command)
+app.add_typer(study_app, name="study")
+app.command("compile")(compile_command)
+app.command("show")(show_command)
+app.command("report")(report_command)
+app.command("compare")(compare_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import Any
 
 
-def request_key(request: Any) -> str:
+#: Connection settings that do not change what a model answers (a local server gets a new port
+#: every start, a key may be rotated): they are left out of the cache key.
+CONNECTION_KEYS = frozenset({"api_key", "api_base", "base_url", "timeout"})
+
+
+def request_key(request: dict[str, Any]) -> str:
     """A stable hash of a request (model, messages, sampling settings, rollout id)."""
-    canonical = json.dumps(request, sort_keys=True, default=str, ensure_ascii=False)
+    content = {key: value for key, value in request.items() if key not in CONNECTION_KEYS}
+    canonical = json.dumps(content, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -108,7 +108,9 @@ class LMSession(AbstractContextManager["LMSession"]):
         kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **settings}
         if parsed.is_local:
             server = self._server(parsed.gguf)  # type: ignore[arg-type]
-            model = f"openai/{parsed.gguf.stem}"  # type: ignore[union-attr]
+            # The vLLM dialect of the OpenAI API sends `max_tokens`, which llama-cpp-python's server
+            # honours (it ignores the `max_completion_tokens` that DSPy sends to `openai/` models).
+            model = f"hosted_vllm/{parsed.gguf.stem}"  # type: ignore[union-attr]
             kwargs.update(api_base=server.api_base, api_key="local")
             endpoint, concurrency = server.api_base, LOCAL_CONCURRENCY
         else:

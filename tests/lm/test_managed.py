@@ -140,3 +140,14 @@ def test_observe_calls_sees_calls_of_this_block_only(tmp_path):
         ask(lm, "x")
         ask(lm, "x")
     assert log.count(cached=False) == 1 and log.count(cached=True) == 1
+
+
+def test_cache_key_ignores_connection_settings_but_not_content():
+    from autoevol.lm.cache import request_key
+
+    base = {"model": "hosted_vllm/m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}
+    first = request_key({**base, "api_base": "http://127.0.0.1:1111/v1", "api_key": "a", "timeout": 10})
+    second = request_key({**base, "api_base": "http://127.0.0.1:2222/v1", "api_key": "b", "timeout": 99})
+    assert first == second
+    assert request_key({**base, "temperature": 0.6}) != request_key(base)
+    assert request_key({**base, "rollout_id": 1}) != request_key(base)

@@ -1,0 +1,128 @@
+"""``autoevol compare``: evolvers side by side on the same held-out items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import dspy
+import typer
+from rich.table import Table
+
+from autoevol.cli.common import check_output, console, fail, merged_usage, probe, usage_table
+from autoevol.data import iter_items
+from autoevol.lm import CallPolicy, LMSession
+from autoevol.programs.evolver import Evolver
+
+#: The special evolver name for the initial method e_0.
+INITIAL_NAME = "e0"
+BASELINES = ("evol-instruct",)
+
+
+def _load(spec: str) -> tuple[str, Any]:
+    if spec == INITIAL_NAME:
+        return "e0", Evolver()
+    path = Path(spec)
+    if not path.exists():
+        fail(f"{spec}: no such evolver file (use 'e0' for the initial method)")
+    return path.stem, Evolver.load(path)
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate, k = f"{name}-{k}", k + 1
+    return candidate
+
+
+def compare_command(
+    evolvers: Annotated[list[str], typer.Argument(help="Evolver files (.json), or 'e0' for the initial method; the first is the reference.")],
+    data: Annotated[Path, typer.Option(help="Held-out items (.jsonl, .json, .csv, .parquet or a saved dataset folder).")] = ...,  # type: ignore[assignment]
+    column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Add a hand-written baseline: 'evol-instruct'.")] = None,
+    evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
+    api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Items evaluated at once.")] = 4,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
+    quality: Annotated[bool, typer.Option(help="Measure complexity and diversity (WordLlama embeddings, offline).")] = True,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of the bootstrap interval.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the baseline's operation choice.")] = 0,
+    max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 768,
+    out: Annotated[Optional[Path], typer.Option(help="Save the results (without per-item outcomes unless --outcomes) as JSON.")] = None,
+    outcomes: Annotated[bool, typer.Option(help="With --out: include every item's evolution, answer and verdict.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+) -> None:
+    """Compare evolvers on the same held-out items, side by side.
+
+    Shows failure rates with a paired bootstrap interval of the difference to the first evolver,
+    failures by rule, and quality metrics of the successful evolutions.
+    """
+    from autoevol.baselines import EvolInstructBaseline
+    from autoevol.metrics.compare import compare_evolvers
+
+    if baseline is not None and baseline not in BASELINES:
+        fail(f"unknown baseline '{baseline}'; choose from: {', '.join(BASELINES)}")
+    if not evolvers:
+        fail("give at least one evolver (a .json file or 'e0')")
+    if len(evolvers) + (baseline is not None) < 2:
+        fail("a comparison needs two evolvers (or one and --baseline evol-instruct)")
+    if out is not None:
+        check_output(out, overwrite)
+    programs: dict[str, Any] = {}
+    for spec in evolvers:
+        name, program = _load(spec)
+        programs[_unique(name, programs)] = program
+    if baseline is not None:
+        programs[_unique(baseline, programs)] = EvolInstructBaseline(seed=seed)
+    if not data.exists():
+        fail(f"{data}: no such file or folder")
+    items = [item.instruction for item in iter_items(data, column=column, limit=limit) if item.problem is None]
+    if not items:
+        fail(f"{data}: no usable instruction")
+    with LMSession(concurrency=concurrency, policy=CallPolicy()) as session:
+        lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
+        probe(lm, evol_lm, "evol")
+        with dspy.context(lm=lm):
+            result = compare_evolvers(programs, items, num_threads=concurrency, quality=quality,
+                                      confidence=confidence, seed=seed)
+        usage = merged_usage(session)
+    console.print(results_table(result))
+    console.print(usage_table(usage))
+    if out is not None:
+        document = result.model_dump(mode="json") if outcomes else result.summary()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        console.print(f"results written to {out}", highlight=False)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
+
+
+def results_table(result: Any) -> Table:
+    """Failure rates, intervals, failures by rule and quality figures, one column per evolver."""
+    table = Table(title=f"{result.items} held-out items")
+    table.add_column("")
+    for name in result.names:
+        table.add_column(name, justify="right")
+    table.add_row("failure rate", *(f"{result.rates[n].rate:.1%} ({result.rates[n].failed})" for n in result.names))
+    diffs = {d.other: d for d in result.differences}
+    level = f"{result.differences[0].confidence:.0%}" if result.differences else ""
+    table.add_row(f"difference vs {result.names[0]} ({level} CI)", "-", *(
+        f"{diffs[n].diff:+.1%} [{diffs[n].low:+.1%}, {diffs[n].high:+.1%}]" for n in result.names[1:]))
+    for rule in result.rules():
+        table.add_row(f"  {rule}", *(str(result.rates[n].by_rule.get(rule, 0)) for n in result.names))
+    reports = [result.quality.get(n) for n in result.names]
+    if any(r is not None for r in reports):
+        figures = [r.figures() if r is not None else {} for r in reports]
+        seed = result.seed_quality.figures() if result.seed_quality is not None else {}
+        names = list(dict.fromkeys(k for f in figures for k in f))
+        for key in names:
+            if all(f.get(key) is None for f in figures):
+                continue
+            label = f"{key} (seed {_fmt(seed.get(key))})" if seed.get(key) is not None else key
+            table.add_row(label, *(_fmt(f.get(key)) for f in figures))
+    return table

@@ -1,0 +1,245 @@
+"""``autoevol compile``: optimize an evolving method on a dataset; ``autoevol show``: inspect the result."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
+from autoevol.data import iter_items
+from autoevol.lm import CallPolicy, LMSession
+from autoevol.metrics.failure import FailureDetector
+from autoevol.optimizers.auto_evol import AutoEvolInstruct, NotEnoughData, StageProgress
+from autoevol.optimizers.history import RunDirError
+from autoevol.programs.evolver import Evolver
+from autoevol.records import SeedItem
+
+_STAGES = {"trajectory": "trajectory", "analysis": "analysis + candidates", "evaluation": "evaluation on dev"}
+
+
+def compile_command(
+    data: Annotated[Path, typer.Argument(help="Seed instructions (.jsonl, .json, .csv, .parquet) or saved dataset folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the compiled evolver (.json).")],
+    valset: Annotated[Optional[Path], typer.Option(help="Development instructions (default: split off DATA with the seed).")] = None,
+    column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
+    evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
+    optimizer_lm: Annotated[Optional[str], typer.Option(help="Optimizer LM (default: the same model as --evol-lm).")] = None,
+    api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM.")] = None,
+    optimizer_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the optimizer LM (default: --api-base when the models are the same).")] = None,
+    judge_lm: Annotated[Optional[str], typer.Option(help="Also run the LLM 'Equal' information-gain judge with this LM.")] = None,
+    disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Most optimization steps T.")] = 10,
+    candidates: Annotated[int, typer.Option(min=1, help="Candidate methods m per step.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size (trajectory cases per step).")] = 10,
+    dev_size: Annotated[int, typer.Option(min=1, help="Development set size |D|.")] = 50,
+    rounds: Annotated[int, typer.Option(min=1, help="Evolutions in a row per trajectory case (l).")] = 1,
+    patience: Annotated[int, typer.Option(min=1, help="Steps without improvement before stopping.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the dev split, mini-batches and candidate sampling.")] = 0,
+    racing: Annotated[bool, typer.Option("--racing/--no-racing", help="Stop measuring candidates that cannot win (--no-racing: every candidate on every dev item, as in the paper).")] = True,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
+    max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 1024,
+    timeout: Annotated[float, typer.Option(help="Seconds before one LM call is abandoned and retried.")] = 120.0,
+    retries: Annotated[int, typer.Option(min=0, help="Retries per LM call on transient errors.")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT file.")] = False,
+) -> None:
+    """Compile an evolver: optimize the evolving method on DATA with Auto Evol-Instruct.
+
+    Each step evolves a mini-batch, lets the optimizer LM analyse the trajectory and propose
+    candidate methods, and keeps the one with the lowest evolution failure rate on the dev set.
+    Steps are checkpointed in the run directory: rerun the same command to resume.
+    """
+    if out.suffix.lower() != ".json":
+        fail(f"{out}: the compiled evolver is a .json file")
+    check_output(out, overwrite)
+    student = Evolver.load(from_) if from_ else Evolver()
+    trainset = _read_items(data, column)
+    dev_items = _read_items(valset, column) if valset else None
+    run_dir = run_dir or out.with_suffix(".run")
+    policy = CallPolicy(timeout=timeout, max_retries=retries)
+    display = _StageDisplay()
+    with LMSession(concurrency=threads, policy=policy) as session:
+        evol = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
+        probe(evol, evol_lm, "evol")
+        optimizer_spec = optimizer_lm or evol_lm
+        optimizer_base = optimizer_api_base or (api_base if optimizer_spec == evol_lm else None)
+        optimizer = session.lm(optimizer_spec, role="optimizer", api_base=optimizer_base, max_tokens=max_output_tokens)
+        probe(optimizer, optimizer_spec, "optimizer")
+        judge = session.lm(judge_lm, role="judge", max_tokens=16) if judge_lm else None
+        detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
+        teleprompter = AutoEvolInstruct(
+            optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
+            batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
+            patience=patience, racing=racing, seed=seed, num_threads=threads, progress=display.update,
+        )
+        console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)
+        try:
+            with display:
+                compiled = teleprompter.compile(student, trainset=trainset, valset=dev_items, run_dir=run_dir)
+        except (NotEnoughData, RunDirError) as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted.[/yellow] Completed steps are kept in {run_dir}; "
+                          "rerun the same command to resume.")
+            raise typer.Exit(130) from None
+        usage = merged_usage(session)
+    compiled.save(out)
+    _print_summary(compiled, out, start_label="start" if from_ else "e_0")
+    console.print(usage_table(usage))
+
+
+def show_command(
+    evolver: Annotated[Path, typer.Argument(help="A compiled evolver file (.json).")],
+) -> None:
+    """Show a compiled evolver: its method, metadata, and the failure rates of every step."""
+    loaded = Evolver.load(evolver)
+    out = Console()
+    out.print(Panel(loaded.method, title=f"method {loaded.fingerprint}", expand=False))
+    out.print(_metadata_table(loaded.metadata))
+    history = loaded.metadata.get("history") or []
+    if history:
+        out.print(_steps_table(history))
+    else:
+        out.print("no optimization history: this evolver was not compiled")
+
+
+def _read_items(path: Path, column: str | None) -> list[SeedItem]:
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
+    items = list(iter_items(path, column=column))
+    usable = [item for item in items if item.problem is None]
+    skipped = len(items) - len(usable)
+    if skipped:
+        console.print(f"{path}: skipping {skipped} unusable row(s) (empty or not text)", highlight=False)
+    return usable
+
+
+class _StageDisplay:
+    """A rich progress display with one bar per stage of the current step."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._step = -1
+
+    def __enter__(self) -> _StageDisplay:
+        self._progress = progress_bar()
+        self._progress.__enter__()
+        for stage in _STAGES:
+            self._tasks[stage] = self._progress.add_task(self._label(stage), total=None, status="")
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc_info)
+        self._progress = None
+
+    def update(self, event: StageProgress) -> None:
+        if self._progress is None:
+            return
+        if event.step != self._step:
+            self._step = event.step
+            for stage, task in self._tasks.items():
+                self._progress.update(task, description=self._label(stage), completed=0, total=None, status="")
+        task = self._tasks.get(event.stage)
+        if task is None:
+            return
+        if event.total == 0:  # nothing to run: every result was known already
+            self._progress.update(task, completed=1, total=1, status="cached")
+        else:
+            self._progress.update(task, completed=event.done, total=event.total, status="")
+
+    def _label(self, stage: str) -> str:
+        step = "waiting" if self._step < 0 else "starting method" if self._step == 0 else f"step {self._step}"
+        return f"{step}: {_STAGES.get(stage, stage)}"
+
+
+def _rate(value: Any, counts: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    text = f"{100 * value:.1f}%"
+    if isinstance(counts, dict) and "failed" in counts:
+        text += f" ({counts['failed']}/{counts.get('total', '?')})"
+    return text
+
+
+def _print_summary(compiled: Evolver, out: Path, *, start_label: str) -> None:
+    meta = compiled.metadata
+    table = Table(title="compile summary")
+    table.add_column("")
+    table.add_column(start_label, justify="right")
+    table.add_column("result", justify="right")
+    table.add_row("dev failure rate", _rate(meta.get("initial_dev_failure_rate"), meta.get("initial_dev_failures")),
+                  _rate(meta.get("dev_failure_rate"), meta.get("dev_failures")))
+    table.add_row("method", str(meta.get("initial_method_fingerprint")), compiled.fingerprint)
+    console.print(table)
+    if meta.get("history"):
+        console.print(_steps_table(meta["history"]))
+    console.print(f"{meta.get('steps', 0)} step(s), stopped: {meta.get('stopped')}; "
+                  f"wrote {out}", highlight=False)
+
+
+def _metadata_table(meta: dict[str, Any]) -> Table:
+    table = Table(title="metadata", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    if not meta:
+        table.add_row("(none)", "")
+        return table
+    rows: Sequence[tuple[str, Any]] = [
+        ("optimizer", meta.get("optimizer")), ("autoevol version", meta.get("autoevol_version")),
+        ("compiled at", meta.get("compiled_at")), ("models", meta.get("models")),
+        ("hyperparameters", meta.get("hyperparameters")), ("dataset", meta.get("dataset")),
+        ("dev failure rate of the start",
+         _rate(meta.get("initial_dev_failure_rate"), meta.get("initial_dev_failures"))),
+        ("dev failure rate of the result", _rate(meta.get("dev_failure_rate"), meta.get("dev_failures"))),
+        ("steps", meta.get("steps")), ("stopped", meta.get("stopped")),
+        ("started from", meta.get("started_from")), ("usage", meta.get("usage")),
+    ]
+    known = {"optimizer", "autoevol_version", "compiled_at", "models", "hyperparameters", "dataset",
+             "initial_dev_failure_rate", "initial_dev_failures", "dev_failure_rate", "dev_failures", "steps",
+             "stopped", "started_from", "usage", "history", "initial_method_fingerprint"}
+    rows = [*rows, *((key, value) for key, value in meta.items() if key not in known)]
+    for key, value in rows:
+        if value is not None and value != "-":
+            table.add_row(key, _flat(value))
+    return table
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_flat(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_flat(item) for item in value)
+    return str(value)
+
+
+def _candidate(rate: float | None, measured: int | None, full: int) -> str:
+    if rate is None:
+        return "invalid"
+    text = f"{100 * rate:.0f}%"
+    return text if not measured or measured >= full else f"{text} (dropped after {measured})"
+
+
+def _steps_table(history: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="steps")
+    for column in ("step", "incumbent", "candidates", "winner", "after", "calls", "seconds"):
+        table.add_column(column, justify="left" if column in ("candidates", "winner") else "right")
+    for entry in history:
+        rates = entry.get("candidate_failure_rates") or []
+        measured = entry.get("candidate_items") or [None] * len(rates)
+        full = entry.get("dev_items") or 0
+        rates = ", ".join(_candidate(rate, n, full) for rate, n in zip(rates, measured))
+        calls = ", ".join(f"{role} {count}" for role, count in (entry.get("calls") or {}).items())
+        table.add_row(str(entry.get("step")), _rate(entry.get("incumbent_failure_rate"), None), rates or "-",
+                      str(entry.get("winner")), _rate(entry.get("failure_rate"), None), calls or "-",
+                      str(entry.get("seconds", "-")))
+    return table

@@ -1,0 +1,289 @@
+"""What a compile records: one JSON record per step, checkpointed in a run directory.
+
+A run directory holds ``run.json`` (the settings and data the run belongs to), ``steps/step-NNN.json``
+(one record per completed step, written atomically) and ``calls.sqlite`` (every completed LM call).
+A compile given the same directory again replays the recorded steps and continues after the last
+one; the call cache makes any work of an interrupted step free to redo.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from autoevol.signatures.analyze import TrajectoryIssue
+
+#: Identifies run directories; bump RUN_FORMAT_VERSION when their layout changes incompatibly.
+RUN_FORMAT = "autoevol.compile-run"
+RUN_FORMAT_VERSION = 1
+
+_STEP_FILE = re.compile(r"^step-(\d{3,})\.json$")
+
+
+class RunDirError(ValueError):
+    """A run directory is unreadable, foreign, or belongs to a compile with other settings or data."""
+
+
+class MethodScore(BaseModel):
+    """An evolving method and its failure rate on the development items it was measured on."""
+
+    method: str
+    fingerprint: str
+    failure_rate: float
+    failed: int
+    evaluated: int
+    by_rule: dict[str, int] = Field(default_factory=dict)
+
+
+class TrajectoryCase(BaseModel):
+    """One mini-batch item evolved ``l`` times in a row: its stages, stage 0 being the original."""
+
+    case_id: str = Field(description="the short id the analysis refers to")
+    item_id: str = Field(description="the id of the training item")
+    stages: list[str]
+    answer: str | None = None
+    failed: bool = False
+    verdict: str = "passed"
+
+    def for_analysis(self) -> dict[str, Any]:
+        """The case as the optimizer LLM sees it (answers shortened)."""
+        case: dict[str, Any] = {"id": self.case_id, "stages": self.stages, "verdict": self.verdict}
+        if self.answer is not None:
+            case["answer"] = self.answer if len(self.answer) <= 1200 else self.answer[:1200] + " [...]"
+        return case
+
+
+class CandidateRecord(BaseModel):
+    """One candidate method of a step: the analysis it came from and how it measured."""
+
+    index: int = Field(description="1-based position among the step's candidates")
+    method: str | None = None
+    fingerprint: str | None = None
+    feedback: str = ""
+    issues: list[TrajectoryIssue] = Field(default_factory=list)
+    invalid: bool = False
+    invalid_reason: str | None = None
+    score: MethodScore | None = None
+    dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
+
+
+class UsageDelta(BaseModel):
+    """What one LM role used during a step."""
+
+    role: str
+    model: str
+    calls: int = 0
+    cache_hits: int = 0
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+class StepRecord(BaseModel):
+    """Everything one optimization step did.
+
+    ``incumbent`` is the method the step started from, ``selected`` the one it ended with: the
+    winning candidate, or the incumbent again when no candidate was strictly better
+    (``winner is None``).
+    """
+
+    step: int
+    incumbent: MethodScore
+    trajectory: list[TrajectoryCase]
+    candidates: list[CandidateRecord]
+    winner: int | None
+    selected: MethodScore
+    improved: bool
+    usage: list[UsageDelta] = Field(default_factory=list)
+    seconds: float = 0.0
+    finished_at: str = ""
+
+    @property
+    def kept_incumbent(self) -> bool:
+        return self.winner is None
+
+    def summary(self) -> dict[str, Any]:
+        """A compact view for an evolver's metadata: rates per step, which won, calls per role."""
+        return {
+            "step": self.step,
+            "incumbent_failure_rate": self.incumbent.failure_rate,
+            "candidate_failure_rates": [
+                None if c.score is None else round(c.score.failure_rate, 4) for c in self.candidates
+            ],
+            "candidate_items": [None if c.score is None else c.score.evaluated for c in self.candidates],
+            "dev_items": self.incumbent.evaluated,
+            "invalid_candidates": sum(c.invalid for c in self.candidates),
+            "dropped_candidates": sum(c.dropped is not None for c in self.candidates),
+            "winner": self.winner if self.winner is not None else "incumbent kept",
+            "failure_rate": self.selected.failure_rate,
+            "calls": {u.role: u.calls for u in self.usage},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class StartRecord(BaseModel):
+    """The starting method's measurement on the whole dev set, made once before step 1."""
+
+    score: MethodScore
+    usage: list[UsageDelta] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class RunHeader(BaseModel):
+    """``run.json``: what a run directory belongs to."""
+
+    format: str = RUN_FORMAT
+    format_version: int = RUN_FORMAT_VERSION
+    autoevol_version: str
+    created_at: str = ""
+    start_method_fingerprint: str
+    settings: dict[str, Any]
+    data: dict[str, Any]
+
+    def differences(self, other: RunHeader) -> list[str]:
+        """What differs between this run and ``other`` (an empty list when they match)."""
+        found = []
+        if self.start_method_fingerprint != other.start_method_fingerprint:
+            found.append(f"starting method {self.start_method_fingerprint} (now {other.start_method_fingerprint})")
+        for section in ("settings", "data"):
+            mine, theirs = getattr(self, section), getattr(other, section)
+            for key in sorted(set(mine) | set(theirs)):
+                if mine.get(key) != theirs.get(key):
+                    found.append(f"{key} {mine.get(key)!r} (now {theirs.get(key)!r})")
+        return found
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Write JSON atomically: a temporary sibling, then a rename."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class RunDirectory:
+    """The checkpoints of one compile. Open it with :meth:`open`, which checks it belongs to the run."""
+
+    def __init__(self, path: Path, header: RunHeader) -> None:
+        self.path = path
+        self.header = header
+
+    @property
+    def cache_path(self) -> Path:
+        """The SQLite file of completed LM calls."""
+        return self.path / "calls.sqlite"
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.path / "steps"
+
+    @classmethod
+    def open(cls, path: str | Path, header: RunHeader) -> RunDirectory:
+        """Create a run directory, or reopen one that belongs to the same settings and data.
+
+        Raises:
+            RunDirError: the path is a file, a non-empty folder without ``run.json``, a run of
+                another format version, settings or data, or holds unreadable step files.
+                Nothing is written in any of these cases.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: the run directory is a file, not a folder")
+        run_file = path / "run.json"
+        if run_file.exists():
+            existing = _read_header(run_file)
+            differences = existing.differences(header)
+            if differences:
+                raise RunDirError(
+                    f"{path}: this run directory belongs to a compile with other settings or data: "
+                    f"{'; '.join(differences)}. Use another run directory, or remove this one to start over"
+                )
+            run = cls(path, existing)
+            run.start()  # fail now, before any LM call, on unreadable records
+            run.steps()
+            return run
+        if path.exists() and any(path.iterdir()):
+            raise RunDirError(f"{path}: not a compile run directory (no run.json) and not empty; "
+                              "choose a new or empty folder")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "steps").mkdir(exist_ok=True)
+        header = header.model_copy(update={"created_at": now()})
+        write_json(run_file, header.model_dump(mode="json"))
+        return cls(path, header)
+
+    def start(self) -> StartRecord | None:
+        """The starting method's measurement, when it was made."""
+        file = self.path / "start.json"
+        if not file.exists():
+            return None
+        try:
+            return StartRecord.model_validate_json(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValidationError, ValueError):
+            raise RunDirError(f"{file}: corrupt record of the starting method's measurement") from None
+
+    def write_start(self, record: StartRecord) -> None:
+        """Checkpoint the starting method's measurement (atomically)."""
+        write_json(self.path / "start.json", record.model_dump(mode="json"))
+
+    def steps(self) -> list[StepRecord]:
+        """The completed steps, in order (steps 1..k without gaps)."""
+        if not self.steps_dir.is_dir():
+            return []
+        numbered = []
+        for file in self.steps_dir.iterdir():
+            match = _STEP_FILE.match(file.name)
+            if match:
+                numbered.append((int(match.group(1)), file))
+            elif not file.name.endswith(".tmp"):
+                raise RunDirError(f"{file}: unexpected file in the run directory's steps folder")
+        records = []
+        for expected, (number, file) in enumerate(sorted(numbered), start=1):
+            if number != expected:
+                raise RunDirError(f"{self.steps_dir}: step {expected} is missing (found step {number})")
+            records.append(_read_step(file, number))
+        return records
+
+    def write_step(self, record: StepRecord) -> Path:
+        """Checkpoint one completed step (atomically)."""
+        self.steps_dir.mkdir(parents=True, exist_ok=True)
+        file = self.steps_dir / f"step-{record.step:03d}.json"
+        write_json(file, record.model_dump(mode="json"))
+        return file
+
+
+def _read_header(run_file: Path) -> RunHeader:
+    try:
+        document = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirError(f"{run_file}: unreadable run file ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
+        raise RunDirError(f"{run_file}: not an autoevol compile run (no '{RUN_FORMAT}' format marker)")
+    if document.get("format_version") != RUN_FORMAT_VERSION:
+        raise RunDirError(f"{run_file}: run format version {document.get('format_version')} is not "
+                          f"supported by this autoevol (expects version {RUN_FORMAT_VERSION})")
+    try:
+        return RunHeader.model_validate(document)
+    except ValidationError as error:
+        raise RunDirError(f"{run_file}: invalid run file ({error.error_count()} problems)") from None
+
+
+def _read_step(file: Path, number: int) -> StepRecord:
+    try:
+        record = StepRecord.model_validate_json(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValidationError, ValueError) as error:
+        detail = f"{error.error_count()} problems" if isinstance(error, ValidationError) else str(error)
+        raise RunDirError(f"{file}: corrupt step record ({detail})") from None
+    if record.step != number:
+        raise RunDirError(f"{file}: the file holds step {record.step}, not step {number}")
+    return record

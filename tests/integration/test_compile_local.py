@@ -1,0 +1,72 @@
+"""`autoevol compile` with the real embedded model at tiny settings, then `autoevol evolve --program`.
+
+SmolLM2-135M follows formats poorly, so this checks structure (exit codes, files, metadata, rows),
+not the quality of the method it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
+LOCAL_MODEL = "local:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def llama_server_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"llama_cpp.server" in command:
+                pids.add(int(entry.name))
+    return pids
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["autoevol", *args], capture_output=True, text=True, timeout=1500,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "160"})
+
+
+def test_compile_with_the_embedded_model_then_evolve_another_file(tmp_path):
+    before = llama_server_pids()
+    out = tmp_path / "evolver.json"
+    result = run("compile", str(EXAMPLE), "--out", str(out), "--steps", "1", "--candidates", "2",
+                 "--batch-size", "2", "--dev-size", "4", "--evol-lm", "local", "--max-output-tokens", "160",
+                 "--threads", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads(out.read_text())
+    meta = document["metadata"]
+    assert meta["models"] == {"evol": LOCAL_MODEL, "optimizer": LOCAL_MODEL}
+    assert meta["dataset"]["size"] == 8 and meta["dataset"]["dev_size"] == 4
+    assert meta["hyperparameters"]["num_candidates"] == 2 and meta["hyperparameters"]["batch_size"] == 2
+    assert 0.0 <= meta["dev_failure_rate"] <= meta["initial_dev_failure_rate"] <= 1.0
+    assert meta["dev_failures"]["total"] == 4
+    run_dir = tmp_path / "evolver.run"
+    if meta["stopped"] == "no_failures":  # e_0 already passed every dev item: nothing to optimize
+        assert meta["steps"] == 0
+    else:
+        assert meta["steps"] == 1 and len(meta["history"][0]["candidate_failure_rates"]) == 2
+        record = json.loads((run_dir / "steps" / "step-001.json").read_text())
+        assert len(record["trajectory"]) == 2 and len(record["candidates"]) == 2
+        assert all(c["invalid"] == (c["score"] is None) for c in record["candidates"])
+    assert "compile summary" in result.stderr
+
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": f"o{n}", "instruction": text}) + "\n" for n, text in enumerate([
+        "Name two uses of copper.", "How many minutes are in three hours?", "Describe a rainy morning."])))
+    evolved = tmp_path / "evolved.jsonl"
+    applied = run("evolve", str(other), "--out", str(evolved), "--program", str(out), "--max-output-tokens", "160")
+    assert applied.returncode == 0, applied.stderr[-3000:]
+    rows = [json.loads(line) for line in evolved.read_text().splitlines()]
+    assert len(rows) == 3 and {row["method_fingerprint"] for row in rows} == {document["method_fingerprint"]}
+    assert all(row["failed"] or row["evolved"] for row in rows)
+    assert llama_server_pids() <= before  # every server the commands started is gone

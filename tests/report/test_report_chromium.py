@@ -1,0 +1,112 @@
+"""The HTML report in headless Chromium: it renders offline, every image decodes, no console errors.
+
+The screenshot is kept as a test artifact: in ``tmp_path`` and, when ``AUTOEVOL_ARTIFACTS`` is set,
+copied into that folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from autoevol.report import write_report
+from tests.metrics.test_quality import HashingEmbedder
+from tests.report.test_report import IMG, make_run
+from tests.test_export import make_output
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
+    """Width, height and the distinct pixels of a sample of rows of an 8-bit RGB(A) PNG."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, chunk = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, colour = header[0], header[1], header[2], header[3]
+    assert depth == 8 and colour in (2, 6), header
+    channels = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    previous = bytearray(stride)
+    seen: set[bytes] = set()
+    for y in range(height):
+        line = raw[y * (stride + 1):(y + 1) * (stride + 1)]
+        kind, row = line[0], bytearray(line[1:])
+        for i in range(stride):  # undo the PNG filter
+            left = row[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                row[i] = (row[i] + left) & 255
+            elif kind == 2:
+                row[i] = (row[i] + up) & 255
+            elif kind == 3:
+                row[i] = (row[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                row[i] = (row[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        previous = row
+        if y % 16 == 0:
+            seen.update(bytes(row[x:x + channels]) for x in range(0, stride, channels * 4))
+    return width, height, seen
+
+
+def keep_artifact(path: Path) -> None:
+    folder = os.environ.get("AUTOEVOL_ARTIFACTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(folder) / path.name)
+
+
+@pytest.mark.parametrize("kind", ["run", "output"])
+def test_report_renders_in_chromium_with_every_image(tmp_path: Path, kind: str) -> None:
+    source = make_run(tmp_path / "run") if kind == "run" else make_output(tmp_path / "out.jsonl")
+    report = write_report(source, tmp_path / f"report-{kind}.html", embedder=HashingEmbedder())
+    html = report.read_text()
+    images = IMG.findall(html)
+    assert len(images) == html.count("<img") >= 3
+    for data in images:  # every image is a valid, non-blank PNG
+        width, height, colours = png_pixels(base64.b64decode(data, validate=True))
+        assert width > 100 and height > 100 and len(colours) > 2
+
+    dom = chromium(tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0", report.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<img") == len(images)
+    assert "Final method" in dom.stdout if kind == "run" else "Length distributions" in dom.stdout
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    assert "ERR_" not in dom.stderr  # no resource failed to load
+
+    screenshot = tmp_path / f"report-{kind}.png"
+    shot = chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1280,2400", report.as_uri())
+    assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
+    keep_artifact(screenshot)
+    width, height, colours = png_pixels(screenshot.read_bytes())
+    assert (width, height) == (1280, 2400)
+    assert len(colours) > 20  # text and plots, not a blank page

@@ -1,0 +1,180 @@
+"""`autoevol compile` and `autoevol show` through the installed entry point, against a fake endpoint.
+
+The fake OpenAI-compatible server answers like the scripted LMs of the optimizer tests: the evol
+model fails an item (leaves it unchanged) when the item's number modulo 10 is below the method's
+"tenths" (6 without a marker, 1 with "Marker CAREFUL.", 3 with "Marker BALANCED."), and the optimizer
+proposes CAREFUL, BALANCED, then methods without a marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoevol.testing.fake_openai import FakeOpenAIServer, message_text, parse_input_fields, parse_output_fields
+
+TENTHS = {"CAREFUL": 1, "BALANCED": 3}
+PROPOSALS = ["CAREFUL", "BALANCED", "PLAIN"]
+
+
+def method(marker: str) -> str:
+    return f"Rewrite the instruction into a harder version of itself, keeping its task. Marker {marker}."
+
+
+class World:
+    """The fake models' behaviour; the server calls it from its single event-loop thread."""
+
+    def __init__(self) -> None:
+        self.analyses = 0
+
+    def __call__(self, messages: list[dict], body: dict) -> str:
+        wanted = parse_output_fields(messages)
+        if not wanted:
+            return "OK"
+        inputs = parse_input_fields(messages)
+        system = message_text(messages[0])
+        instructions = system[system.find("your objective is:"):]
+        if "evolved_instruction" in wanted:
+            return fields(self.evolve(inputs["instruction"], instructions))
+        if "answer" in wanted:
+            return fields({"answer": "A complete answer that covers every requirement with examples."})
+        if "issues" in wanted:
+            self.analyses += 1
+            issues = [{"case_id": "1", "category": "unimproved_complexity", "reason": "unchanged"}]
+            return fields({"issues": json.dumps(issues), "feedback": f"use proposal {self.analyses - 1}"})
+        number = int(re.search(r"proposal (\d+)", inputs["feedback"]).group(1))
+        return fields({"improved_method": method(PROPOSALS[number % len(PROPOSALS)])})
+
+    @staticmethod
+    def evolve(text: str, instructions: str) -> dict[str, str]:
+        tenths = next((value for marker, value in TENTHS.items() if f"Marker {marker}." in instructions), 6)
+        number = int(re.search(r"#(\d+)", text).group(1))
+        if number % 10 < tenths:
+            return {"working_notes": "-", "evolved_instruction": text}
+        return {"working_notes": "-", "evolved_instruction": f"{text} Also justify every step with an example."}
+
+
+def fields(values: dict[str, str]) -> str:
+    return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in values.items()) + "[[ ## completed ## ]]"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(responder=World()) as running:
+        yield running
+
+
+def write_items(path: Path, count: int, start: int = 0) -> Path:
+    rows = [{"id": f"t{n}", "instruction": f"Task #{n}: describe item {n} in detail."}
+            for n in range(start, start + count)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def autoevol(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "OPENAI_API_KEY": "sk-test-not-a-secret"}
+    return subprocess.run(["autoevol", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def compile_args(server: FakeOpenAIServer, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["compile", str(data), "--out", str(out), "--evol-lm", "openai/fake", "--api-base", server.url,
+            "--steps", "2", "--candidates", "3", "--batch-size", "4", "--dev-size", "20", "--threads", "2", *extra]
+
+
+def test_compile_show_and_evolve_another_dataset_with_the_result(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    out = tmp_path / "evolver.json"
+    result = autoevol(*compile_args(server, data, out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["method"] == method("CAREFUL")
+    meta = document["metadata"]
+    assert meta["models"] == {"evol": "openai/fake", "optimizer": "openai/fake"}
+    assert meta["hyperparameters"]["batch_size"] == 4 and meta["hyperparameters"]["racing"] is True
+    assert meta["dataset"]["size"] == 40 and meta["initial_dev_failure_rate"] > meta["dev_failure_rate"]
+    assert "sk-test-not-a-secret" not in out.read_text()
+    assert sorted(p.name for p in (tmp_path / "evolver.run" / "steps").iterdir()) == ["step-001.json", "step-002.json"]
+    summary = result.stderr
+    assert "compile summary" in summary and "e_0" in summary and "result" in summary
+    initial, final = (f"{100 * meta[key]:.1f}%" for key in ("initial_dev_failure_rate", "dev_failure_rate"))
+    assert re.search(rf"dev failure rate\s*│\s*{re.escape(initial)}.*│\s*{re.escape(final)}", summary), summary
+
+    shown = autoevol("show", str(out))
+    assert shown.returncode == 0, shown.stderr
+    assert "Marker CAREFUL." in shown.stdout and "steps" in shown.stdout and "incumbent kept" in shown.stdout
+
+    other = write_items(tmp_path / "other.jsonl", 10, start=300)
+    evolved = tmp_path / "evolved.jsonl"
+    applied = autoevol("evolve", str(other), "--out", str(evolved), "--program", str(out),
+                       "--evol-lm", "openai/fake", "--api-base", server.url)
+    assert applied.returncode == 0, applied.stderr[-3000:]
+    rows = [json.loads(line) for line in evolved.read_text().splitlines()]
+    assert len(rows) == 10 and {row["method_fingerprint"] for row in rows} == {document["method_fingerprint"]}
+    assert [row["id"] for row in rows if row["failed"]] == ["t300:r1"]  # CAREFUL fails numbers ending in 0
+
+
+def test_rerunning_a_finished_compile_replays_its_run_directory_without_calls(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    out = tmp_path / "evolver.json"
+    assert autoevol(*compile_args(server, data, out)).returncode == 0
+    first = json.loads(out.read_text())
+    server.reset()
+    again = autoevol(*compile_args(server, data, out, "--overwrite"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert server.stats.ok == 2  # only the two reachability probes, which bypass the cache
+    second = json.loads(out.read_text())
+    assert second["method"] == first["method"] and second["metadata"]["history"] == first["metadata"]["history"]
+
+
+def test_bad_input_gives_one_line_errors_and_overwrites_nothing(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 12)
+    out = tmp_path / "evolver.json"
+    result = autoevol(*compile_args(server, data, out))
+    assert result.returncode == 2
+    assert "needs at least 24 distinct instructions" in result.stderr and "has 12" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+    out.write_text("keep me")
+    result = autoevol(*compile_args(server, write_items(tmp_path / "big.jsonl", 40), out))
+    assert result.returncode == 2 and "--overwrite" in result.stderr and out.read_text() == "keep me"
+
+    bad_start = tmp_path / "bad.json"
+    bad_start.write_text("{not json")
+    result = autoevol(*compile_args(server, data, tmp_path / "new.json", "--from", str(bad_start)))
+    assert result.returncode == 2 and "not an evolver file" in result.stderr
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("mine")
+    result = autoevol(*compile_args(server, tmp_path / "big.jsonl", tmp_path / "new.json", "--run-dir", str(foreign)))
+    assert result.returncode == 2 and "not a compile run directory" in result.stderr
+    assert [p.name for p in foreign.iterdir()] == ["mine.txt"] and not (tmp_path / "new.json").exists()
+
+
+def test_warm_start_from_a_compiled_evolver_and_no_racing(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    first = tmp_path / "first.json"
+    assert autoevol(*compile_args(server, data, first, "--steps", "1", "--candidates", "2")).returncode == 0
+    other = write_items(tmp_path / "other.jsonl", 40, start=1000)
+    second = tmp_path / "second.json"
+    result = autoevol(*compile_args(server, other, second, "--from", str(first), "--no-racing", "--steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads(second.read_text())["metadata"]
+    assert meta["started_from"]["method_fingerprint"] == json.loads(first.read_text())["method_fingerprint"]
+    assert meta["hyperparameters"]["racing"] is False and meta["history"][0]["dropped_candidates"] == 0
+    assert "start" in result.stderr
+
+
+def test_show_an_evolver_that_was_never_compiled(tmp_path):
+    from autoevol.programs.evolver import Evolver
+
+    path = Evolver("Make the instruction harder in one careful step.").save(tmp_path / "plain.json")
+    shown = autoevol("show", str(path))
+    assert shown.returncode == 0 and "not compiled" in shown.stdout
+    assert "Make the instruction harder" in shown.stdout

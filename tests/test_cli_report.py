@@ -1,0 +1,84 @@
+"""``autoevol report``, ``export`` and ``compare`` through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autoevol.data import read_rows
+from autoevol.programs.evolver import Evolver
+from autoevol.testing.fake_openai import FakeOpenAIServer
+from tests.report.test_report import IMG, make_run
+from tests.test_export import make_output
+
+
+def autoevol(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [shutil.which("autoevol") or "autoevol", *map(str, args)]
+    env = {**os.environ, "OPENAI_API_KEY": "test", "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+def test_report_of_a_run_and_of_an_output(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    result = autoevol("report", run, "--out", tmp_path / "run.html")
+    assert result.returncode == 0, result.stderr
+    assert len(IMG.findall((tmp_path / "run.html").read_text())) == 3
+    again = autoevol("report", run, "--out", tmp_path / "run.html")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    output = make_output(tmp_path / "out.jsonl")
+    result = autoevol("report", output, "--out", tmp_path / "out.html", "--no-quality")
+    assert result.returncode == 0, result.stderr
+    assert "Length distributions" in (tmp_path / "out.html").read_text()
+    missing = autoevol("report", tmp_path / "nope.jsonl", "--out", tmp_path / "x.html")
+    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_export_mixed_with_seed_and_card(tmp_path: Path) -> None:
+    output = make_output(tmp_path / "out.jsonl")
+    target = tmp_path / "train"
+    result = autoevol("export", output, "--to", target, "--mode", "mixed", "--include-seed", "--card", "--no-quality")
+    assert result.returncode == 0, result.stderr
+    rows = list(read_rows(target))
+    assert {r["round"] for r in rows} == {0, 1, 2, 3} and len(rows) == 6 + 4 + 3 + 2
+    card = (target / "README.md").read_text()
+    assert card.startswith("---\n") and "Evolving method" in card and "Failures by rule" in card
+    separate = autoevol("export", output, "--to", tmp_path / "rounds", "--card", "--no-quality")
+    assert separate.returncode == 0, separate.stderr
+    assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == [
+        "README.md", "round-1.parquet", "round-2.parquet", "round-3.parquet"]
+    bad = autoevol("export", output, "--to", tmp_path / "x.jsonl", "--mode", "both")
+    assert bad.returncode == 2 and "--mode" in bad.stderr
+    hub = autoevol("export", output, "--to", tmp_path / "h.jsonl", "--mode", "mixed", "--push-to-hub", "me/none")
+    assert hub.returncode == 2 and "me/none" in hub.stderr and "Traceback" not in hub.stderr
+
+
+def test_compare_e0_with_a_file_and_the_baseline(tmp_path: Path, server) -> None:
+    data = tmp_path / "held.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Add {i} and {i + 2}, then explain why the sum is even "
+                                                       f"or odd."}) + "\n" for i in range(12)))
+    compiled = Evolver("Rewrite the instruction so that it needs one more reasoning step.").save(tmp_path / "c.json")
+    out = tmp_path / "cmp.json"
+    result = autoevol("compare", "e0", compiled, "--data", data, "--baseline", "evol-instruct",
+                      "--evol-lm", "openai/fake", "--api-base", server.url, "--no-quality", "--out", out,
+                      "--concurrency", "4")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(out.read_text())
+    assert summary["items"] == 12
+    assert list(summary["evolvers"]) == ["e0", "c", "evol-instruct"]
+    assert [d["other"] for d in summary["differences"]] == ["c", "evol-instruct"]
+    for d in summary["differences"]:
+        assert d["low"] <= d["diff"] <= d["high"]
+    assert "difference vs e0" in result.stderr + result.stdout
+    lonely = autoevol("compare", "e0", "--data", data)
+    assert lonely.returncode == 2 and "two evolvers" in lonely.stderr

@@ -1,0 +1,71 @@
+"""`autoevol tune` and `autoevol study show|best|plot` through the console entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoevol.programs.evolver import Evolver
+from autoevol.testing.fake_openai import FakeOpenAIServer
+from autoevol.testing.study import both_roles, seed_instructions
+
+SPACE = {"num_candidates": {"low": 1, "high": 4}, "max_steps": {"low": 1, "high": 2}, "batch_size": 2,
+         "dev_size": {"low": 6, "high": 8}, "evolution_rounds": 1}
+
+
+def autoevol(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from autoevol.cli import main; main()", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "OPENAI_API_KEY": "x",
+                               "DSPY_CACHEDIR": str(cwd / "dspy-cache")})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAIServer(responder=both_roles) as fake:
+        yield fake
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.jsonl"
+    path.write_text("".join(json.dumps({"instruction": text}) + "\n" for text in seed_instructions(30)))
+    (tmp_path / "space.yaml").write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in SPACE.items()) + "\n")
+    return path
+
+
+def lm_options(server) -> list[str]:
+    return ["--evol-lm", "openai/fake", "--api-base", server.url, "--heartbeat", "0", "--threads", "2"]
+
+
+def test_tune_show_best_plot(tmp_path, seed, server):
+    db = f"sqlite:///{tmp_path}/s.db"
+    done = autoevol("tune", seed, "--trials", "3", "--storage", db, "--study", "cli", "--space",
+                    tmp_path / "space.yaml", "--workers", "2", *lm_options(server), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = autoevol("study", "show", "--study", "cli", "--storage", db, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "3 trial(s)" in shown.stdout and "num_candidates" in shown.stdout
+    assert shown.stdout.count("COMPLETE") + shown.stdout.count("PRUNED") == 3
+    best = autoevol("study", "best", "--study", "cli", "--storage", db, "--out", tmp_path / "best.json", cwd=tmp_path)
+    assert best.returncode == 0, best.stderr
+    assert isinstance(Evolver.load(tmp_path / "best.json"), Evolver)
+    plotted = autoevol("study", "plot", "--study", "cli", "--storage", db, "--out", tmp_path / "plots", cwd=tmp_path)
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
+
+
+def test_bad_inputs(tmp_path, seed, server):
+    (tmp_path / "bad.json").write_text(json.dumps({"max_step": 3}))
+    bad = autoevol("tune", seed, "--trials", "1", "--space", tmp_path / "bad.json", cwd=tmp_path)
+    assert bad.returncode == 2 and "'max_step'" in bad.stderr
+    unreachable = autoevol("tune", seed, "--trials", "1", "--storage", "postgresql://me:hunter2@127.0.0.1:1/x",
+                           "--space", tmp_path / "space.yaml", cwd=tmp_path)
+    assert unreachable.returncode == 2
+    assert "postgresql://me:***@127.0.0.1:1/x" in unreachable.stderr and "hunter2" not in unreachable.stderr
+    missing = autoevol("study", "show", "--study", "nope", "--storage", f"sqlite:///{tmp_path}/e.db", cwd=tmp_path)
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
