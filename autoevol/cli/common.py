@@ -35,10 +35,16 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def probe(lm: ManagedLM, spec: str, role: str) -> None:
-    """Fail fast, naming the spec, when an LM cannot be reached or does not exist."""
+def probe(lm: ManagedLM, spec: str, role: str, policy: CallPolicy | None = None) -> None:
+    """Fail fast, naming the spec, when an LM cannot be reached or does not exist.
+
+    With a ``policy``, transient faults are retried as a real call would retry them (at most 60 s
+    per attempt); without one, the first fault is final.
+    """
     check = lm.copy(max_tokens=4)
-    check.policy = CallPolicy(timeout=60.0, max_retries=0)
+    check.policy = CallPolicy(timeout=60.0, max_retries=0) if policy is None else CallPolicy(
+        timeout=min(policy.timeout, 60.0), max_retries=policy.max_retries,
+        backoff_base=policy.backoff_base, backoff_cap=policy.backoff_cap)
     check.budget = None
     check.call_cache = None
     try:

@@ -9,7 +9,7 @@ import dspy
 import typer
 from rich.table import Table
 
-from autoevol.cli.common import check_output, console, fail, merged_usage, progress_bar, usage_table
+from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
 from autoevol.data import iter_items, output_format, read_rows
 from autoevol.estimate import estimate_evolve, estimate_item_evaluations, format_estimate
 from autoevol.lm import Budget, CallCache, CallPolicy, LMSession, parse_spec
@@ -92,7 +92,7 @@ def evolve(
     try:
         with LMSession(concurrency=concurrency, policy=policy, budget=budget, call_cache=calls) as session:
             lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
-            _probe(lm, evol_lm, policy)
+            probe(lm, evol_lm, "evol", policy)
             judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
             detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
             summary = _run(source, out, evolver, detector, lm, retry=retry_failed is not None,
@@ -161,20 +161,6 @@ def _dry_run(source: Path, evolver: Evolver, *, retry: bool, evol_lm: str, judge
                                    limit=limit, rounds=rounds, max_output_tokens=max_output_tokens,
                                    judge_model=judge)
     typer.echo(format_estimate(estimate))
-
-
-def _probe(lm, spec: str, policy: CallPolicy) -> None:
-    """Fail fast when the evol LM cannot be reached, retrying transient faults like a real call."""
-    check = lm.copy(max_tokens=4)
-    check.policy = CallPolicy(timeout=min(policy.timeout, 60.0), max_retries=policy.max_retries,
-                              backoff_base=policy.backoff_base, backoff_cap=policy.backoff_cap)
-    check.budget = None
-    check.call_cache = None
-    try:
-        check("Reply with OK.")
-    except Exception as error:  # any failure here means the job cannot start
-        detail = " ".join(str(error).split())[:300]
-        fail(f"evol LM '{spec}' is not usable: {type(error).__name__}: {detail}")
 
 
 def print_summary(summary: JobSummary) -> None:

@@ -18,25 +18,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
 LOCAL_MODEL = "local:SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def llama_server_pids() -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"llama_cpp.server" in command:
-                pids.add(int(entry.name))
-    return pids
-
-
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["autoevol", *args], capture_output=True, text=True, timeout=1500,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "160"})
 
 
-def test_compile_with_the_embedded_model_then_evolve_another_file(tmp_path):
+def test_compile_with_the_embedded_model_then_evolve_another_file(tmp_path, llama_server_pids):
     before = llama_server_pids()
     out = tmp_path / "evolver.json"
     result = run("compile", str(EXAMPLE), "--out", str(out), "--steps", "1", "--candidates", "2",

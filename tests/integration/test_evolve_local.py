@@ -15,20 +15,7 @@ pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
 
 
-def llama_server_pids() -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"llama_cpp.server" in command:
-                pids.add(int(entry.name))
-    return pids
-
-
-def test_evolve_five_rows_offline_and_leave_no_server(tmp_path):
+def test_evolve_five_rows_offline_and_leave_no_server(tmp_path, llama_server_pids):
     before = llama_server_pids()
     out = tmp_path / "evolved.jsonl"
     result = subprocess.run(
@@ -47,7 +34,7 @@ def test_evolve_five_rows_offline_and_leave_no_server(tmp_path):
     assert llama_server_pids() <= before
 
 
-def test_local_server_serves_openai_requests_and_stops(tmp_path):
+def test_local_server_serves_openai_requests_and_stops(tmp_path, llama_server_pids):
     import urllib.request
 
     with LocalServer(log_path=tmp_path / "server.log") as server:
