@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dspy
@@ -17,7 +16,7 @@ from autoevol.lm.usage import observe_calls
 from autoevol.metrics.failure import FailureDetector
 from autoevol.records import LM_ERROR, UNPARSEABLE, Verdict
 from autoevol.signatures.respond import RespondToInstruction
-from autoevol.threads import carry_dspy_context
+from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +44,28 @@ class FailureRate(BaseModel):
     outcomes: list[ItemOutcome]
 
 
-def _one_line(error: BaseException, limit: int = 300) -> str:
+def describe_error(error: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (for verdict reasons and records)."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _call(program: Program, stage: str, instruction: str, field: str) -> tuple[str | None, Verdict | None]:
-    """Run one program call; an LM fault or an unparseable answer becomes a failed verdict."""
+def run_program(program: Program, stage: str, instruction: str, field: str) -> tuple[str | None, Verdict | None]:
+    """Call ``program`` on one instruction and read ``field``.
+
+    Returns ``(value, None)``, or ``(None, verdict)`` when the call failed: an LM fault is rule
+    ``lm_error``, an output without the field is rule ``unparseable``; ``BudgetExceeded`` propagates.
+    """
     try:
         value = getattr(program(instruction=instruction), field)
     except BudgetExceeded:
         raise
     except AdapterParseError as error:
         return None, Verdict.failure(UNPARSEABLE, f"{stage}: the model's output had no parseable "
-                                                  f"'{field}' field ({_one_line(error, 120)})")
+                                                  f"'{field}' field ({describe_error(error, 120)})")
     except Exception as error:  # a failing LM call is a failed item, never an aborted job
         logger.debug("%s failed: %s", stage, error)
-        return None, Verdict.failure(LM_ERROR, f"{stage}: {_one_line(error)}")
+        return None, Verdict.failure(LM_ERROR, f"{stage}: {describe_error(error)}")
     return (value if isinstance(value, str) else str(value)), None
 
 
@@ -89,7 +93,7 @@ def evaluate_item(
 
 def _evaluate(instruction: str, evolver: Program, responder: Program, detector: FailureDetector,
               log: Any) -> ItemOutcome:
-    evolved, problem = _call(evolver, "evolution", instruction, "evolved_instruction")
+    evolved, problem = run_program(evolver, "evolution", instruction, "evolved_instruction")
     if problem:
         return ItemOutcome(original=instruction, verdict=problem)
     if log.truncated:
@@ -98,7 +102,7 @@ def _evaluate(instruction: str, evolver: Program, responder: Program, detector: 
     early = detector.detect_evolution(instruction, evolved)
     if early is not None and early.failed:
         return ItemOutcome(original=instruction, evolved=evolved, verdict=early)
-    answer, problem = _call(responder, "answer", evolved, "answer")
+    answer, problem = run_program(responder, "answer", evolved, "answer")
     if problem:
         return ItemOutcome(original=instruction, evolved=evolved, verdict=problem)
     return ItemOutcome(original=instruction, evolved=evolved, answer=answer,
@@ -134,8 +138,5 @@ def failure_rate(
     def run(text: str) -> ItemOutcome:
         return evaluate_item(text, evolver, responder=responder, detector=detector)
 
-    if num_threads <= 1:
-        return summarize([run(text) for text in items])
-    with ThreadPoolExecutor(max_workers=num_threads) as pool:
-        return summarize(list(pool.map(carry_dspy_context(run), items)))
+    return summarize(run_in_threads(run, items, num_threads))
 

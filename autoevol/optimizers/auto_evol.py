@@ -26,20 +26,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
-from dspy.utils.exceptions import AdapterParseError
 
 from autoevol.lm.cache import CallCache
 from autoevol.lm.managed import ManagedLM
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.metrics.failure import EqualityJudge, FailureDetector
-from autoevol.metrics.rate import ItemOutcome, evaluate_item
+from autoevol.metrics.rate import ItemOutcome, describe_error, evaluate_item, run_program
 from autoevol.optimizers.history import (
     CandidateRecord,
     MethodScore,
@@ -54,15 +52,12 @@ from autoevol.optimizers.history import (
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.responder import Responder
-from autoevol.records import LM_ERROR, UNPARSEABLE, SeedItem, Verdict, fingerprint
+from autoevol.records import LM_ERROR, SeedItem, Verdict, fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
 from autoevol.signatures.optimize import OptimizeMethod
-from autoevol.threads import carry_dspy_context
+from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
@@ -402,7 +397,7 @@ class AutoEvolInstruct(Teleprompter):
         except BudgetExceeded:
             raise
         except Exception as error:  # an optimizer fault costs one candidate, never the step
-            return _invalid(record, f"the trajectory analysis failed: {_one_line(error)}")
+            return _invalid(record, f"the trajectory analysis failed: {describe_error(error)}")
         record.issues = list(analysis.issues or [])
         record.feedback = str(analysis.feedback or "").strip()
         try:
@@ -411,7 +406,7 @@ class AutoEvolInstruct(Teleprompter):
         except BudgetExceeded:
             raise
         except Exception as error:
-            return _invalid(record, f"the method rewrite failed: {_one_line(error)}")
+            return _invalid(record, f"the method rewrite failed: {describe_error(error)}")
         text = clean_method(proposal.improved_method)
         problem = method_problem(text, method)
         if problem:
@@ -698,34 +693,7 @@ def _safe_evaluate(instruction: str, evolver: Evolver, context: _Context) -> Ite
     except BudgetExceeded:
         raise
     except Exception as error:  # a detector or adapter fault fails the item, not the compile
-        return ItemOutcome(original=instruction, verdict=Verdict.failure(LM_ERROR, _one_line(error)))
-
-
-def run_in_threads(function: Callable[[T], R], items: Iterable[T], num_threads: int,
-                   on_done: Callable[[int], None] | None = None) -> list[R]:
-    """``[function(item) for item in items]`` in ``num_threads`` threads, keeping the order.
-
-    The caller's ``dspy.context`` is carried into the threads; ``on_done(count)`` is called in the
-    caller's thread as items finish. On the first exception the pending items are cancelled and
-    the exception is raised.
-    """
-    items = list(items)
-    if not items:
-        return []
-    wrapped = carry_dspy_context(function)
-    pool = ThreadPoolExecutor(max_workers=min(num_threads, len(items)))
-    try:
-        futures: list[Future[R]] = [pool.submit(wrapped, item) for item in items]
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                future.result()  # raise the first error at once
-            if on_done is not None:
-                on_done(len(done))
-        return [future.result() for future in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        return ItemOutcome(original=instruction, verdict=Verdict.failure(LM_ERROR, describe_error(error)))
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -734,11 +702,6 @@ def run_in_threads(function: Callable[[T], R], items: Iterable[T], num_threads: 
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(f"{type(error).__name__}: {error}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def model_name(lm: Any) -> str:
@@ -823,15 +786,9 @@ def _cached_detector(detector: FailureDetector, cache: CallCache | None, created
 
 def _evolve_once(evolver: Evolver, text: str, detector: FailureDetector) -> tuple[str | None, Verdict | None]:
     """Evolve once and run the cheap evolution rules; an LM fault is a failed verdict."""
-    try:
-        evolved = evolver(instruction=text).evolved_instruction
-    except BudgetExceeded:
-        raise
-    except AdapterParseError as error:
-        return None, Verdict.failure(UNPARSEABLE, f"evolution: no parseable rewrite ({_one_line(error, 120)})")
-    except Exception as error:
-        return None, Verdict.failure(LM_ERROR, f"evolution: {_one_line(error)}")
-    evolved = evolved if isinstance(evolved, str) else str(evolved)
+    evolved, problem = run_program(evolver, "evolution", text, "evolved_instruction")
+    if problem is not None:
+        return None, problem
     return evolved, detector.detect_evolution(text, evolved)
 
 
