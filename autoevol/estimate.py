@@ -161,6 +161,45 @@ def estimate_item_evaluations(
     return Estimate(items=evaluations, sampled=len(sample), roles=roles, notes=notes)
 
 
+def compile_evaluations(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int) -> tuple[int, int]:
+    """Item evaluations and optimizer calls of a compile at the paper's schedule (no caching, no racing).
+
+    e_0 is measured once on the dev set; each step evolves the mini-batch ``rounds`` times (one call
+    each, counted as half an evaluation), and measures ``candidates`` methods on the dev set after
+    one analysis and one rewrite per candidate. It is an upper bound: caching, racing and early
+    stopping only lower it.
+    """
+    trajectory = -(-batch_size * rounds // 2)
+    evaluations = dev_size + steps * (trajectory + candidates * dev_size)
+    return evaluations, steps * 2 * candidates
+
+
+def estimate_compile(
+    sample: Sequence[str],
+    *,
+    steps: int,
+    candidates: int,
+    batch_size: int,
+    dev_size: int,
+    rounds: int,
+    evolver: Any,
+    model: str,
+    optimizer_model: str,
+    max_output_tokens: int = 1024,
+    trials: int = 1,
+    heldout: int = 0,
+) -> Estimate:
+    """Plan of ``trials`` compiles (one for ``autoevol compile``) and their held-out evaluations."""
+    evaluations, optimizer_calls = compile_evaluations(
+        steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds)
+    estimate = estimate_item_evaluations(
+        sample, evaluations=trials * (evaluations + heldout), evolver=evolver, model=model,
+        max_output_tokens=max_output_tokens, extra_calls={"optimizer": trials * optimizer_calls},
+        extra_model=optimizer_model)
+    estimate.notes.insert(0, "the paper's schedule without caching or racing: an upper bound")
+    return estimate
+
+
 def estimate_evolve(
     data: str | Path,
     *,

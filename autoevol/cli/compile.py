@@ -14,7 +14,8 @@ from rich.table import Table
 
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
 from autoevol.data import iter_items
-from autoevol.lm import CallPolicy, LMSession
+from autoevol.estimate import estimate_compile, format_estimate
+from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers.auto_evol import AutoEvolInstruct, NotEnoughData, StageProgress
 from autoevol.optimizers.history import RunDirError
@@ -49,6 +50,7 @@ def compile_command(
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 1024,
     timeout: Annotated[float, typer.Option(help="Seconds before one LM call is abandoned and retried.")] = 120.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries per LM call on transient errors.")] = 4,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost; call nothing.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT file.")] = False,
 ) -> None:
     """Compile an evolver: optimize the evolving method on DATA with Auto Evol-Instruct.
@@ -63,6 +65,13 @@ def compile_command(
     student = Evolver.load(from_) if from_ else Evolver()
     trainset = _read_items(data, column)
     dev_items = _read_items(valset, column) if valset else None
+    if dry_run:
+        typer.echo(format_estimate(estimate_compile(
+            [item.instruction for item in trainset[:50]], steps=steps, candidates=candidates, batch_size=batch_size,
+            dev_size=dev_size, rounds=rounds, evolver=student, model=parse_spec(evol_lm).display_name,
+            optimizer_model=parse_spec(optimizer_lm or evol_lm).display_name,
+            max_output_tokens=max_output_tokens)))
+        return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
     display = _StageDisplay()
@@ -73,7 +82,7 @@ def compile_command(
         optimizer_base = optimizer_api_base or (api_base if optimizer_spec == evol_lm else None)
         optimizer = session.lm(optimizer_spec, role="optimizer", api_base=optimizer_base, max_tokens=max_output_tokens)
         probe(optimizer, optimizer_spec, "optimizer")
-        judge = session.lm(judge_lm, role="judge", max_tokens=16) if judge_lm else None
+        judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
         teleprompter = AutoEvolInstruct(
             optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,

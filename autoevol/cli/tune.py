@@ -71,6 +71,7 @@ def tune_command(
     threads: Annotated[int, typer.Option(min=1, help="Items evaluated in parallel inside a trial.")] = 4,
     heartbeat: Annotated[int, typer.Option(min=0, help="Heartbeat seconds (RDB): a dead worker's trial fails after 2x this; 0 = off.")] = 30,
     seed: Annotated[int, typer.Option(help="Sampler and teleprompter seed.")] = 0,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost (trials at the paper's settings, clipped to the space); call nothing.")] = False,
 ) -> None:
     """Tune AutoEvolInstruct's hyperparameters on DATA; every trial's evolver is kept as an artifact."""
     from autoevol.optimizers.search_space import SearchSpace, SearchSpaceError
@@ -84,6 +85,9 @@ def tune_command(
         fail(str(error))
     items = _items(data, column)
     held = _items(heldout, column) if heldout else None
+    if dry_run:
+        _dry_run(items, held, search_space, trials=trials, evol_lm=evol_lm, optimizer_lm=optimizer_lm or evol_lm)
+        return
     beat = heartbeat if heartbeat and not is_journal(storage) and not storage.startswith("sqlite:///:memory") else None
     try:  # create (or check) the study once, before any worker starts
         open_study(study, storage=storage, search_space=search_space, artifact_dir=artifacts, seed=seed, pruner=pruner)
@@ -193,3 +197,21 @@ def plot(
         fail(str(error))
     for path in written:
         console.print(str(path))
+
+
+def _dry_run(items: list[str], held: list[str] | None, space: Any, *, trials: int, evol_lm: str, optimizer_lm: str) -> None:
+    """Print the plan of ``trials`` compiles at the paper's settings (clipped to the space)."""
+    from autoevol.estimate import estimate_compile, format_estimate
+    from autoevol.lm import parse_spec
+    from autoevol.optimizers.search_space import PAPER_DEFAULTS
+    from autoevol.programs.evolver import Evolver
+
+    typical = {**PAPER_DEFAULTS, **space.enqueueable(PAPER_DEFAULTS),
+               **{name: param.fixed for name, param in space.params.items() if param.is_fixed}}
+    heldout = len(held) if held is not None else max(1, len(items) // 5)
+    estimate = estimate_compile(
+        list(items[:50]), steps=typical["max_steps"],
+        candidates=typical["num_candidates"], batch_size=typical["batch_size"], dev_size=typical["dev_size"],
+        rounds=typical["evolution_rounds"], evolver=Evolver(), model=parse_spec(evol_lm).display_name,
+        optimizer_model=parse_spec(optimizer_lm).display_name, trials=trials, heldout=heldout)
+    typer.echo(format_estimate(estimate))
