@@ -43,6 +43,9 @@ def evolve(
     resume: Annotated[bool, typer.Option(help="Resume the unfinished job for OUT (the default when one exists); error if there is none.")] = False,
     retry_failed: Annotated[Optional[Path], typer.Option(help="Rerun only the failed rows of this earlier output; OUT gets every row of it once.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost; call nothing.")] = False,
+    engine: Annotated[str, typer.Option(help="'local' (threads in this process) or 'ray' (an actor pool on Ray Data; pip install 'autoevol[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join ('auto' or ray://HOST:PORT); default: start a local one.")] = None,
+    actors: Annotated[int, typer.Option(min=1, help="With --engine ray: evolve actors, each with --concurrency rows at once.")] = 2,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output (and discard an unfinished job).")] = False,
 ) -> None:
     """Evolve every instruction of DATA, answer and judge each evolution, and write OUT.
@@ -69,6 +72,10 @@ def evolve(
         source = data
     if overwrite and resume:
         fail("--resume and --overwrite contradict each other")
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be 'local' or 'ray', not '{engine}'")
+    if engine == "ray":
+        _check_ray(retry_failed)
     journal = Journal(out)
     if resume and not journal.exists():
         fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
@@ -82,6 +89,14 @@ def evolve(
     budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
     policy = CallPolicy(timeout=timeout, max_retries=retries, backoff_base=backoff,
                         backoff_cap=max(30.0, backoff))
+    if engine == "ray":
+        summary = _run_on_ray(source, out, evolver, evol_lm=evol_lm, api_base=api_base, judge_lm=judge_lm,
+                              disable_rules=tuple(disable_rule or ()), actors=actors, concurrency=concurrency,
+                              ray_address=ray_address, column=column, id_column=id_column, limit=limit,
+                              rounds=rounds, overwrite=overwrite, max_output_tokens=max_output_tokens,
+                              policy=policy, max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
+        _finish(summary, f"{out}.shards", "the same command")
+        return
     if overwrite:
         journal.discard()
         journal.discard_calls()
@@ -103,13 +118,41 @@ def evolve(
         calls.close()
     if summary.output and not summary.stopped:
         journal.discard_calls()
+    again = "the same command" if retry_failed is None else "the same command (same --retry-failed)"
+    _finish(summary, journal.path, again + " (or add --resume)")
+
+
+def _finish(summary: JobSummary, kept_in: object, again: str) -> None:
+    """Print the summary; a job stopped early (budget, Ctrl-C) says how to resume and exits with 3."""
     print_summary(summary)
     if summary.stopped:
-        again = "the same command" if retry_failed is None else "the same command (same --retry-failed)"
         console.print(f"[yellow]stopped early: {summary.stopped}.[/yellow] Every finished row is kept in "
-                      f"{journal.path}; rerun {again} (or add --resume) to continue where it stopped.",
-                      highlight=False)
+                      f"{kept_in}; rerun {again} to continue where it stopped.", highlight=False)
         raise typer.Exit(3)
+
+
+def _check_ray(retry_failed: Path | None) -> None:
+    from autoevol.engines import ray_available
+
+    if retry_failed is not None:
+        fail("--retry-failed runs on the local engine only; drop --engine ray")
+    if not ray_available():
+        fail("--engine ray needs Ray Data: pip install 'autoevol[ray]'")
+
+
+def _run_on_ray(source: Path, out: Path, evolver: Evolver, **settings: object) -> JobSummary:
+    from autoevol.engines import run_ray_evolve
+
+    with progress_bar() as bar:
+        task = bar.add_task("evolving on ray", total=None, status="")
+        failed = 0
+
+        def advance(row: EvolvedRow) -> None:
+            nonlocal failed
+            failed += row.failed
+            bar.update(task, advance=1, description=f"round {row.round} (ray)", status=f"{failed} failed")
+
+        return run_ray_evolve(source, out, evolver=evolver, on_row=advance, **settings)
 
 
 def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM, *, retry: bool,

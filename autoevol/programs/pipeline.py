@@ -174,7 +174,7 @@ class EvolveJob:
             else:
                 kept = (row for row in previous_rows(previous) if not _retryable(row))
                 journal.finalize(prefix=kept)
-                self._tally_rows(summary, read_rows(out))
+                tally_rows(summary, read_rows(out))
                 summary.output = str(out)
         finally:
             journal.close()
@@ -248,29 +248,35 @@ class EvolveJob:
         return ItemOutcome(original=source.text, verdict=Verdict.failure(BAD_INPUT, source.problem or ""))
 
     def _write(self, journal: Journal, round: int, source: Source, outcome: ItemOutcome) -> None:
-        row = EvolvedRow(
-            id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=source.round or round,
-            original=source.text, evolved=outcome.evolved, answer=outcome.answer,
-            failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
-            method_fingerprint=self.evolver.fingerprint, evol_model=self.evol_model,
-        )
+        row = make_row(source, round, outcome, fingerprint=self.evolver.fingerprint, evol_model=self.evol_model)
         journal.append(row)
         self.on_row(row)
 
-    @classmethod
-    def _tally(cls, summary: JobSummary, journal: Journal) -> None:
-        cls._tally_rows(summary, journal.rows())
-
     @staticmethod
-    def _tally_rows(summary: JobSummary, rows: Iterable[dict[str, Any]]) -> None:
-        by_rule: Counter[str] = Counter()
-        for row in rows:
-            summary.rows += 1
-            if row["failed"]:
-                by_rule[row["rule"] or "unknown"] += 1
-        summary.failed = sum(by_rule.values())
-        summary.evolved = summary.rows - summary.failed
-        summary.failed_by_rule = dict(by_rule.most_common())
+    def _tally(summary: JobSummary, journal: Journal) -> None:
+        tally_rows(summary, journal.rows())
+
+
+def make_row(source: Source, round: int, outcome: ItemOutcome, *, fingerprint: str, evol_model: str) -> EvolvedRow:
+    """The output row of one evaluated source (every engine writes rows through this)."""
+    return EvolvedRow(
+        id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=source.round or round,
+        original=source.text, evolved=outcome.evolved, answer=outcome.answer,
+        failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
+        method_fingerprint=fingerprint, evol_model=evol_model,
+    )
+
+
+def tally_rows(summary: JobSummary, rows: Iterable[dict[str, Any]]) -> None:
+    """Add the rows, evolved and failed counts (per rule) of ``rows`` to ``summary``."""
+    by_rule: Counter[str] = Counter()
+    for row in rows:
+        summary.rows += 1
+        if row["failed"]:
+            by_rule[row["rule"] or "unknown"] += 1
+    summary.failed = sum(by_rule.values())
+    summary.evolved = summary.rows - summary.failed
+    summary.failed_by_rule = dict(by_rule.most_common())
 
 
 _ROW_FIELDS = ("id", "parent_id", "root_id", "round", "original", "failed", "rule")

@@ -1,0 +1,395 @@
+"""Evolve a dataset on Ray Data: a pool of actors, each with its own LM client and bounded concurrency.
+
+The driver reads the seed items with :func:`autoevol.data.iter_items` (validation and stable ids
+exactly as the local engine), cuts each round into shards of ``shard_size`` sources in input order,
+and sends the sources still to do through ``Dataset.map_batches(EvolveActor, ...)`` on an actor
+pool. Each :class:`EvolveActor` builds its ``LMSession`` once and evaluates every batch with a
+thread pool of ``concurrency`` workers (``autoevol.metrics.rate.evaluate_item``, like the local
+engine), so rows, lineage and verdicts are the local engine's. The driver is the only writer: it
+appends each returned row to its shard file (see :mod:`autoevol.engines.shards`), marks finished
+shards ``.done``, and writes the same final output file as the local engine once every round is
+complete.
+
+Faults: Ray Data restarts a dead actor (``max_restarts=-1``) and retries its batch on the new one
+(``max_task_retries=-1``); a batch's rows are returned together, so a batch lost with its actor is
+recomputed whole and the driver still writes each id once. LM retries, back-off and the adaptive
+limiter on 429s are the ``ManagedLM``'s, per actor. Budgets are global (:mod:`autoevol.engines.budget`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from autoevol.data import iter_items
+from autoevol.engines.shards import ShardStore
+from autoevol.lm import CallPolicy, LMSession, parse_spec
+from autoevol.lm.policy import BudgetExceeded
+from autoevol.lm.usage import RoleUsage
+from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.rate import ItemOutcome, evaluate_item
+from autoevol.programs.evolver import Evolver
+from autoevol.programs.pipeline import JobSummary, Source, make_row, tally_rows
+from autoevol.records import BAD_INPUT, EvolvedRow, Verdict
+from autoevol.threads import carry_dspy_context
+
+logger = logging.getLogger(__name__)
+
+_USAGE_FIELDS = ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens", "cost")
+
+
+@dataclass(frozen=True)
+class ActorSettings:
+    """Everything an evolve actor needs, as plain picklable data.
+
+    ``crash_once`` is a fault-injection hook for tests: ``(row_id, flag_file)`` makes the actor
+    process exit abruptly when it starts ``row_id`` while ``flag_file`` exists (removing it first,
+    so the restarted actor goes on).
+    """
+
+    method: str
+    evol_lm: str
+    evol_model: str
+    api_base: str | None = None
+    judge_lm: str | None = None
+    disable_rules: tuple[str, ...] = ()
+    concurrency: int = 8
+    max_output_tokens: int = 768
+    policy: CallPolicy = field(default_factory=CallPolicy)
+    crash_once: tuple[str, str] | None = None
+
+
+def _as_source(source: dict[str, Any]) -> Source:
+    return Source(root_id=source["root_id"], parent_id=source["parent_id"], text=source["text"], id=source["id"])
+
+
+class EvolveActor:
+    """A Ray Data actor: one LM session, a thread pool of ``concurrency`` rows at a time.
+
+    ``__call__`` takes a batch ``{"source": [json...]}`` and returns ``{"shard", "row", "status",
+    "usage"}``: ``status`` is ``ok`` (``row`` is an ``EvolvedRow`` as JSON) or ``stopped`` (the
+    budget refused the call; ``row`` is the reason, and the source stays to do). ``usage`` carries
+    this actor's LM usage since its previous batch, on the first element only.
+    """
+
+    def __init__(self, settings: ActorSettings, round: int, budget: Any = None) -> None:
+        from autoevol.engines.budget import RemoteBudget
+
+        self.settings = settings
+        self.round = round
+        self.session = LMSession(concurrency=settings.concurrency, policy=settings.policy,
+                                 budget=RemoteBudget(budget) if budget is not None else None)
+        self.lm = self.session.lm(settings.evol_lm, role="evol", api_base=settings.api_base,
+                                  max_tokens=settings.max_output_tokens)
+        judge = self.session.lm(settings.judge_lm, role="judge", max_tokens=64) if settings.judge_lm else None
+        self.detector = FailureDetector(judge_lm=judge, disable=settings.disable_rules)
+        self.evolver = Evolver(settings.method)
+        self.pool = ThreadPoolExecutor(settings.concurrency)
+        self._reported: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        sources = [json.loads(text) for text in batch["source"]]
+        with dspy.context(lm=self.lm, disable_history=True):
+            work = carry_dspy_context(self._one)
+            futures = [self.pool.submit(work, source) for source in sources]
+        results = [future.result() for future in futures]
+        usage = [""] * len(results)
+        if usage:
+            usage[0] = json.dumps(self._usage_delta())
+        return {"shard": [source["shard"] for source in sources], "row": [row for _, row in results],
+                "status": [status for status, _ in results], "usage": usage}
+
+    def _one(self, source: dict[str, Any]) -> tuple[str, str]:
+        self._maybe_crash(source["id"])
+        try:
+            outcome = evaluate_item(source["text"], self.evolver, detector=self.detector)
+        except BudgetExceeded as error:
+            return "stopped", str(error)
+        row = make_row(_as_source(source), self.round, outcome, fingerprint=self.evolver.fingerprint,
+                       evol_model=self.settings.evol_model)
+        return "ok", row.model_dump_json()
+
+    def _maybe_crash(self, row_id: str) -> None:
+        crash = self.settings.crash_once
+        if crash and crash[0] == row_id and os.path.exists(crash[1]):
+            os.remove(crash[1])
+            os._exit(1)
+
+    def _usage_delta(self) -> dict[str, dict[str, Any]]:
+        """Usage per role since the last report (so the driver can add the deltas up)."""
+        with self._lock:
+            delta: dict[str, dict[str, Any]] = {}
+            for lm in self.session.lms:
+                now = lm.usage.model_dump()
+                before = self._reported.get(lm.role, {})
+                delta[lm.role] = {"model": now["model"],
+                                  **{name: now[name] - before.get(name, 0) for name in _USAGE_FIELDS}}
+                self._reported[lm.role] = {name: now[name] for name in _USAGE_FIELDS}
+            return delta
+
+
+@dataclass
+class _Progress:
+    """The driver's bookkeeping for one run."""
+
+    remaining: dict[tuple[int, int], int] = field(default_factory=dict)
+    written: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    usage: dict[str, RoleUsage] = field(default_factory=dict)
+    stopped: str | None = None
+
+    def add_usage(self, text: str) -> None:
+        for role, numbers in json.loads(text).items():
+            total = self.usage.setdefault(role, RoleUsage(role=role, model=numbers["model"]))
+            for name in _USAGE_FIELDS:
+                setattr(total, name, getattr(total, name) + numbers[name])
+
+
+class RayEvolveJob:
+    """Evolve a dataset on Ray Data; see :func:`run_ray_evolve` for the arguments."""
+
+    def __init__(self, settings: ActorSettings, *, actors: int = 2, shard_size: int = 1000,
+                 batch_size: int | None = None, wave_rows: int = 100_000, actor_cpus: float = 0.5,
+                 budget: Any = None, on_row: Callable[[EvolvedRow], None] | None = None) -> None:
+        if actors < 1 or shard_size < 1 or wave_rows < 1:
+            raise ValueError("actors, shard_size and wave_rows must be at least 1")
+        self.settings = settings
+        self.actors = actors
+        self.shard_size = shard_size
+        self.batch_size = batch_size or 2 * settings.concurrency
+        self.wave_rows = wave_rows
+        self.actor_cpus = actor_cpus
+        self.budget = budget
+        self.on_row = on_row or (lambda row: None)
+        self.fingerprint = Evolver(settings.method).fingerprint
+
+    def identity(self, data: Path, *, column: str | None, id_column: str | None, limit: int | None,
+                 rounds: int) -> dict[str, Any]:
+        """The settings a resumed job must share with the run that started it."""
+        stat = data.stat()
+        return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
+                "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
+                "method_fingerprint": self.fingerprint, "evol_model": self.settings.evol_model,
+                "judge_lm": self.settings.judge_lm, "disable_rules": sorted(self.settings.disable_rules),
+                "shard_size": self.shard_size}
+
+    def run(self, data: str | Path, out: str | Path, *, column: str | None = None, id_column: str | None = None,
+            limit: int | None = None, rounds: int = 1, overwrite: bool = False) -> JobSummary:
+        """Evolve ``data`` into ``out`` (plus its shards); resumes an unfinished job for ``out``."""
+        data, out = Path(data), Path(out)
+        started = time.monotonic()
+        store = ShardStore(out)
+        store.open(self.identity(data, column=column, id_column=id_column, limit=limit, rounds=rounds),
+                   overwrite=overwrite)
+        summary = JobSummary(resumed_rows=sum(1 for _ in store.rows(rounds=rounds)))
+        progress = _Progress()
+        if not store.complete:
+            for round in range(1, rounds + 1):
+                for wave in self._waves(store, progress, round, data, column, id_column, limit):
+                    self._run_wave(store, progress, round, wave)
+                    if progress.stopped:
+                        break
+                if progress.stopped:
+                    break
+        tally_rows(summary, store.rows(rounds=rounds))
+        summary.usage = list(progress.usage.values())
+        if progress.stopped:
+            summary.stopped = progress.stopped
+        else:
+            store.finalize(rounds=rounds)
+            summary.output = str(out)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _sources(self, store: ShardStore, round: int, data: Path, column: str | None, id_column: str | None,
+                 limit: int | None) -> Iterator[dict[str, Any]]:
+        if round == 1:
+            for item in iter_items(data, column=column, id_column=id_column, limit=limit):
+                yield {"id": f"{item.id}:r1", "root_id": item.id, "parent_id": item.id,
+                       "text": item.instruction, "problem": item.problem}
+        else:
+            for shard in store.shards(round - 1):
+                for row in store.shard_rows(round - 1, shard):
+                    if not row["failed"]:
+                        yield {"id": f"{row['root_id']}:r{round}", "root_id": row["root_id"],
+                               "parent_id": row["id"], "text": row["evolved"], "problem": None}
+
+    def _waves(self, store: ShardStore, progress: _Progress, round: int, data: Path, column: str | None,
+               id_column: str | None, limit: int | None) -> Iterator[list[dict[str, Any]]]:
+        """Groups of at most ``wave_rows`` sources still to evaluate, shard by shard."""
+        wave: list[dict[str, Any]] = []
+        chunk: list[dict[str, Any]] = []
+
+        def close_shard(shard: int) -> None:
+            key = (round, shard)
+            if store.is_done(round, shard):
+                return
+            written = {row["id"] for row in store.shard_rows(round, shard)}
+            missing = [source for source in chunk if source["id"] not in written]
+            bad = [source for source in missing if source["problem"]]
+            self._write(store, progress, round, shard, written,
+                        [self._bad_input_row(source, round).model_dump_json() for source in bad])
+            progress.remaining[key] = len(missing) - len(bad)
+            progress.written[key] = written
+            if progress.remaining[key] == 0:
+                store.mark_done(round, shard)
+            for source in missing:
+                if not source["problem"]:
+                    wave.append({**source, "shard": shard})
+
+        shard = 0
+        for source in self._sources(store, round, data, column, id_column, limit):
+            chunk.append(source)
+            if len(chunk) == self.shard_size:
+                close_shard(shard)
+                shard, chunk = shard + 1, []
+                if len(wave) >= self.wave_rows:
+                    yield wave
+                    wave = []
+        if chunk:
+            close_shard(shard)
+        if wave:
+            yield wave
+
+    def _bad_input_row(self, source: dict[str, Any], round: int) -> EvolvedRow:
+        outcome = ItemOutcome(original=source["text"], verdict=Verdict.failure(BAD_INPUT, source["problem"]))
+        return make_row(_as_source(source), round, outcome, fingerprint=self.fingerprint, evol_model=self.settings.evol_model)
+
+    def _run_wave(self, store: ShardStore, progress: _Progress, round: int, wave: list[dict[str, Any]]) -> None:
+        import ray.data
+
+        items = [{"source": json.dumps(source)} for source in wave]
+        blocks = max(1, min(len(items), math.ceil(len(items) / self.batch_size)))
+        dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+            EvolveActor,
+            fn_constructor_kwargs={"settings": self.settings, "round": round, "budget": self.budget},
+            compute=ray.data.ActorPoolStrategy(size=self.actors, max_concurrent_calls_per_actor=2),
+            batch_size=self.batch_size, num_cpus=self.actor_cpus, batch_format="numpy",
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            by_shard: dict[int, list[str]] = {}
+            for shard, row, status, usage in zip(batch["shard"], batch["row"], batch["status"], batch["usage"]):
+                if usage:
+                    progress.add_usage(str(usage))
+                if status == "ok":
+                    by_shard.setdefault(int(shard), []).append(str(row))
+                else:
+                    progress.stopped = progress.stopped or str(row)
+            for shard, rows in by_shard.items():
+                self._write(store, progress, round, shard, progress.written[(round, shard)], rows)
+                if progress.remaining[(round, shard)] == 0:
+                    store.mark_done(round, shard)
+
+    def _write(self, store: ShardStore, progress: _Progress, round: int, shard: int, written: set[str],
+               rows: list[str]) -> None:
+        """Append the rows not written yet (each id once, whatever a retried batch returns)."""
+        fresh: list[str] = []
+        for text in rows:
+            row = EvolvedRow.model_validate_json(text)
+            if row.id in written:
+                continue
+            written.add(row.id)
+            fresh.append(text)
+            self.on_row(row)
+        if fresh:
+            store.append(round, shard, fresh)
+            key = (round, shard)
+            if key in progress.remaining:
+                progress.remaining[key] -= len(fresh)
+
+
+def run_ray_evolve(
+    data: str | Path,
+    out: str | Path,
+    *,
+    evolver: Evolver | None = None,
+    evol_lm: str = "local",
+    api_base: str | None = None,
+    judge_lm: str | None = None,
+    disable_rules: tuple[str, ...] | list[str] = (),
+    actors: int = 2,
+    concurrency: int = 8,
+    ray_address: str | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+    rounds: int = 1,
+    overwrite: bool = False,
+    max_output_tokens: int = 768,
+    policy: CallPolicy | None = None,
+    max_calls: int | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    shard_size: int = 1000,
+    batch_size: int | None = None,
+    actor_cpus: float = 0.5,
+    evol_model: str | None = None,
+    on_row: Callable[[EvolvedRow], None] | None = None,
+    crash_once: tuple[str, str] | None = None,
+) -> JobSummary:
+    """Run an evolve job on Ray: the same rows as :class:`~autoevol.programs.pipeline.EvolveJob`.
+
+    Connects to the cluster at ``ray_address`` (``"auto"`` for the one this machine belongs to),
+    reuses an already initialised Ray, or starts a small local one (stopped again at the end).
+
+    Args:
+        data: the seed file or folder (anything :func:`autoevol.data.iter_items` reads).
+        out: the final output (``.jsonl``, ``.parquet`` or a dataset folder); shards go to
+            ``OUT.shards/`` and are kept.
+        evolver: the evolving method (default e_0); only its method text travels to the actors.
+        evol_lm / api_base / judge_lm / disable_rules / max_output_tokens / policy: as in the
+            ``evolve`` command; every actor builds its own LM from them (a ``local`` spec starts one
+            llama.cpp server per actor).
+        actors: actors in the pool. concurrency: rows evaluated at once *per actor*.
+        max_calls / max_tokens / max_cost: a budget shared by all actors; when it runs out the job
+            stops cleanly (``summary.stopped``) and a rerun resumes.
+        shard_size: sources per shard (resume granularity; part of the job's identity).
+        batch_size: sources per actor call (default ``2 * concurrency``).
+        actor_cpus: Ray CPUs reserved per actor (LM work waits on the network, not the CPU).
+        evol_model: the model name on each row (default: the spec's display name).
+        on_row: called in the driver with every written row.
+        crash_once: fault injection for tests (see :class:`ActorSettings`).
+    """
+    import ray
+
+    from autoevol.engines.budget import start_budget
+
+    evolver = evolver or Evolver()
+    settings = ActorSettings(
+        method=evolver.method, evol_lm=evol_lm, evol_model=evol_model or parse_spec(evol_lm).display_name,
+        api_base=api_base, judge_lm=judge_lm, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
+        max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), crash_once=crash_once,
+    )
+    FailureDetector(disable=[rule for rule in settings.disable_rules if rule != "equal"])  # fail fast on typos
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        if ray_address:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(2, actors), include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    context.enable_progress_bars = False
+    try:
+        budget = None
+        if max_calls is not None or max_tokens is not None or max_cost is not None:
+            budget = start_budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
+        job = RayEvolveJob(settings, actors=actors, shard_size=shard_size, batch_size=batch_size,
+                           actor_cpus=actor_cpus, budget=budget, on_row=on_row)
+        return job.run(data, out, column=column, id_column=id_column, limit=limit, rounds=rounds,
+                       overwrite=overwrite)
+    finally:
+        context.enable_progress_bars = bars
+        if started_ray:
+            ray.shutdown()

@@ -1,0 +1,47 @@
+"""`autoevol evolve --engine ray` through the installed entry point gives the local engine's rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autoevol.engines import ray_available
+from autoevol.testing.fake_openai import serve_in_subprocess
+
+pytestmark = pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed: pip install 'autoevol[ray]'")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
+
+
+def evolve(out: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["autoevol", "evolve", str(EXAMPLE), "--out", str(out), "--evol-lm", "openai/fake", "--api-base", url,
+         "--rounds", "2", *extra],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OPENAI_API_KEY": "x", "NO_COLOR": "1"})
+
+
+def rows(path: Path) -> dict[str, dict]:
+    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
+
+
+def test_ray_engine_from_the_cli_matches_the_local_engine(tmp_path):
+    with serve_in_subprocess() as server:
+        local = evolve(tmp_path / "local.jsonl", server.url)
+        ray = evolve(tmp_path / "ray.jsonl", server.url, "--engine", "ray", "--actors", "1", "--concurrency", "4")
+    assert local.returncode == 0, local.stderr[-2000:]
+    assert ray.returncode == 0, ray.stderr[-2000:]
+    local_rows, ray_rows = rows(tmp_path / "local.jsonl"), rows(tmp_path / "ray.jsonl")
+    assert len(local_rows) == 16 and set(ray_rows) == set(local_rows)
+    for row_id, row in local_rows.items():
+        assert {k: ray_rows[row_id][k] for k in row} == row
+
+
+def test_ray_engine_refuses_retry_failed(tmp_path):
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("")
+    result = subprocess.run(["autoevol", "evolve", "--out", str(tmp_path / "o.jsonl"), "--retry-failed", str(earlier),
+                             "--engine", "ray"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "local engine only" in result.stderr and "Traceback" not in result.stderr

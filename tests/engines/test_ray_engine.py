@@ -1,0 +1,145 @@
+"""The Ray engine: same rows as the local engine, killed actors, resume, global budgets.
+
+Every test starts a small local Ray cluster (one per module) and a fake OpenAI-compatible server
+in a subprocess whose answers depend only on the request, so both engines must agree per id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from autoevol.data import DataError, read_rows  # noqa: E402
+from autoevol.engines import run_ray_evolve  # noqa: E402
+from autoevol.engines.shards import ShardStore  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession  # noqa: E402
+from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.programs.pipeline import EvolveJob  # noqa: E402
+from autoevol.testing.fake_openai import chat_adapter_responder, serve_in_subprocess  # noqa: E402
+
+FAST = CallPolicy(timeout=30, max_retries=2, backoff_base=0.01, backoff_cap=0.05)
+RESPONDER = "tests.engines.test_ray_engine:mixed_responder"
+
+
+def mixed_responder(messages: list[dict], body: dict) -> str:
+    """The default deterministic responder, except that some rows fail in known ways."""
+    text = chat_adapter_responder(messages, body)
+    if "[[ ## answer ## ]]" in text and "refuse" in json.dumps(messages):
+        return "[[ ## answer ## ]]\nSorry, I cannot do that.\n\n[[ ## completed ## ]]"
+    if "[[ ## evolved_instruction ## ]]" in text and "garble" in json.dumps(messages):
+        return "no fields here at all"
+    return text
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve_in_subprocess(latency=0.005, responder=RESPONDER) as running:
+        yield running
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> Path:
+    rows = []
+    for i in range(23):
+        kind = "refuse" if i % 7 == 3 else "garble" if i % 11 == 5 else "plain"
+        rows.append({"id": f"q{i}", "instruction": f"Explain {kind} topic number {i} in two sentences."})
+    rows.append({"id": "blank", "instruction": "   "})
+    path = tmp_path / "seed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def local_rows(seed: Path, out: Path, url: str, rounds: int = 1) -> dict[str, dict]:
+    with LMSession(concurrency=4, policy=FAST) as session:
+        lm = session.lm("openai/fake", role="evol", api_base=url, api_key="test")
+        with dspy.context(lm=lm):
+            EvolveJob(Evolver(), concurrency=4, evol_model="openai/fake").run(seed, out, rounds=rounds)
+    return {row["id"]: row for row in read_rows(out)}
+
+
+def ray_run(seed: Path, out: Path, url: str, **options):
+    options.setdefault("actors", 2)
+    options.setdefault("concurrency", 4)
+    options.setdefault("shard_size", 5)
+    return run_ray_evolve(seed, out, evol_lm="openai/fake", api_base=url, policy=FAST, **options)
+
+
+def by_id(path: Path) -> dict[str, dict]:
+    rows = list(read_rows(path))
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)), "an id was written twice"
+    return {row["id"]: row for row in rows}
+
+
+def test_ray_engine_gives_the_local_engines_rows(cluster, server, seed, tmp_path):
+    local = local_rows(seed, tmp_path / "local.jsonl", server.url, rounds=2)
+    summary = ray_run(seed, tmp_path / "ray.jsonl", server.url, rounds=2)
+    remote = by_id(tmp_path / "ray.jsonl")
+    assert remote == local
+    rules = {row["rule"] for row in remote.values()}
+    assert {"bad_input", "sorry_short", "unparseable", None} <= rules  # the comparison is not vacuous
+    assert any(row["round"] == 2 for row in remote.values())
+    assert (summary.rows, summary.failed) == (len(local), sum(row["failed"] for row in local.values()))
+    assert summary.output == str(tmp_path / "ray.jsonl") and summary.stopped is None
+    store = ShardStore(tmp_path / "ray.jsonl")
+    assert store.shards(1) == [0, 1, 2, 3, 4] and all(store.is_done(1, k) for k in range(5))
+    assert sum(usage.calls for usage in summary.usage) > 0
+
+
+def test_a_killed_actor_is_restarted_and_its_rows_are_redone_once(cluster, server, seed, tmp_path):
+    flag = tmp_path / "crash-once"
+    flag.write_text("")
+    ray_run(seed, tmp_path / "ray.jsonl", server.url, crash_once=("q12:r1", str(flag)))
+    assert not flag.exists(), "the actor never reached the crash row"
+    rows = by_id(tmp_path / "ray.jsonl")
+    assert set(rows) == {f"q{i}:r1" for i in range(23)} | {"blank:r1"}
+    shard_ids = [row["id"] for row in ShardStore(tmp_path / "ray.jsonl").rows(rounds=1)]
+    assert sorted(shard_ids) == sorted(rows)
+
+
+def test_a_stopped_job_resumes_without_redoing_written_rows(cluster, server, seed, tmp_path):
+    out = tmp_path / "ray.jsonl"
+    first = ray_run(seed, out, server.url, max_calls=20)
+    assert first.stopped and "call budget of 20" in first.stopped
+    assert not out.exists()
+    store = ShardStore(out)
+    written = [row["id"] for row in store.rows(rounds=1)]
+    assert 0 < len(written) < 24 and len(written) == len(set(written))
+    # the budget is global: 2 actors together made at most 20 billed calls
+    assert sum(usage.calls for usage in first.usage) <= 20
+    # an interrupted write leaves half a line: it is dropped on resume
+    last = store.shard_path(1, store.shards(1)[-1])
+    with open(last, "a") as handle:
+        handle.write('{"id": "half')
+    server.reset()
+    second = ray_run(seed, out, server.url)
+    assert second.stopped is None and second.resumed_rows == len(written)
+    rows = by_id(out)
+    assert set(rows) == {f"q{i}:r1" for i in range(23)} | {"blank:r1"}
+    assert server.stats().ok <= 2 * (24 - len(written))  # only the missing rows were evaluated
+    assert server.stats().repeated_completions == {}
+
+
+def test_a_finished_shard_is_skipped_and_settings_must_match(cluster, server, seed, tmp_path):
+    out = tmp_path / "ray.jsonl"
+    ray_run(seed, out, server.url)
+    server.reset()
+    again = ray_run(seed, out, server.url)
+    assert server.stats().ok == 0 and again.resumed_rows == 24 and by_id(out).keys() == by_id(out).keys()
+    with pytest.raises(DataError, match="shard_size"):
+        ray_run(seed, out, server.url, shard_size=7)
+    ray_run(seed, out, server.url, shard_size=7, overwrite=True)
+    assert ShardStore(out).shards(1) == [0, 1, 2, 3]
