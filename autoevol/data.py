@@ -144,7 +144,7 @@ def _list(columns: Sequence[str]) -> str:
     return ", ".join(str(c) for c in columns) if columns else "(none)"
 
 
-def _resolve_columns(
+def resolve_columns(
     path: Path,
     columns: Sequence[str],
     column: str | None,
@@ -262,9 +262,9 @@ def _items(
 ) -> Iterator[SeedItem]:
     if limit == 0:
         return
-    source = _OPENERS[fmt](path)
+    source = SOURCE_OPENERS[fmt](path)
     if source.columns is not None:
-        column, id_column = _resolve_columns(path, source.columns, column, id_column)
+        column, id_column = resolve_columns(path, source.columns, column, id_column)
         rows = source.read(list(dict.fromkeys([column, id_column or column])))
     else:
         rows = source.read(None)
@@ -272,7 +272,7 @@ def _items(
         if first is None:
             raise DataError(path, f"no rows{source.empty_hint}")
         _require_object(path, *first)
-        column, id_column = _resolve_columns(path, list(first[1]), column, id_column, first[0])
+        column, id_column = resolve_columns(path, list(first[1]), column, id_column, first[0])
         rows = itertools.chain([first], rows)
 
     logger.debug("reading %s: column=%r id_column=%r", path, column, id_column)
@@ -280,8 +280,8 @@ def _items(
     count = 0
     for index, (row_no, record) in enumerate(rows):
         _require_object(path, row_no, record)
-        row_id = _row_id(path, row_no, record, id_column, index)
-        for item in _row_items(path, row_no, record, column, row_id):
+        row_id = record_id(path, row_no, record, id_column, index)
+        for item in record_items(path, row_no, record, column, row_id):
             first_row = seen.setdefault(item.id, row_no)
             if first_row != row_no:
                 raise DataError(
@@ -308,7 +308,8 @@ def _kind(value: Any) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
-def _row_id(path: Path, row_no: int, record: dict, id_column: str | None, index: int) -> str:
+def record_id(path: Path, row_no: int, record: dict, id_column: str | None, index: int) -> str:
+    """The id of one input record: its ``id_column`` value, else its 0-based index."""
     if id_column is None:
         return str(index)
     if id_column not in record:
@@ -322,9 +323,10 @@ def _row_id(path: Path, row_no: int, record: dict, id_column: str | None, index:
     return text
 
 
-def _row_items(
+def record_items(
     path: Path, row_no: int, record: dict, column: str, row_id: str
 ) -> list[SeedItem]:
+    """The seed items of one input record (one, or one per human turn of a conversation)."""
     if column not in record:
         raise DataError(path, f"column '{column}' is missing", row_no)
     value = record[column]
@@ -657,7 +659,8 @@ def _open_dataset(path: Path) -> _Source:
     return _Source(columns, read)
 
 
-_OPENERS: dict[str, Callable[[Path], _Source]] = {
+#: Readers by input format (suffix, or "dataset" for a save_to_disk folder).
+SOURCE_OPENERS: dict[str, Callable[[Path], _Source]] = {
     ".jsonl": _open_jsonl,
     ".json": _open_json,
     ".csv": _open_csv,
@@ -787,7 +790,7 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
         raise DataError(path, "file not found")
     if fmt == "jsonl":
         return (record for _, record in _read_json_lines(path))
-    source = _OPENERS[".parquet" if fmt == "parquet" else "dataset"](path)
+    source = SOURCE_OPENERS[".parquet" if fmt == "parquet" else "dataset"](path)
     return (record for _, record in source.read(None))
 
 

@@ -3,7 +3,11 @@
 The driver reads the seed items with :func:`autoevol.data.iter_items` (validation and stable ids
 exactly as the local engine), cuts each round into shards of ``shard_size`` sources in input order,
 and sends the sources still to do through ``Dataset.map_batches(EvolveActor, ...)`` on an actor
-pool. Each :class:`EvolveActor` builds its ``LMSession`` once and evaluates every batch with a
+pool. In round 1 of a ``.jsonl`` or ``.parquet`` input with an id column (and no ``limit``), the
+driver's pass only validates and keeps the ids to do: the rows themselves are read by Ray Data
+tasks (byte ranges of the JSON lines file, or ``read_parquet``) and turned into seed items by the
+local reader's own helpers (:func:`seed_sources`); see :func:`ray_read_plan` for the rule.
+Each :class:`EvolveActor` builds its ``LMSession`` once and evaluates every batch with a
 thread pool of ``concurrency`` workers (``autoevol.metrics.rate.evaluate_item``, like the local
 engine), so rows, lineage and verdicts are the local engine's. The driver is the only writer: it
 appends each returned row to its shard file (see :mod:`autoevol.engines.shards`), marks finished
@@ -18,12 +22,14 @@ limiter on 429s are the ``ManagedLM``'s, per actor. Budgets are global (:mod:`au
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +38,13 @@ from typing import Any
 
 import dspy
 
-from autoevol.data import iter_items
+from autoevol.data import (
+    SOURCE_OPENERS,
+    iter_items,
+    record_id,
+    record_items,
+    resolve_columns,
+)
 from autoevol.engines.shards import ShardStore
 from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import BudgetExceeded
@@ -140,6 +152,101 @@ class EvolveActor:
             return delta
 
 
+#: Input formats whose round 1 is read through Ray Data (see :func:`ray_read_plan`).
+RAY_READ_FORMATS = (".jsonl", ".parquet")
+#: Bytes of a JSON lines input per Ray read task (cut at line ends).
+READ_RANGE_BYTES = 16 << 20
+
+
+def ray_read_plan(data: Path, column: str | None, id_column: str | None,
+                  limit: int | None) -> tuple[str, str] | None:
+    """``(column, id_column)`` when round 1 of ``data`` is read through Ray Data, else None.
+
+    Ray Data reads a ``.jsonl`` or ``.parquet`` input when its rows carry their id (``--id-column``,
+    or an ``id`` column) and there is no ``limit``: then a record alone gives its seed items, with
+    no need for its global row index (row-index ids) or for the rows before it (a limit). Other
+    inputs are read by the driver. The columns are resolved exactly as
+    :func:`autoevol.data.iter_items` does (raising its ``DataError`` for a missing column).
+    """
+    fmt = data.suffix.lower()
+    if limit is not None or data.is_dir() or fmt not in RAY_READ_FORMATS:
+        return None
+    source = SOURCE_OPENERS[fmt](data)
+    columns, row = source.columns, None
+    if columns is None:  # JSON lines: the keys of the first record, as iter_items takes them
+        first = next(source.read(None), None)
+        if first is None or not isinstance(first[1], dict):
+            return None  # iter_items reports it
+        row, columns = first[0], list(first[1])
+    column, id_column = resolve_columns(data, columns, column, id_column, row)
+    return (column, id_column) if id_column is not None else None
+
+
+def line_ranges(path: Path, target_bytes: int | None = None) -> list[tuple[int, int]]:
+    """``[start, end)`` byte ranges of about ``target_bytes`` (default :data:`READ_RANGE_BYTES`)
+    covering a file, each cut after a newline."""
+    target_bytes = target_bytes or READ_RANGE_BYTES
+    size = path.stat().st_size
+    bounds = [0]
+    with open(path, "rb") as file:
+        for k in range(1, math.ceil(size / max(1, target_bytes))):
+            if k * target_bytes <= bounds[-1]:
+                continue
+            file.seek(k * target_bytes - 1)
+            file.readline()  # to the end of the line holding that byte
+            if file.tell() >= size:
+                break
+            bounds.append(file.tell())
+    bounds.append(size)
+    return [(start, end) for start, end in itertools.pairwise(bounds) if end > start] or [(0, 0)]
+
+
+def _json_line_records(path: str, start: int, end: int) -> Iterator[Any]:
+    """The values of the JSON lines starting in ``[start, end)``, decoded as the local reader does."""
+    with open(path, "rb") as file:
+        file.seek(start)
+        position = start
+        while position < end:
+            raw = file.readline()
+            if not raw:
+                return
+            text = raw.decode("utf-8-sig" if position == 0 else "utf-8")
+            position += len(raw)
+            if text.strip():
+                yield json.loads(text)
+
+
+def seed_sources(batch: Any, *, path: str, column: str, id_column: str, todo: dict[str, int],
+                 json_lines: bool) -> Any:
+    """Round-1 sources (JSON text) of a batch of input records, for the ids in ``todo`` (id -> shard).
+
+    Runs in Ray Data tasks. ``batch`` is a pyarrow table: ``start``/``end`` byte ranges of a JSON
+    lines file (read here), or parquet records. Each record becomes its seed items with
+    :mod:`autoevol.data`'s own helpers (ids, conversation turns and instruction checks as the local
+    engine); only items still to do are kept. The driver has validated the whole input already, so
+    nothing here should raise.
+    """
+    import pyarrow as pa
+
+    if json_lines:
+        records: Iterator[Any] = (record for span in batch.to_pylist()
+                                  for record in _json_line_records(path, span["start"], span["end"]))
+    else:
+        records = iter(batch.to_pylist())
+    out: list[str] = []
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        row_id = record_id(Path(path), 0, record, id_column, 0)
+        for item in record_items(Path(path), 0, record, column, row_id):
+            source_id = f"{item.id}:r1"
+            if source_id in todo:
+                out.append(json.dumps({"id": source_id, "root_id": item.id, "parent_id": item.id,
+                                       "text": item.instruction, "problem": item.problem,
+                                       "shard": todo[source_id]}))
+    return pa.table({"source": pa.array(out, type=pa.string())})
+
+
 @dataclass
 class _Progress:
     """The driver's bookkeeping for one run."""
@@ -195,9 +302,12 @@ class RayEvolveJob:
         summary = JobSummary(resumed_rows=sum(1 for _ in store.rows(rounds=rounds)))
         progress = _Progress()
         if not store.complete:
+            plan = ray_read_plan(data, column, id_column, limit)
             for round in range(1, rounds + 1):
-                for wave in self._waves(store, progress, round, data, column, id_column, limit):
-                    self._run_wave(store, progress, round, wave)
+                ray_read = plan if round == 1 else None
+                for wave in self._waves(store, progress, round, data, column, id_column, limit,
+                                        ids_only=ray_read is not None):
+                    self._run_wave(store, progress, round, wave, data=data, plan=ray_read)
                     if progress.stopped:
                         break
                 if progress.stopped:
@@ -226,8 +336,11 @@ class RayEvolveJob:
                                "parent_id": row["id"], "text": row["evolved"], "problem": None}
 
     def _waves(self, store: ShardStore, progress: _Progress, round: int, data: Path, column: str | None,
-               id_column: str | None, limit: int | None) -> Iterator[list[dict[str, Any]]]:
-        """Groups of at most ``wave_rows`` sources still to evaluate, shard by shard."""
+               id_column: str | None, limit: int | None, *, ids_only: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Groups of at most ``wave_rows`` sources still to evaluate, shard by shard.
+
+        With ``ids_only`` a wave holds just ``{"id", "shard"}`` per source (Ray Data reads the rest).
+        """
         wave: list[dict[str, Any]] = []
         chunk: list[dict[str, Any]] = []
 
@@ -246,7 +359,7 @@ class RayEvolveJob:
                 store.mark_done(round, shard)
             for source in missing:
                 if not source["problem"]:
-                    wave.append({**source, "shard": shard})
+                    wave.append({"id": source["id"], "shard": shard} if ids_only else {**source, "shard": shard})
 
         shard = 0
         for source in self._sources(store, round, data, column, id_column, limit):
@@ -266,12 +379,38 @@ class RayEvolveJob:
         outcome = ItemOutcome(original=source["text"], verdict=Verdict.failure(BAD_INPUT, source["problem"]))
         return make_row(_as_source(source), round, outcome, fingerprint=self.fingerprint, evol_model=self.settings.evol_model)
 
-    def _run_wave(self, store: ShardStore, progress: _Progress, round: int, wave: list[dict[str, Any]]) -> None:
+    def _wave_dataset(self, wave: list[dict[str, Any]], data: Path, plan: tuple[str, str] | None) -> Any:
+        """The wave's sources as a Ray dataset of ``{"source": JSON}`` rows."""
         import ray.data
 
-        items = [{"source": json.dumps(source)} for source in wave]
-        blocks = max(1, min(len(items), math.ceil(len(items) / self.batch_size)))
-        dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        if plan is None:
+            items = [{"source": json.dumps(source)} for source in wave]
+            blocks = max(1, min(len(items), math.ceil(len(items) / self.batch_size)))
+            return ray.data.from_items(items, override_num_blocks=blocks)
+        column, id_column = plan
+        json_lines = data.suffix.lower() == ".jsonl"
+        cpus = min(0.25, self.actor_cpus)  # reading waits on the disk; never starve the actor pool
+        if json_lines:
+            # byte ranges read in tasks, parsed with json.loads per line as the local reader does
+            # (read_json would retype values through pandas; read_text splits lines on U+2028 too)
+            spans = [{"start": start, "end": end} for start, end in line_ranges(data)]
+            records = ray.data.from_items(spans, override_num_blocks=len(spans))
+        else:  # exactly this file: whatever its suffix's case, no hive columns from its folder names
+            records = ray.data.read_parquet(str(data), num_cpus=cpus, file_extensions=None,
+                                            partitioning=None).select_columns(
+                list(dict.fromkeys([column, id_column])))
+        todo = {source["id"]: source["shard"] for source in wave}
+        return records.map_batches(
+            seed_sources, batch_format="pyarrow", num_cpus=cpus, batch_size=1 if json_lines else None,
+            fn_kwargs={"path": str(data), "column": column, "id_column": id_column, "todo": todo,
+                       "json_lines": json_lines},
+        ).repartition(target_num_rows_per_block=self.batch_size)
+
+    def _run_wave(self, store: ShardStore, progress: _Progress, round: int, wave: list[dict[str, Any]], *,
+                  data: Path, plan: tuple[str, str] | None = None) -> None:
+        import ray.data
+
+        dataset = self._wave_dataset(wave, data, plan).map_batches(
             EvolveActor,
             fn_constructor_kwargs={"settings": self.settings, "round": round, "budget": self.budget},
             compute=ray.data.ActorPoolStrategy(size=self.actors, max_concurrent_calls_per_actor=2),
@@ -290,6 +429,11 @@ class RayEvolveJob:
                 self._write(store, progress, round, shard, progress.written[(round, shard)], rows)
                 if progress.remaining[(round, shard)] == 0:
                     store.mark_done(round, shard)
+        # a shard's sources are all in one wave: unless the budget stopped it, every one came back
+        missing = sum(progress.remaining[(round, shard)] for shard in {source["shard"] for source in wave})
+        if missing and not progress.stopped:
+            raise RuntimeError(f"round {round}: {missing} sources sent to Ray Data came back without a row "
+                               "(did the input change during the run?); rerun to resume")
 
     def _write(self, store: ShardStore, progress: _Progress, round: int, shard: int, written: set[str],
                rows: list[str]) -> None:
@@ -387,8 +531,11 @@ def run_ray_evolve(
             budget = start_budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
         job = RayEvolveJob(settings, actors=actors, shard_size=shard_size, batch_size=batch_size,
                            actor_cpus=actor_cpus, budget=budget, on_row=on_row)
-        return job.run(data, out, column=column, id_column=id_column, limit=limit, rounds=rounds,
-                       overwrite=overwrite)
+        with warnings.catch_warnings():
+            # Ray counts one input file as one input; the read is split into batch-sized blocks later
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+            return job.run(data, out, column=column, id_column=id_column, limit=limit, rounds=rounds,
+                           overwrite=overwrite)
     finally:
         context.enable_progress_bars = bars
         if started_ray:

@@ -143,3 +143,61 @@ def test_a_finished_shard_is_skipped_and_settings_must_match(cluster, server, se
         ray_run(seed, out, server.url, shard_size=7)
     ray_run(seed, out, server.url, shard_size=7, overwrite=True)
     assert ShardStore(out).shards(1) == [0, 1, 2, 3]
+
+
+def test_jsonl_with_ids_and_parquet_are_read_by_ray_data_and_give_the_local_rows(
+        cluster, server, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autoevol.engines.ray_engine import (
+        _json_line_records,
+        line_ranges,
+        ray_read_plan,
+    )
+
+    records = []
+    for i in range(9):
+        records.append({"id": i, "instruction": f"Explain plain topic number {i} in two sentences.",
+                        "conversations": None})
+    records.append({"id": 9, "instruction": None, "conversations": None})  # a bad-input row
+    records.append({"id": "c1", "instruction": None, "conversations": [
+        {"from": "human", "value": "Explain garble topic one."}, {"from": "gpt", "value": "Sure."},
+        {"from": "human", "value": "Explain plain follow-up two."}]})
+    records[2]["instruction"] += " Line\u2028separators\x85 stay inside the row."
+    jsonl = tmp_path / "seed.jsonl"
+    lines = [json.dumps(row, ensure_ascii=False) for row in records]
+    lines.insert(4, "")  # a blank line: no row
+    jsonl.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    parquet = tmp_path / "seed.parquet"
+    pq.write_table(pa.Table.from_pylist([{**row, "id": str(row["id"])} for row in records]), parquet)
+    no_ids = tmp_path / "no_ids.jsonl"
+    no_ids.write_text(json.dumps({"instruction": "Explain x."}) + "\n")
+    assert ray_read_plan(jsonl, None, None, None) == ("instruction", "id")
+    assert ray_read_plan(parquet, "conversations", None, None) == ("conversations", "id")
+    assert ray_read_plan(no_ids, None, None, None) is None  # row-index ids: the driver reads
+    assert ray_read_plan(jsonl, None, None, 5) is None  # a limit: the driver reads
+
+    assert line_ranges(jsonl, 1 << 20) == [(0, jsonl.stat().st_size)]
+    spans = line_ranges(jsonl, 150)
+    assert len(spans) > 3 and spans[0][0] == 0 and spans[-1][1] == jsonl.stat().st_size
+    assert [record for span in spans for record in _json_line_records(str(jsonl), *span)] == records
+    monkeypatch.setattr("autoevol.engines.ray_engine.READ_RANGE_BYTES", 150)  # several read tasks
+
+    reads: list[str] = []
+    for name in ("from_items", "read_parquet"):
+        real = getattr(ray.data, name)
+        monkeypatch.setattr(ray.data, name,
+                            lambda *a, _real=real, _name=name, **k: reads.append(_name) or _real(*a, **k))
+    for seed, column in ((jsonl, "instruction"), (parquet, "conversations")):
+        out = tmp_path / f"ray-{seed.suffix[1:]}.jsonl"
+        with LMSession(concurrency=4, policy=FAST) as session:
+            lm = session.lm("openai/fake", role="evol", api_base=server.url, api_key="test")
+            with dspy.context(lm=lm):
+                EvolveJob(Evolver(), concurrency=4, evol_model="openai/fake").run(
+                    seed, tmp_path / f"local-{seed.suffix[1:]}.jsonl", column=column)
+        local = {row["id"]: row for row in read_rows(tmp_path / f"local-{seed.suffix[1:]}.jsonl")}
+        ray_run(seed, out, server.url, column=column, shard_size=4)
+        assert by_id(out) == local
+        assert any(row["rule"] == "bad_input" for row in local.values())
+    assert reads == ["from_items", "read_parquet"]  # the byte ranges of the JSON lines file, then parquet
