@@ -44,7 +44,10 @@ def test_every_row_is_accounted_for_within_the_retry_budget(tmp_path: Path):
     assert stats.requests <= ROWS * CALLS_PER_ROW * (1 + RETRIES)
     assert sum(stats.faults.values()) > 0.15 * stats.requests  # faults really were injected
     usage = lm.usage
-    assert usage.retries > 0 and usage.calls == stats.ok
+    assert usage.retries > 0
+    # every billed call is a completion the server sent; the server may also have completed calls
+    # the client had already abandoned at its 0.5 s timeout (a loaded machine) and then retried
+    assert usage.calls <= stats.ok <= usage.calls + usage.retries
 
 
 def test_rate_limits_lower_concurrency_then_it_recovers():

@@ -77,12 +77,7 @@ def merged_usage(session: LMSession) -> list[RoleUsage]:
     for lm in session.lms:
         usage = lm.usage
         usage.model = getattr(lm, "display_name", usage.model)
-        if usage.role in by_role:
-            total = by_role[usage.role]
-            for field in ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens", "cost"):
-                setattr(total, field, getattr(total, field) + getattr(usage, field))
-        else:
-            by_role[usage.role] = usage
+        by_role[usage.role] = by_role[usage.role].plus(usage) if usage.role in by_role else usage
     return list(by_role.values())
 
 

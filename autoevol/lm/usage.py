@@ -28,6 +28,18 @@ class RoleUsage(BaseModel):
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def plus(self, other: RoleUsage) -> RoleUsage:
+        """This usage with ``other``'s counts added (role and model stay this one's)."""
+        return self.model_copy(update={name: getattr(self, name) + getattr(other, name) for name in COUNTS})
+
+    def minus(self, other: RoleUsage) -> RoleUsage:
+        """What was used since ``other`` (an earlier snapshot of the same counter)."""
+        return self.model_copy(update={name: getattr(self, name) - getattr(other, name) for name in COUNTS})
+
+
+#: The additive fields of RoleUsage.
+COUNTS = ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens", "cost")
+
 
 class UsageCounter:
     """Thread-safe running totals behind a RoleUsage snapshot."""

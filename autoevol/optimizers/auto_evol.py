@@ -626,21 +626,12 @@ class _Context:
                 continue
             seen.add(id(counter))
             usage = lm.usage
-            total = totals.setdefault(usage.role, UsageDelta(role=usage.role, model=model_name(lm)))
-            for name in ("calls", "cache_hits", "failed_calls", "input_tokens", "output_tokens", "cost"):
-                setattr(total, name, getattr(total, name) + getattr(usage, name))
+            total = totals.get(usage.role) or UsageDelta(role=usage.role, model=model_name(lm))
+            totals[usage.role] = total.plus(usage)
         return totals
 
     def usage_since(self, before: Mapping[str, UsageDelta]) -> list[UsageDelta]:
-        deltas = []
-        for role, after in self.usage().items():
-            earlier = before.get(role)
-            delta = after.model_copy()
-            if earlier is not None:
-                for name in ("calls", "cache_hits", "failed_calls", "input_tokens", "output_tokens", "cost"):
-                    setattr(delta, name, getattr(after, name) - getattr(earlier, name))
-            deltas.append(delta)
-        return deltas
+        return [after.minus(before[role]) if role in before else after for role, after in self.usage().items()]
 
 
 class DevEvaluator:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from autoevol.lm.usage import RoleUsage
 from autoevol.signatures.analyze import TrajectoryIssue
 
 #: Identifies run directories; bump RUN_FORMAT_VERSION when their layout changes incompatibly.
@@ -73,17 +74,8 @@ class CandidateRecord(BaseModel):
     dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
 
 
-class UsageDelta(BaseModel):
-    """What one LM role used during a step."""
-
-    role: str
-    model: str
-    calls: int = 0
-    cache_hits: int = 0
-    failed_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
+class UsageDelta(RoleUsage):
+    """What one LM role used during a step (or a whole compile)."""
 
 
 class StepRecord(BaseModel):
