@@ -821,18 +821,24 @@ def _write_jsonl(rows: Iterable[dict[str, Any]], final: Path) -> int:
 
 
 def _write_parquet(rows: Iterable[dict[str, Any]], final: Path, schema: pa.Schema | None) -> int:
-    count = 0
     with _temporary_sibling(final) as tmp:
-        writer: pq.ParquetWriter | None = None
-        try:
-            for batch in _record_batches(rows, schema):
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema)
-                writer.write_batch(batch)
-                count += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
+        return _write_batches(rows, schema, lambda batch_schema: pq.ParquetWriter(tmp, batch_schema))
+
+
+def _write_batches(rows: Iterable[dict[str, Any]], schema: pa.Schema | None,
+                   open_writer: Callable[[pa.Schema], Any]) -> int:
+    """Write ``rows`` in record batches with a writer opened on the first batch's schema."""
+    count = 0
+    writer = None
+    try:
+        for batch in _record_batches(rows, schema):
+            if writer is None:
+                writer = open_writer(batch.schema)
+            writer.write_batch(batch)
+            count += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
     return count
 
 
@@ -868,19 +874,8 @@ def _check_dataset_target(final: Path) -> None:
 def _write_arrow_stream(
     rows: Iterable[dict[str, Any]], target: Path, schema: pa.Schema | None
 ) -> int:
-    count = 0
-    writer: pa.ipc.RecordBatchStreamWriter | None = None
     with pa.OSFile(str(target), "wb") as sink:
-        try:
-            for batch in _record_batches(rows, schema):
-                if writer is None:
-                    writer = pa.ipc.new_stream(sink, batch.schema)
-                writer.write_batch(batch)
-                count += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-    return count
+        return _write_batches(rows, schema, lambda batch_schema: pa.ipc.new_stream(sink, batch_schema))
 
 
 def _record_batches(
