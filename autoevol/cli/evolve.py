@@ -86,7 +86,6 @@ def evolve(
                  column=column, id_column=id_column, limit=limit, rounds=rounds,
                  max_output_tokens=max_output_tokens)
         return
-    budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
     policy = CallPolicy(timeout=timeout, max_retries=retries, backoff_base=backoff,
                         backoff_cap=max(30.0, backoff))
     if engine == "ray":
@@ -97,6 +96,7 @@ def evolve(
                               policy=policy, max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
         _finish(summary, f"{out}.shards", "the same command")
         return
+    budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
     if overwrite:
         journal.discard()
         journal.discard_calls()

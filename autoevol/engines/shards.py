@@ -14,13 +14,13 @@ missing from an unfinished shard are evaluated again. Nothing here depends on Ra
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from autoevol.data import DataError, write_rows
+from autoevol.programs.journal import complete_rows, settings_changed
 from autoevol.records import EvolvedRow
 
 
@@ -37,18 +37,10 @@ class ShardStore:
         """Start a job, or check that the unfinished one here has the same settings."""
         if overwrite and self.root.exists():
             shutil.rmtree(self.root)
-        if self.job_path.exists():
-            try:
-                previous = json.loads(self.job_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                raise DataError(self.job_path, "unreadable job file; use --overwrite to start again") from None
-            changed = sorted(key for key in set(job) | set(previous) if job.get(key) != previous.get(key))
-            if changed:
-                raise DataError(self.root, f"a sharded job with different settings ({', '.join(changed)}) is "
-                                           "here; rerun it with the same arguments, or use --overwrite")
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.job_path.write_text(json.dumps(job, indent=2) + "\n", encoding="utf-8")
+        changed = settings_changed(self.job_path, job)
+        if changed:
+            raise DataError(self.root, f"a sharded job with different settings ({', '.join(changed)}) is "
+                                       "here; rerun it with the same arguments, or use --overwrite")
 
     @property
     def complete(self) -> bool:
@@ -68,23 +60,7 @@ class ShardStore:
 
     def shard_rows(self, round: int, shard: int) -> Iterator[dict[str, Any]]:
         """The complete rows of one shard; an incomplete last line (left by a crash) is cut off."""
-        path = self.shard_path(round, shard)
-        if not path.exists():
-            return
-        good_end = 0
-        with open(path, "rb") as file:
-            for line in file:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    row = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                good_end += len(line)
-                yield row
-        if good_end != path.stat().st_size:
-            with open(path, "r+b") as file:
-                file.truncate(good_end)
+        return complete_rows(self.shard_path(round, shard))
 
     def append(self, round: int, shard: int, rows: Iterable[str]) -> None:
         """Append JSON rows (one per line) to a shard file and flush them."""

@@ -37,43 +37,16 @@ class Journal:
         """Start or resume; returns the ids of rows already done."""
         if overwrite:
             self.discard()
-        if self.meta_path.exists():
-            try:
-                previous = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                raise DataError(self.meta_path, "unreadable job file; use --overwrite to start again") from None
-            changed = sorted(key for key in set(job) | set(previous) if job.get(key) != previous.get(key))
-            if changed:
-                raise DataError(
-                    self.path,
-                    f"an unfinished job with different settings ({', '.join(changed)}) is here; "
-                    "rerun it with the same arguments to resume, or use --overwrite to start again",
-                )
-        else:
-            self.meta_path.parent.mkdir(parents=True, exist_ok=True)
-            self.meta_path.write_text(json.dumps(job, indent=2) + "\n")
-        done = {row["id"] for row in self._complete_rows()}
+        changed = settings_changed(self.meta_path, job)
+        if changed:
+            raise DataError(
+                self.path,
+                f"an unfinished job with different settings ({', '.join(changed)}) is here; "
+                "rerun it with the same arguments to resume, or use --overwrite to start again",
+            )
+        done = {row["id"] for row in complete_rows(self.path)}
         self._file = open(self.path, "a", encoding="utf-8")
         return done
-
-    def _complete_rows(self) -> Iterator[dict[str, Any]]:
-        """Rows of the journal, truncating an incomplete last line left by a crash."""
-        if not self.path.exists():
-            return
-        good_end = 0
-        with open(self.path, "rb") as file:
-            for line in file:
-                try:
-                    row = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                if not line.endswith(b"\n"):
-                    break
-                good_end += len(line)
-                yield row
-        if good_end != self.path.stat().st_size:
-            with open(self.path, "r+b") as file:
-                file.truncate(good_end)
 
     def append(self, row: EvolvedRow) -> None:
         self._file.write(row.model_dump_json() + "\n")
@@ -124,3 +97,40 @@ class Journal:
             path = self.calls_path.with_name(self.calls_path.name + suffix)
             if path.exists():
                 os.remove(path)
+
+
+def settings_changed(job_path: Path, job: dict[str, Any]) -> list[str]:
+    """The settings in which ``job`` differs from the unfinished job recorded at ``job_path``.
+
+    With no job recorded there yet, ``job`` is recorded and nothing differs.
+    """
+    if not job_path.exists():
+        job_path.parent.mkdir(parents=True, exist_ok=True)
+        job_path.write_text(json.dumps(job, indent=2) + "\n", encoding="utf-8")
+        return []
+    try:
+        previous = json.loads(job_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise DataError(job_path, "unreadable job file; use --overwrite to start again") from None
+    return sorted(key for key in set(job) | set(previous) if job.get(key) != previous.get(key))
+
+
+def complete_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a JSON-lines file appended row by row; an incomplete last line left by a crash
+    is cut off the file."""
+    if not path.exists():
+        return
+    good_end = 0
+    with open(path, "rb") as file:
+        for line in file:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            good_end += len(line)
+            yield row
+    if good_end != path.stat().st_size:
+        with open(path, "r+b") as file:
+            file.truncate(good_end)
