@@ -36,6 +36,10 @@ DEFAULT_STUDY = "autoevol"
 #: Study user attribute holding what makes a study an autoevol study (objective, space, artifacts).
 STUDY_ATTR = "autoevol"
 OBJECTIVE = "heldout_failure_rate"
+#: How long a worker waits for a study another worker has just created to receive its autoevol mark.
+MARK_WAIT_SECONDS = 20.0
+#: Attempts at opening an RDB storage whose schema other workers may be creating at the same moment.
+SCHEMA_ATTEMPTS = 5
 PRUNERS = ("median", "halving", "none")
 
 __all__ = [
@@ -98,8 +102,8 @@ def open_storage(url: str | None = None, *, heartbeat_interval: int | None = Non
         engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        return optuna.storages.RDBStorage(_driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                          grace_period=grace_period, failed_trial_callback=callback)
+        return _rdb_storage(_driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                            grace_period=grace_period, failed_trial_callback=callback)
     except (ImportError, ModuleNotFoundError) as error:
         raise StudyError(f"storage {mask_url(url)}: the database driver is missing "
                          f"({error}); install it, e.g. pip install psycopg2-binary for PostgreSQL") from None
@@ -107,6 +111,34 @@ def open_storage(url: str | None = None, *, heartbeat_interval: int | None = Non
         detail = " ".join(str(error).split())
         detail = mask_url(detail)[:300]
         raise StudyError(f"cannot open study storage {mask_url(url)}: {type(error).__name__}: {detail}") from None
+
+
+def _rdb_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, retried when another worker is creating the same schema at this moment.
+
+    Optuna creates its tables on first use with check-then-create statements; on a fresh database
+    two workers started at the same instant can both see a table missing, and the slower one's
+    ``CREATE`` then fails on a duplicate catalog entry. Once the faster one has finished, the schema
+    exists and the next attempt succeeds.
+    """
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except Exception as error:
+            if attempt + 1 >= SCHEMA_ATTEMPTS or not _is_schema_race(error):
+                raise
+            logger.info("storage schema is being created by another worker (%s); retrying", type(error).__name__)
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_schema_race(error: BaseException) -> bool:
+    """Whether ``error`` is a concurrent ``CREATE`` of the same table, type, index or version row."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    text = str(error).lower()
+    return isinstance(error, (IntegrityError, ProgrammingError)) and (
+        "already exists" in text or "duplicate key" in text or "duplicate entry" in text)
 
 
 def default_artifact_dir(url: str | None) -> Path:
@@ -186,9 +218,29 @@ def open_study(
         if enqueue_defaults:
             study.enqueue_trial(space.enqueueable(PAPER_DEFAULTS), user_attrs={"paper_defaults": True})
         return study, artifacts
+    _await_mark(study)
     _check_existing(study, space, where)
     recorded = study.user_attrs.get(STUDY_ATTR, {})
     return study, Path(artifact_dir) if artifact_dir else Path(recorded.get("artifact_dir") or artifacts)
+
+
+def _await_mark(study: optuna.Study) -> None:
+    """Wait until a study that another worker has only just created carries the autoevol mark.
+
+    ``create_study`` and setting the mark are two writes: a worker that loads the study between
+    them finds no mark. A study without the mark and without any trial is such a newborn, so the
+    worker polls until the mark appears (or the study gets trials, or ``MARK_WAIT_SECONDS`` pass,
+    after which :func:`_check_existing` reports a study that autoevol did not make).
+    """
+    if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
+        return  # not an autoevol study in the making: refused at once
+    deadline = time.monotonic() + MARK_WAIT_SECONDS
+    pause = 0.02
+    while STUDY_ATTR not in study.user_attrs and not study.get_trials(deepcopy=False):
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(pause)
+        pause = min(0.5, pause * 2)
 
 
 def _check_existing(study: optuna.Study, space: SearchSpace, where: str) -> None:

@@ -13,7 +13,7 @@ from autoevol.optimizers.tuning import (
     StudyError, best_evolver, best_trial, load_study, mask_url, open_storage, plot_study, trial_rows, tune,
 )
 from autoevol.programs.evolver import Evolver
-from autoevol.testing.study import StudyWorld, seed_instructions
+from autoevol.testing.study import MARK, StudyWorld, level_of, seed_instructions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -148,6 +148,40 @@ def test_artifacts_extract_and_load_as_evolvers(tmp_path):
     assert (tmp_path / "studies.db-artifacts").is_dir()
 
 
+class MarkingTeleprompter:
+    """Returns the student with one ``[refined]`` mark per candidate: held-out failures fall with it."""
+
+    def __init__(self, params, step_callback):
+        self.params, self.callback = params, step_callback
+
+    def compile(self, student, *, trainset, valset=None):
+        self.callback(1, {"selected": {"failure_rate": 0.5}})
+        return student.with_method(student.method + f" {MARK}" * self.params["num_candidates"])
+
+
+def test_the_extracted_evolver_is_the_best_trials(tmp_path):
+    world = StudyWorld(seed=0)
+    evol, _ = world.lms()
+    items = seed_instructions(60)
+    storage = f"sqlite:///{tmp_path}/best.db"
+    space = {"num_candidates": {"low": 1, "high": 3}, "max_steps": 1, "batch_size": 2, "dev_size": 2}
+    options = dict(storage=storage, study_name="best", search_space=space, evol_lm=evol, optimizer_lm=None,
+                   enqueue_defaults=False, teleprompter_factory=MarkingTeleprompter, pruner="none", catch=(),
+                   heldout=items[30:], num_threads=1)
+    tune(items[:30], n_trials=0, **options)
+    for n in (1, 3, 2):
+        load_study("best", storage).enqueue_trial({"num_candidates": n})
+    study = tune(items[:30], n_trials=3, **options)
+    values = {t.params["num_candidates"]: t.value for t in study.trials}
+    assert values[3] < values[2] < values[1]  # more marks, fewer held-out failures: the trials differ
+    evolver = best_evolver(study, tmp_path / "best.json")
+    assert level_of(evolver.method) == 3 and level_of(Evolver.load(tmp_path / "best.json").method) == 3
+    assert evolver.metadata["study"]["trial"] == 1  # the second enqueued trial, num_candidates 3
+    assert evolver.metadata["study"]["heldout_failure_rate"] == values[3]
+    other = best_evolver(study, trial_number=0)
+    assert level_of(other.method) == 1 and other.metadata["study"]["heldout_failure_rate"] == values[1]
+
+
 def test_resumed_study_continues_numbering(tmp_path):
     run(tmp_path, n_trials=2)
     study = run(tmp_path, n_trials=2)
@@ -207,3 +241,64 @@ def test_existing_study_with_other_direction_or_space_is_refused(tmp_path):
 def test_too_little_data_for_the_space_is_refused(tmp_path):
     with pytest.raises(StudyError, match="dev_size"):
         run(tmp_path, space={**TINY, "dev_size": {"low": 10, "high": 40}})
+
+
+# ----------------------------------------------------------------------------- workers started together
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_mark(tmp_path, monkeypatch, kind):
+    """Worker B loads the study in the moment between A's create_study and A's mark: B must not fail."""
+    import threading
+
+    from autoevol.optimizers import tuning
+
+    storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    created, looked = threading.Event(), threading.Event()
+    real_create, real_attrs = optuna.create_study, optuna.Study.user_attrs.fget
+
+    def create_then_stall(**kwargs):
+        study = real_create(**kwargs)  # B's create_study raises DuplicatedStudyError here
+        created.set()
+        assert looked.wait(30), "worker B never read the study's attributes"
+        return study  # only now does A go on to mark it
+
+    def attrs_and_tell(study):
+        attrs = real_attrs(study)
+        if threading.current_thread().name == "b":
+            looked.set()  # B has seen the study as it is before A marks it
+        return attrs
+
+    monkeypatch.setattr(optuna, "create_study", create_then_stall)
+    monkeypatch.setattr(optuna.Study, "user_attrs", property(attrs_and_tell))
+    results: dict[str, object] = {}
+
+    def worker() -> None:
+        name = threading.current_thread().name
+        try:
+            results[name] = tuning.open_study("race", storage=storage, search_space=SearchSpace.from_mapping(TINY))
+        except Exception as error:  # reported below
+            results[name] = error
+
+    first = threading.Thread(target=worker, name="a")
+    first.start()
+    assert created.wait(30)
+    second = threading.Thread(target=worker, name="b")
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert not isinstance(results["a"], Exception), results["a"]
+    assert not isinstance(results["b"], Exception), results["b"]
+    study = load_study("race", storage)
+    assert study.user_attrs[tuning.STUDY_ATTR]["objective"] == tuning.OBJECTIVE
+    assert sum(bool(t.user_attrs.get("paper_defaults")) for t in study.trials) == 1
+
+
+def test_a_foreign_empty_study_is_still_refused(tmp_path, monkeypatch):
+    from autoevol.optimizers import tuning
+
+    monkeypatch.setattr(tuning, "MARK_WAIT_SECONDS", 0.3)
+    storage = f"journal:{tmp_path}/s.log"
+    optuna.create_study(storage=tuning.open_storage(storage), study_name="theirs", direction="minimize")
+    with pytest.raises(StudyError, match="not created by autoevol"):
+        tuning.open_study("theirs", storage=storage)
