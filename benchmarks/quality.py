@@ -1,137 +1,356 @@
 """Held-out failure rate of e_0, of classic Evol-Instruct and of a compiled evolver, with a real LM.
 
-The seed file is split with a fixed seed into a training part (used to compile, unless
-``--evolver`` gives an already compiled one) and a held-out part; every method is evaluated on
-the same held-out items with the same LM and failure rules (``failure rate = failed / items``).
+The seed file is split with a fixed seed into a compile part and a held-out part (the compile
+never sees a held-out item); an Evolver is compiled with AutoEvolInstruct on the compile part, the
+same LM spec serving the evol and optimizer roles (unless ``--evolver`` gives a compiled one), and
+every method is evaluated on the same held-out items with the same LM and failure rules
+(``failure rate = failed / items``). Prints a Markdown table, the paired bootstrap interval of
+compiled minus e_0, the compile's proposals and LM calls per role.
 
-    # an OpenAI-compatible endpoint (vLLM, llama.cpp server, OpenAI...)
+    python benchmarks/quality.py --lm local:/models/model.gguf --seed-set self-instruct --held-out 20
     python benchmarks/quality.py --lm openai/MODEL --api-base http://host:8000/v1 --seed-file seeds.jsonl
-    # the embedded llama.cpp model, or any local GGUF file (slow on a CPU: keep --held-out small)
-    python benchmarks/quality.py --lm local:/models/qwen2.5-1.5b-instruct-q4_k_m.gguf --seed-file seeds.jsonl
-    # skip compiling: evaluate a compiled evolver saved by `autoevol compile`
-    python benchmarks/quality.py --lm ... --seed-file seeds.jsonl --evolver evolver.json
+    python benchmarks/quality.py ... --evolver evolver.json            # skip compiling
+    python benchmarks/quality.py ... --compile-arg proposal_mode=edit  # any AutoEvolInstruct keyword
 
-Prints a Markdown table; ``--json FILE`` also writes the figures.
+Per-item outcomes go to ``<json stem>.<method>.items.jsonl`` next to ``--json`` (or under
+``--work-dir``) as they finish, the compile checkpoints to ``<stem>.compile.run/``; rerun the same
+command with ``--resume`` to reuse finished items and compile steps. ``--seed-set`` prepares the
+file with ``benchmarks/seeds.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
+import re
+import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import dspy
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-from autoevol.data import iter_items
-from autoevol.lm import CallPolicy, LMSession
-from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import failure_rate
-from autoevol.programs.evolver import Evolver
+import quality_eval  # noqa: E402
+import seeds  # noqa: E402
+from quality_eval import MethodResult, StageReporter, evaluate_method, role_usage, usage_delta  # noqa: E402
+
+from autoevol.data import iter_items  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
+from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
+from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.programs.responder import Responder  # noqa: E402
+from autoevol.records import SeedItem, fingerprint  # noqa: E402
+
+#: Output token limit of the information-gain judge (a one-word verdict), as in ``autoevol compile``.
+JUDGE_MAX_TOKENS = 64
+CONFIDENCE = 0.95
 
 
 @dataclass
-class QualityRow:
-    """The held-out failure rate of one method."""
+class Report:
+    """Everything one run measured (``--json`` writes it as is)."""
 
-    method: str
-    failure_rate: float
-    failed: int
-    items: int
-    top_rules: str
-    seconds: float
+    settings: dict[str, Any]
+    seed_file: str
+    compile_items: int
+    held_out_ids: list[str]
+    methods: list[MethodResult]
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    compile: dict[str, Any] = field(default_factory=dict)
 
 
-def split(texts: list[str], held_out: int, seed: int) -> tuple[list[str], list[str]]:
-    """Shuffle with ``seed``; the last ``held_out`` texts are held out, the rest train."""
-    shuffled = list(dict.fromkeys(texts))
-    random.Random(seed).shuffle(shuffled)
-    if len(shuffled) <= held_out:
-        raise SystemExit(f"need more than {held_out} distinct instructions, the seed file has {len(shuffled)}")
+# ------------------------------------------------------------------------------ data
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def split(items: list[SeedItem], held_out: int, seed: int) -> tuple[list[SeedItem], list[SeedItem]]:
+    """Distinct items shuffled with ``seed``: ``(compile part, held-out part)``, never overlapping.
+
+    The last ``held_out`` items of the shuffle are held out; the split depends only on the data,
+    ``held_out`` and ``seed``, never on the compile settings.
+    """
+    first: dict[str, SeedItem] = {}
+    for item in items:
+        first.setdefault(_normalized(item.instruction), item)
+    distinct = list(first.values())
+    shuffled = random.Random(seed).sample(distinct, len(distinct))
+    if held_out < 1 or len(shuffled) <= held_out:
+        raise SystemExit(f"--held-out must be between 1 and {len(shuffled) - 1} "
+                         f"(the seed file has {len(shuffled)} distinct instructions)")
     return shuffled[:-held_out], shuffled[-held_out:]
 
 
-def evaluate(name: str, program: dspy.Module, items: list[str], detector: FailureDetector,
-             threads: int) -> QualityRow:
-    started = time.monotonic()
-    result = failure_rate(program, items, detector=detector, num_threads=threads)
-    rules = ", ".join(f"{rule} {count}" for rule, count in sorted(result.by_rule.items(), key=lambda kv: -kv[1])[:3])
-    return QualityRow(name, result.rate, result.failed, result.total, rules or "-", time.monotonic() - started)
+def seed_file(args: argparse.Namespace) -> Path:
+    """``--seed-file``, or the file of ``--seed-set`` prepared by ``seeds.py``."""
+    if args.seed_file is not None:
+        return args.seed_file
+    try:
+        return seeds.prepare(args.seed_set, args.seeds_dir)
+    except seeds.SeedSetError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
-def compile_evolver(train: list[str], lm: dspy.LM, args: argparse.Namespace) -> Evolver:
-    """A small Auto Evol-Instruct compile (the settings are flags; the defaults fit a slow LM)."""
+def output_prefix(args: argparse.Namespace, data: Path) -> Path:
+    """Where per-item outcomes and the compile checkpoint go: next to ``--json``, or a work folder."""
+    if args.work_dir is not None:
+        return args.work_dir / "quality"
+    if args.json is not None:
+        return args.json.parent / args.json.stem
+    run = fingerprint(json.dumps([str(data.resolve()), args.lm, args.held_out, args.seed]))
+    return Path("~/.cache/autoevol/quality").expanduser() / run / "quality"
+
+
+# ------------------------------------------------------------------------------ LMs, detector, compile
+
+
+def probe(lm: ManagedLM, spec: str) -> None:
+    """One tiny call, so that an unreachable LM stops the run instead of failing every item."""
+    check = lm.copy(max_tokens=4)
+    check.call_cache, check.budget = None, None
+    try:
+        check("Reply with OK.")
+    except Exception as error:  # any failure here means the benchmark cannot run
+        raise SystemExit(f"error: LM '{spec}' is not usable: {type(error).__name__}: {error}") from None
+
+
+def judge_spec(args: argparse.Namespace) -> str | None:
+    """The judge LM spec: ``None`` for ``--judge-lm none``, the evol LM's for ``same``."""
+    if args.judge_lm == "none":
+        return None
+    return args.lm if args.judge_lm == "same" else args.judge_lm
+
+
+def build_detector(session: LMSession, args: argparse.Namespace) -> FailureDetector:
+    """The failure detector of the compile and of every evaluation (the one place to change it)."""
+    spec = judge_spec(args)
+    judge = None
+    if spec is not None:
+        judge = session.lm(spec, role="judge", api_base=args.api_base if spec == args.lm else None,
+                           max_tokens=JUDGE_MAX_TOKENS)
+    return FailureDetector(judge_lm=judge, disable=args.disable_rule or ())
+
+
+def compile_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` flags as AutoEvolInstruct keywords; values are JSON when they parse as JSON."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, equal, text = pair.partition("=")
+        if not equal or not key.strip().isidentifier():
+            raise SystemExit(f"--compile-arg {pair!r}: expected KEY=VALUE")
+        literals = {"true": True, "false": False, "none": None, "null": None}
+        try:
+            value = literals[text.strip().lower()] if text.strip().lower() in literals else json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        parsed[key.strip()] = value
+    return parsed
+
+
+def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace) -> Any:
+    """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
     from autoevol.optimizers import AutoEvolInstruct
 
-    teleprompter = AutoEvolInstruct(optimizer_lm=lm, evol_lm=lm, num_candidates=args.candidates,
-                                    batch_size=args.batch, dev_size=args.dev, max_steps=args.steps,
-                                    seed=args.seed, num_threads=args.threads)
-    return teleprompter.compile(Evolver(), trainset=train)
+    settings: dict[str, Any] = dict(
+        optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
+        batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
+        seed=args.seed, num_threads=args.threads, progress=StageReporter(),
+    )
+    settings.update(compile_args(args.compile_arg))
+    try:
+        return AutoEvolInstruct(**settings)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"error: AutoEvolInstruct does not accept these settings: {error}") from None
 
 
-def run(args: argparse.Namespace) -> list[QualityRow]:
-    """Evaluate every method on the held-out items; returns one row per method."""
-    texts = [item.instruction for item in iter_items(args.seed_file, column=args.column) if not item.problem]
-    train, held_out = split(texts, args.held_out, args.seed)
-    rows: list[QualityRow] = []
-    policy = CallPolicy(timeout=args.timeout)
+def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[str, Any]:
+    """Steps, dev failure rates, proposals valid/total (with why the others were invalid), usage, time."""
+    meta = evolver.metadata
+    history = getattr(evolver, "compile_history", None) or []
+    reasons: Counter[str] = Counter()
+    if history:
+        candidates = [c for record in history for c in record.candidates]
+        total, valid = len(candidates), sum(not c.invalid for c in candidates)
+        reasons.update(re.sub(r"\d+", "N", c.invalid_reason or "?")[:100] for c in candidates if c.invalid)
+    else:  # a loaded evolver: only its metadata summary is left
+        steps = meta.get("history") or []
+        total = sum(len(step.get("candidate_failure_rates") or []) for step in steps)
+        valid = total - sum(int(step.get("invalid_candidates") or 0) for step in steps)
+    return {
+        "source": source, "method_fingerprint": evolver.fingerprint, "steps": meta.get("steps"),
+        "stopped": meta.get("stopped"), "initial_dev_failure_rate": meta.get("initial_dev_failure_rate"),
+        "dev_failure_rate": meta.get("dev_failure_rate"), "proposals_valid": valid, "proposals_total": total,
+        "invalid_reasons": dict(reasons.most_common()), "usage": meta.get("usage") or {},
+        "recorded_seconds": meta.get("seconds"), "wall_seconds": None if wall is None else round(wall, 1),
+        "hyperparameters": meta.get("hyperparameters"),
+    }
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Split, compile (or load), evaluate every method on the held-out items, compare with e_0."""
+    from autoevol.baselines import EvolInstructBaseline
+
+    data = seed_file(args)
+    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
+    train, held_out = split(items, args.held_out, args.seed)
+    prefix = output_prefix(args, data)
+    print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
+          file=sys.stderr, flush=True)
+    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
     with LMSession(concurrency=args.threads, policy=policy) as session:
-        lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
-        detector = FailureDetector()
-        with dspy.context(lm=lm):
-            rows.append(evaluate("e_0 (initial method)", Evolver(), held_out, detector, args.threads))
-            try:
-                from autoevol.baselines import EvolInstructBaseline
-            except ImportError:
-                EvolInstructBaseline = None  # noqa: N806  (the baseline module is optional)
-            if EvolInstructBaseline is not None:
-                rows.append(evaluate("Evol-Instruct operations", EvolInstructBaseline(seed=args.seed), held_out,
-                                     detector, args.threads))
-            if args.evolver:
-                compiled, label = Evolver.load(args.evolver), f"compiled ({Path(args.evolver).name})"
-            else:
-                compiled, label = compile_evolver(train, lm, args), f"compiled here ({args.steps} steps)"
-            rows.append(evaluate(label, compiled, held_out, detector, args.threads))
-    return rows
+        evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
+        probe(evol, args.lm)
+        optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
+        detector = build_detector(session, args)
+        judge = judge_spec(args)
+        settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,  # what decides outcomes
+                    "rules": detector.rule_names, "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
+        report = Report(settings={**settings, "api_base": args.api_base, "local_servers": len(session.servers),
+                                  "threads": args.threads},
+                        seed_file=str(data), compile_items=len(train),
+                        held_out_ids=[item.id for item in held_out], methods=[])
+
+        def evaluate(key: str, label: str, program: Any) -> MethodResult:
+            result = evaluate_method(key, label, program, held_out, session=session, lm=evol, responder=Responder(),
+                                     detector=detector, settings=settings, path=Path(f"{prefix}.{key}.items.jsonl"),
+                                     resume=args.resume, threads=args.threads)
+            report.methods.append(result)
+            return result
+
+        optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args)  # fails fast
+        e0 = evaluate("e0", "e_0 (initial method)", Evolver())
+        evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed))
+        if args.evolver:
+            compiled = Evolver.load(args.evolver)
+            report.compile = compile_figures(compiled, None, str(args.evolver))
+            label = f"compiled ({Path(args.evolver).name})"
+        else:
+            run_dir = Path(f"{prefix}.compile.run")
+            if not args.resume and run_dir.exists():
+                shutil.rmtree(run_dir)
+            started, before = time.monotonic(), role_usage(session)
+            compiled = optimize.compile(Evolver(), trainset=train, run_dir=run_dir)
+            compiled.save(f"{prefix}.compiled.json")
+            report.compile = compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled.json")
+            report.compile["session_usage"] = usage_delta(role_usage(session), before)
+            label = f"compiled here ({report.compile['steps']} steps)"
+        compiled_result = evaluate("compiled", label, compiled)
+    for other in report.methods[1:]:
+        diff, low, high = paired_bootstrap(e0.failed_flags, other.failed_flags, n_boot=args.n_boot,
+                                           confidence=CONFIDENCE, seed=args.seed)
+        report.differences.append({"method": other.key, "reference": e0.key, "diff": diff, "low": low, "high": high,
+                                   "confidence": CONFIDENCE, "items": len(held_out),
+                                   "primary": other is compiled_result})
+    return report
 
 
-def markdown(rows: list[QualityRow]) -> str:
-    lines = ["| method | held-out failure rate | failed / items | most frequent rules | seconds |",
-             "|---|---:|---:|---|---:|"]
-    lines += [f"| {r.method} | {r.failure_rate:.1%} | {r.failed} / {r.items} | {r.top_rules} | {r.seconds:.0f} |"
-              for r in rows]
+# ------------------------------------------------------------------------------ output
+
+
+def _calls(usage: dict[str, Any]) -> str:
+    return ", ".join(f"{role} {int(counts.get('calls', 0))}" for role, counts in usage.items()) or "-"
+
+
+def _rules(by_rule: dict[str, int]) -> str:
+    return ", ".join(f"{rule} {count}" for rule, count in by_rule.items()) or "-"
+
+
+def markdown(report: Report) -> str:
+    """The table, the paired differences with e_0, and the compile's figures."""
+    lines = ["| method | held-out failure rate | failed / items | failures by rule | LM calls | wall time |",
+             "|---|---:|---:|---|---|---:|"]
+    lines += [f"| {m.label} | {m.failure_rate:.1%} | {m.failed} / {m.items} | {_rules(m.by_rule)} | "
+              f"{_calls(m.usage)} | {quality_eval.format_seconds(m.seconds)} |" for m in report.methods]
+    labels = {m.key: m.label for m in report.methods}
+    lines.append("")
+    for d in report.differences:
+        lines.append(f"- {labels[d['method']]} minus e_0: {100 * d['diff']:+.1f} points, "
+                     f"{d['confidence']:.0%} paired bootstrap interval [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
+                     f"({d['items']} items)")
+    c = report.compile
+    if c:
+        rates = (f"{100 * c['initial_dev_failure_rate']:.0f}% -> {100 * c['dev_failure_rate']:.0f}%"
+                 if c.get("dev_failure_rate") is not None else "-")
+        invalid = "; ".join(f"{reason}: {n}" for reason, n in c["invalid_reasons"].items())
+        wall = "-" if c["wall_seconds"] is None else quality_eval.format_seconds(c["wall_seconds"])
+        recorded = quality_eval.format_seconds(c["recorded_seconds"] or 0)
+        lines += [f"- compile ({c['source']}): {c['steps']} step(s), stopped: {c['stopped']}, "
+                  f"dev failure rate {rates}",
+                  f"- proposals valid {c['proposals_valid']}/{c['proposals_total']}"
+                  + (f" (invalid: {invalid})" if invalid else ""),
+                  f"- compile LM calls: {_calls(c['usage'])}; recorded compile time {recorded}, "
+                  f"wall time of this run {wall}"]
     return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command-line flags (``run_all.py`` builds its quality section from them too)."""
     parse = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parse.add_argument("--lm", required=True, help="LM spec: 'local', 'local:FILE.gguf' or a DSPy model string")
-    parse.add_argument("--seed-file", required=True, type=Path)
+    parse.add_argument("--lm", required=True, help="LM spec of every role: 'local', 'local:FILE.gguf' or a DSPy model")
     parse.add_argument("--api-base", default=None)
+    source = parse.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seed-file", type=Path, default=None)
+    source.add_argument("--seed-set", choices=sorted(seeds.SEED_SETS), default=None,
+                        help="a measurement seed set prepared by benchmarks/seeds.py")
+    parse.add_argument("--seeds-dir", type=Path, default=None, help="cache folder of --seed-set files")
     parse.add_argument("--column", default=None)
     parse.add_argument("--evolver", default=None, help="a compiled evolver (.json) instead of compiling here")
     parse.add_argument("--held-out", type=int, default=30)
-    parse.add_argument("--steps", type=int, default=2)
-    parse.add_argument("--candidates", type=int, default=3)
-    parse.add_argument("--batch", type=int, default=5)
-    parse.add_argument("--dev", type=int, default=10)
-    parse.add_argument("--threads", type=int, default=4)
-    parse.add_argument("--max-tokens", type=int, default=512)
+    parse.add_argument("--dev-size", type=int, default=10)
+    parse.add_argument("--candidates", type=int, default=4)
+    parse.add_argument("--steps", type=int, default=3)
+    parse.add_argument("--batch-size", type=int, default=4)
+    parse.add_argument("--patience", type=int, default=2)
+    parse.add_argument("--threads", type=int, default=1)
+    parse.add_argument("--compile-arg", action="append", metavar="KEY=VALUE",
+                       help="another AutoEvolInstruct keyword (repeatable; JSON values, else text)")
+    parse.add_argument("--judge-lm", default="same", help="information-gain judge: 'none', 'same' (the --lm) or a spec")
+    parse.add_argument("--disable-rule", action="append", help="leave a failure rule out (repeatable)")
+    parse.add_argument("--max-tokens", type=int, default=1024)
     parse.add_argument("--timeout", type=float, default=300.0)
+    parse.add_argument("--retries", type=int, default=4)
     parse.add_argument("--seed", type=int, default=0)
-    parse.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parse.add_argument("--n-boot", type=int, default=2000)
+    parse.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parse.add_argument("--markdown-out", type=Path, default=None, help="append the table to this file")
+    parse.add_argument("--work-dir", type=Path, default=None, help="per-item outcomes and checkpoints (default: "
+                       "next to --json)")
+    parse.add_argument("--resume", action="store_true", help="reuse finished items and compile steps")
+    parse.add_argument("--verbose", action="store_true", help="log the compile's steps")
     return parse
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run, print the table; write ``--json`` and append to ``--markdown-out`` when given."""
     args = parser().parse_args(argv)
-    rows = run(args)
-    print(f"held-out failure rate on {args.seed_file} with {args.lm} ({args.held_out} items)\n")
-    print(markdown(rows))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    report = run(args)
+    title = (f"held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
+             f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
+    table = markdown(report)
+    print(f"{title}\n\n{table}")
     if args.json:
-        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {"command": sys.argv, **asdict(report)}
+        args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    if args.markdown_out:
+        with args.markdown_out.open("a", encoding="utf-8") as out:
+            out.write(f"\n## Quality: {title}\n\n`python benchmarks/quality.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
 
 
 if __name__ == "__main__":
