@@ -138,14 +138,12 @@ def estimate_item_evaluations(
         extra_calls: further calls per role (e.g. ``{"optimizer": 40}``), of default prompt size.
         extra_model: the model of those extra calls (default ``model``).
     """
-    from autoevol.signatures.respond import RespondToInstruction
-
     signature = evolver.evolve.signature
     evolve_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
     text_tokens = [count_tokens(text) for text in sample]
     # the evolution restates the instruction with more in it, after some working notes
     evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)
-    answer_in = _mean([prompt_tokens(RespondToInstruction, {"instruction": "x" * round(evolve_out * CHARS_PER_TOKEN)})], 400)
+    answer_in = evolve_out  # the answer's prompt is the evolved instruction alone (a plain chat message)
     answer_out = 350.0
     roles = [role_estimate("evol", model, 2 * evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS) / 2
                            + answer_in / 2, (evolve_out + answer_out) / 2, max_output_tokens)]

@@ -35,15 +35,15 @@ class World:
 
     def __call__(self, messages: list[dict], body: dict) -> str:
         wanted = parse_output_fields(messages)
-        if not wanted:
-            return "OK"
+        if not wanted:  # the answer role: a plain chat message
+            return "A complete answer that covers every requirement with examples."
         inputs = parse_input_fields(messages)
         system = message_text(messages[0])
         instructions = system[system.find("your objective is:"):]
         if "evolved_instruction" in wanted:
             return fields(self.evolve(inputs["instruction"], instructions))
-        if "answer" in wanted:
-            return fields({"answer": "A complete answer that covers every requirement with examples."})
+        if "verdict" in wanted:  # the evolution judge
+            return fields({"verdict": "harder", "reason": "it adds a requirement"})
         if "issues" in wanted:
             self.analyses += 1
             issues = [{"case_id": "1", "category": "unimproved_complexity", "reason": "unchanged"}]
@@ -84,7 +84,8 @@ def autoevol(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def compile_args(server: FakeOpenAIServer, data: Path, out: Path, *extra: str) -> list[str]:
     return ["compile", str(data), "--out", str(out), "--evol-lm", "openai/fake", "--api-base", server.url,
-            "--steps", "2", "--candidates", "3", "--batch-size", "4", "--dev-size", "20", "--threads", "2", *extra]
+            "--steps", "2", "--candidates", "3", "--batch-size", "4", "--dev-size", "20", "--threads", "2",
+            "--keep-unchanged", "--proposal-mode", "rewrite", *extra]
 
 
 def test_compile_show_and_evolve_another_dataset_with_the_result(tmp_path, server):
@@ -95,7 +96,7 @@ def test_compile_show_and_evolve_another_dataset_with_the_result(tmp_path, serve
     document = json.loads(out.read_text())
     assert document["method"] == method("CAREFUL")
     meta = document["metadata"]
-    assert meta["models"] == {"evol": "openai/fake", "optimizer": "openai/fake"}
+    assert meta["models"] == {"evol": "openai/fake", "optimizer": "openai/fake", "judge": "openai/fake"}
     assert meta["hyperparameters"]["batch_size"] == 4 and meta["hyperparameters"]["racing"] is True
     assert meta["dataset"]["size"] == 40 and meta["initial_dev_failure_rate"] > meta["dev_failure_rate"]
     assert "sk-test-not-a-secret" not in out.read_text()
@@ -127,7 +128,7 @@ def test_rerunning_a_finished_compile_replays_its_run_directory_without_calls(tm
     server.reset()
     again = autoevol(*compile_args(server, data, out, "--overwrite"))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert server.stats.ok == 2  # only the two reachability probes, which bypass the cache
+    assert server.stats.ok == 3  # only the reachability probes (evol, optimizer, judge), which bypass the cache
     second = json.loads(out.read_text())
     assert second["method"] == first["method"] and second["metadata"]["history"] == first["metadata"]["history"]
 

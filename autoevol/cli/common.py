@@ -21,11 +21,15 @@ DEBUG_ENV = "AUTOEVOL_DEBUG"
 
 
 class CLIError(Exception):
-    """A problem the user can fix; printed as one line, exit code 2."""
+    """A problem the user can fix; printed as one line, exit code ``code`` (default 2)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def fail(message: str) -> None:
-    raise CLIError(message)
+def fail(message: str, code: int = 2) -> None:
+    raise CLIError(message, code)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -97,7 +101,7 @@ def run_main(app: typer.Typer) -> None:
         app(standalone_mode=True)
     except known as error:
         console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(getattr(error, "code", 2))
     except Exception as error:
         if os.environ.get(DEBUG_ENV):
             raise

@@ -16,11 +16,17 @@ from autoevol.cli.common import check_output, console, fail, merged_usage, probe
 from autoevol.data import iter_items
 from autoevol.estimate import estimate_compile, format_estimate
 from autoevol.lm import CallPolicy, LMSession, parse_spec
+from autoevol.lm.policy import PERMANENT_ERRORS
 from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.auto_evol import AutoEvolInstruct, NotEnoughData, StageProgress
+from autoevol.optimizers.outcome import CompileFoundNothing
 from autoevol.optimizers.history import RunDirError
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
+
+#: Output tokens of a judge call: a verdict word and a one-sentence reason.
+JUDGE_MAX_TOKENS = 160
 
 _STAGES = {"trajectory": "trajectory", "analysis": "analysis + candidates", "evaluation": "evaluation on dev"}
 
@@ -34,7 +40,8 @@ def compile_command(
     optimizer_lm: Annotated[Optional[str], typer.Option(help="Optimizer LM (default: the same model as --evol-lm).")] = None,
     api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM.")] = None,
     optimizer_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the optimizer LM (default: --api-base when the models are the same).")] = None,
-    judge_lm: Annotated[Optional[str], typer.Option(help="Also run the LLM 'Equal' information-gain judge with this LM.")] = None,
+    judge_lm: Annotated[Optional[str], typer.Option(help="LM of the evolution judge (lost task, simpler, not harder, answered instead; one call per item that passes the cheap rules); default: the optimizer LM; 'none' turns it off.")] = None,
+    judge_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the judge LM.")] = None,
     disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Most optimization steps T.")] = 10,
     candidates: Annotated[int, typer.Option(min=1, help="Candidate methods m per step.")] = 5,
@@ -44,6 +51,11 @@ def compile_command(
     patience: Annotated[int, typer.Option(min=1, help="Steps without improvement before stopping.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the dev split, mini-batches and candidate sampling.")] = 0,
     racing: Annotated[bool, typer.Option("--racing/--no-racing", help="Stop measuring candidates that cannot win (--no-racing: every candidate on every dev item, as in the paper).")] = True,
+    proposal_mode: Annotated[str, typer.Option(help="'edit': the optimizer adds one or two general rules or revises a step (suits small optimizer LMs); 'rewrite': it rewrites the whole method, as in the paper.")] = "edit",
+    proposal_attempts: Annotated[int, typer.Option(min=1, help="Proposals sampled per candidate before an unusable one is given up.")] = 3,
+    max_method_words: Annotated[int, typer.Option(min=20, help="Method-length budget in words (longer candidates are shortened or rejected).")] = 400,
+    trajectory_answers: Annotated[bool, typer.Option("--trajectory-answers/--no-trajectory-answers", help="Answer and judge each trajectory case's last stage, so the analysis sees answers and every rule's verdict.")] = True,
+    keep_unchanged: Annotated[bool, typer.Option(help="Write the evolver even when the compile found no better method (it then exits 0).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
@@ -82,12 +94,17 @@ def compile_command(
         optimizer_base = optimizer_api_base or (api_base if optimizer_spec == evol_lm else None)
         optimizer = session.lm(optimizer_spec, role="optimizer", api_base=optimizer_base, max_tokens=max_output_tokens)
         probe(optimizer, optimizer_spec, "optimizer")
-        judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
+        judge = _judge(session, judge_lm, judge_api_base, optimizer_spec, optimizer_base)
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
+        if proposal_mode not in ("edit", "rewrite"):
+            fail(f"--proposal-mode must be 'edit' or 'rewrite', not {proposal_mode!r}")
         teleprompter = AutoEvolInstruct(
             optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
             batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
-            patience=patience, racing=racing, seed=seed, num_threads=threads, progress=display.update,
+            patience=patience, racing=racing, proposal_mode=proposal_mode,  # type: ignore[arg-type]
+            proposal_attempts=proposal_attempts, max_method_words=max_method_words,
+            trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
+            num_threads=threads, progress=display.update,
         )
         console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)
         try:
@@ -95,6 +112,11 @@ def compile_command(
                 compiled = teleprompter.compile(student, trainset=trainset, valset=dev_items, run_dir=run_dir)
         except (NotEnoughData, RunDirError) as error:
             fail(str(error))
+        except CompileFoundNothing as error:
+            fail(f"compile found no better method: {error}. No evolver written; the run is kept in "
+                 f"{run_dir} (--keep-unchanged writes the unchanged evolver)", code=4)
+        except PERMANENT_ERRORS as error:
+            fail(f"compile stopped by a permanent LM error: {describe_error(error)}")
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted.[/yellow] Completed steps are kept in {run_dir}; "
                           "rerun the same command to resume.")
@@ -103,6 +125,18 @@ def compile_command(
     compiled.save(out)
     _print_summary(compiled, out, start_label="start" if from_ else "e_0")
     console.print(usage_table(usage))
+
+
+def _judge(session: LMSession, spec: str | None, api_base: str | None, optimizer_spec: str,
+           optimizer_base: str | None) -> Any:
+    """The judge LM: ``--judge-lm``, else the optimizer LM's model; ``none`` turns the judge off."""
+    if spec is not None and spec.strip().casefold() == "none":
+        return None
+    if spec is None or spec == optimizer_spec:
+        spec, api_base = optimizer_spec, api_base or optimizer_base
+    judge = session.lm(spec, role="judge", api_base=api_base, max_tokens=JUDGE_MAX_TOKENS)
+    probe(judge, spec, "judge")
+    return judge
 
 
 def show_command(

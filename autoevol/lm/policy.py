@@ -14,17 +14,24 @@ from dspy.utils.exceptions import (
     LMError,
     LMInvalidRequestError,
     LMRateLimitError,
+    LMUnsupportedFeatureError,
 )
 
-#: Errors that another attempt cannot fix.
+#: Errors that another attempt cannot fix: a bad key, billing, configuration, an unknown model,
+#: an unsupported parameter or feature, a request the endpoint refuses (a context too long included).
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (
-    LMAuthError, LMBillingError, LMConfigurationError, LMInvalidRequestError,
+    LMAuthError, LMBillingError, LMConfigurationError, LMInvalidRequestError, LMUnsupportedFeatureError,
 )
 
 
 def is_retryable(error: Exception) -> bool:
     """Transient faults (server errors, timeouts, resets, rate limits, garbage bodies) are retried."""
     return isinstance(error, LMError) and not isinstance(error, PERMANENT_ERRORS)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """An LM error that no retry can fix (see :data:`PERMANENT_ERRORS`): the job should stop."""
+    return isinstance(error, PERMANENT_ERRORS)
 
 
 def retry_after(error: Exception) -> float | None:

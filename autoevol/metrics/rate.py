@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from pydantic import BaseModel
 
-from autoevol.lm.policy import BudgetExceeded
+from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.lm.usage import observe_calls
 from autoevol.metrics.failure import FailureDetector
 from autoevol.records import LM_ERROR, UNPARSEABLE, Verdict
-from autoevol.signatures.respond import RespondToInstruction
+from autoevol.signatures.respond import chat_reply
 from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class ItemOutcome(BaseModel):
 
     original: str
     evolved: str | None = None
+    notes: str | None = None
     answer: str | None = None
     verdict: Verdict
     calls: int = 0
@@ -53,8 +54,10 @@ def describe_error(error: BaseException, limit: int = 300) -> str:
 def run_program(program: Program, stage: str, instruction: str, field: str) -> tuple[str | None, Verdict | None]:
     """Call ``program`` on one instruction and read ``field``.
 
-    Returns ``(value, None)``, or ``(None, verdict)`` when the call failed: an LM fault is rule
-    ``lm_error``, an output without the field is rule ``unparseable``; ``BudgetExceeded`` propagates.
+    Returns ``(value, None)``, or ``(None, verdict)`` when the call failed: a transient LM fault
+    is rule ``lm_error``, an output without the field is rule ``unparseable``. ``BudgetExceeded``
+    and permanent LM errors (authentication, unknown model, unsupported parameter) propagate: no
+    other item could succeed either. A context too long is this item's own failure.
     """
     try:
         value = getattr(program(instruction=instruction), field)
@@ -64,6 +67,8 @@ def run_program(program: Program, stage: str, instruction: str, field: str) -> t
         return None, Verdict.failure(UNPARSEABLE, f"{stage}: the model's output had no parseable "
                                                   f"'{field}' field ({describe_error(error, 120)})")
     except Exception as error:  # a failing LM call is a failed item, never an aborted job
+        if is_permanent(error) and not isinstance(error, ContextWindowExceededError):
+            raise  # a too-long row fails alone; any other permanent error would fail every row
         logger.debug("%s failed: %s", stage, error)
         return None, Verdict.failure(LM_ERROR, f"{stage}: {describe_error(error)}")
     return (value if isinstance(value, str) else str(value)), None
@@ -82,7 +87,7 @@ def evaluate_item(
     LM errors become rule ``lm_error``, unparseable outputs rule ``unparseable``; only
     ``BudgetExceeded`` propagates, so that a job can stop cleanly at its limit.
     """
-    responder = responder or dspy.Predict(RespondToInstruction)
+    responder = responder or _chat_answer
     detector = detector or FailureDetector()
     with observe_calls() as log:
         outcome = _evaluate(instruction, evolver, responder, detector, log)
@@ -93,20 +98,37 @@ def evaluate_item(
 
 def _evaluate(instruction: str, evolver: Program, responder: Program, detector: FailureDetector,
               log: Any) -> ItemOutcome:
-    evolved, problem = run_program(evolver, "evolution", instruction, "evolved_instruction")
+    notes: list[str] = []
+
+    def evolve(instruction: str) -> Any:
+        prediction = evolver(instruction=instruction)
+        notes.append(str(getattr(prediction, "working_notes", "") or ""))
+        return prediction
+
+    evolved, problem = run_program(evolve, "evolution", instruction, "evolved_instruction")
     if problem:
         return ItemOutcome(original=instruction, verdict=problem)
+    outcome = ItemOutcome(original=instruction, evolved=evolved, notes=notes[-1] if notes else None,
+                          verdict=Verdict.passed())
     if log.truncated:
-        return ItemOutcome(original=instruction, evolved=evolved, verdict=Verdict.failure(
-            "truncated", "the evolution hit the model's output token limit"))
+        outcome.verdict = Verdict.failure("truncated", "the evolution hit the model's output token limit")
+        return outcome
     early = detector.detect_evolution(instruction, evolved)
     if early is not None and early.failed:
-        return ItemOutcome(original=instruction, evolved=evolved, verdict=early)
+        outcome.verdict = early
+        return outcome
     answer, problem = run_program(responder, "answer", evolved, "answer")
     if problem:
-        return ItemOutcome(original=instruction, evolved=evolved, verdict=problem)
-    return ItemOutcome(original=instruction, evolved=evolved, answer=answer,
-                       verdict=detector.detect(instruction, evolved, answer))
+        outcome.verdict = problem
+        return outcome
+    outcome.answer = answer
+    outcome.verdict = detector.detect(instruction, evolved, answer)
+    return outcome
+
+
+def _chat_answer(instruction: str) -> dspy.Prediction:
+    """The default answerer: a plain chat reply from the configured LM (see ``Responder``)."""
+    return dspy.Prediction(answer=chat_reply(instruction))
 
 
 def summarize(outcomes: Sequence[ItemOutcome]) -> FailureRate:
@@ -132,7 +154,7 @@ def failure_rate(
     (wrap the call in ``dspy.context(lm=...)`` to choose one). Items are evaluated in
     ``num_threads`` threads; outcomes keep the order of ``items``.
     """
-    responder = responder or dspy.Predict(RespondToInstruction)
+    responder = responder or _chat_answer
     detector = detector or FailureDetector()
 
     def run(text: str) -> ItemOutcome:

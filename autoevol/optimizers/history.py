@@ -48,16 +48,29 @@ class TrajectoryCase(BaseModel):
     case_id: str = Field(description="the short id the analysis refers to")
     item_id: str = Field(description="the id of the training item")
     stages: list[str]
+    notes: list[str] = Field(default_factory=list, description="the working notes of each evolution")
     answer: str | None = None
     failed: bool = False
+    rule: str | None = None
     verdict: str = "passed"
 
     def for_analysis(self) -> dict[str, Any]:
-        """The case as the optimizer LLM sees it (answers shortened)."""
-        case: dict[str, Any] = {"id": self.case_id, "stages": self.stages, "verdict": self.verdict}
+        """The case as the optimizer LLM sees it (notes and answer shortened)."""
+        case: dict[str, Any] = {"id": self.case_id, "stages": self.stages}
+        if self.notes and self.notes[-1].strip():
+            case["working_notes"] = _excerpt(self.notes[-1], ANALYSIS_EXCERPT)
         if self.answer is not None:
-            case["answer"] = self.answer if len(self.answer) <= 1200 else self.answer[:1200] + " [...]"
+            case["answer"] = _excerpt(self.answer, ANALYSIS_EXCERPT)
+        case["verdict"] = self.verdict
         return case
+
+
+#: Characters of working notes and answers the trajectory analysis sees per case.
+ANALYSIS_EXCERPT = 600
+
+
+def _excerpt(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " [...]"
 
 
 class CandidateRecord(BaseModel):
@@ -68,6 +81,10 @@ class CandidateRecord(BaseModel):
     fingerprint: str | None = None
     feedback: str = ""
     issues: list[TrajectoryIssue] = Field(default_factory=list)
+    issues_unparsed: bool = Field(default=False, description="the issue list did not parse; free text kept")
+    change: str | None = Field(default=None, description="what the candidate changed (the edit, or a rewrite)")
+    attempts: int = Field(default=1, description="proposals sampled for this candidate")
+    rejected: list[str] = Field(default_factory=list, description="why earlier proposals were resampled")
     invalid: bool = False
     invalid_reason: str | None = None
     score: MethodScore | None = None
@@ -93,6 +110,8 @@ class StepRecord(BaseModel):
     winner: int | None
     selected: MethodScore
     improved: bool
+    excluded_items: list[int] = Field(
+        default_factory=list, description="dev items left out of every method's rate after LM errors")
     usage: list[UsageDelta] = Field(default_factory=list)
     seconds: float = 0.0
     finished_at: str = ""
@@ -100,6 +119,11 @@ class StepRecord(BaseModel):
     @property
     def kept_incumbent(self) -> bool:
         return self.winner is None
+
+    @property
+    def valid_candidates(self) -> int:
+        """Candidates that were measured (not given up as invalid)."""
+        return sum(not c.invalid for c in self.candidates)
 
     def summary(self) -> dict[str, Any]:
         """A compact view for an evolver's metadata: rates per step, which won, calls per role."""
@@ -112,6 +136,8 @@ class StepRecord(BaseModel):
             "candidate_items": [None if c.score is None else c.score.evaluated for c in self.candidates],
             "dev_items": self.incumbent.evaluated,
             "invalid_candidates": sum(c.invalid for c in self.candidates),
+            "proposals": sum(c.attempts for c in self.candidates),
+            "excluded_dev_items": len(self.excluded_items),
             "dropped_candidates": sum(c.dropped is not None for c in self.candidates),
             "winner": self.winner if self.winner is not None else "incumbent kept",
             "failure_rate": self.selected.failure_rate,

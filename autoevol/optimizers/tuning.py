@@ -434,8 +434,9 @@ class Objective:
             return self.factory(params=params, step_callback=on_step)
         from autoevol.optimizers.auto_evol import AutoEvolInstruct
 
+        # a trial that found nothing better is still a measurement: its held-out rate is e_0's
         options = {"optimizer_lm": self.optimizer_lm, "evol_lm": self.evol_lm, "seed": self.seed,
-                   "num_threads": self.num_threads, **self.options}
+                   "num_threads": self.num_threads, "keep_unchanged": True, **self.options}
         if self.detector is not None:
             options["detector"] = self.detector
         return AutoEvolInstruct(**options, **params, step_callback=on_step)

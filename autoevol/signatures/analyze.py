@@ -77,12 +77,14 @@ class AnalyzeTrajectory(dspy.Signature):
     instructions into harder versions of themselves.
 
     The trajectory is a JSON list of cases. Each case has an id and its stages: stage 0 is the
-    original instruction and every later stage is the rewrite of the stage before it. A case may
-    also carry the answer given to its last stage and an automatic verdict. A good rewrite is a
-    more demanding version of its parent that a person could still answer: it keeps the task, the
-    facts and the language of the parent, adds requirements that fit, and contains no answer.
+    original instruction and every later stage is the rewrite of the stage before it. A case also
+    shows the model's working notes, the answer given to its last stage (shortened) when there is
+    one, and the automatic verdict: "passed", or the rule that failed it and why. A good rewrite is
+    a more demanding version of its parent that a person could still answer: it keeps the task,
+    the facts and the language of the parent, adds requirements that fit, and contains no answer.
 
-    List every case where the evolution went wrong, with its category:
+    List every case where the evolution went wrong, with its category. Every case whose verdict
+    says failed is a problem case, and a passed case can still be one:
     no_progression (the added complexity has no logical build-up), wrong_or_unrealistic (wrong
     facts or impossible numbers), task_changed (the original problem was altered or irrelevant
     details were added), contradictory (requirements that conflict), unclear (hard to understand
@@ -91,14 +93,18 @@ class AnalyzeTrajectory(dspy.Signature):
     unrelated (no longer about the original), irrelevant_complexity (additions that do not
     matter to the task), unsolvable (cannot be answered as written), answered_instead (the model
     answered the instruction instead of rewriting it), unimproved_complexity (no harder than the
-    parent), or other. Then write feedback: the concrete changes to the method that would prevent
-    these problems without making the successful cases worse."""
+    parent), or other. Then write feedback: which general weakness of the method let these
+    problems happen, and what the method should say instead. The feedback must apply to any
+    instruction of this kind, never to the facts of one case."""
 
     method: str = dspy.InputField(desc="the evolving method that produced the rewrites")
-    trajectory: str = dspy.InputField(desc="the cases as JSON: id, stages, and optionally answer and verdict")
+    trajectory: str = dspy.InputField(
+        desc="the cases as JSON: id, stages, working notes, answer excerpt and verdict")
+    context: str = dspy.InputField(
+        desc="how the method fails on the development set, by rule, and what earlier steps tried")
     issues: list[TrajectoryIssue] = dspy.OutputField(
-        desc="one entry per failed case; an empty list when every case evolved well"
+        desc="one entry per problem case; an empty list only when every case evolved well"
     )
     feedback: str = dspy.OutputField(
-        desc="what the method should change, and why, to fix the failed cases without hurting the others"
+        desc="the general weakness of the method and how to fix it, without hurting the other cases"
     )

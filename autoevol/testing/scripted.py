@@ -24,13 +24,19 @@ _WANTED = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
 
 @dataclass(frozen=True)
 class ScriptedRequest:
-    """What a scripted LM sees of one call, already parsed out of DSPy's chat format."""
+    """What a scripted LM sees of one call, already parsed out of DSPy's chat format.
+
+    A plain chat call (no DSPy fields: the answer role sends the instruction as the only user
+    message) is shown as ``inputs={"instruction": <message>}``, ``outputs=["answer"]`` and
+    ``plain=True``; the script's ``"answer"`` value is sent back as the reply text.
+    """
 
     system: str
     user: str
     inputs: dict[str, str]
     outputs: list[str]
     temperature: float | None
+    plain: bool = False
 
     @property
     def instructions(self) -> str:
@@ -60,6 +66,9 @@ def parse_request(request: Any) -> ScriptedRequest:
     wanted_from = user.rfind("Respond with the corresponding output fields")
     outputs = [name for name in _WANTED.findall(user[wanted_from:]) if name != "completed"] if wanted_from >= 0 else []
     inputs = parse_fields(user[:wanted_from] if wanted_from >= 0 else user)
+    if wanted_from < 0 and not inputs and not system:
+        return ScriptedRequest(system=system, user=user, inputs={"instruction": user}, outputs=["answer"],
+                               temperature=request.config.temperature, plain=True)
     return ScriptedRequest(system=system, user=user, inputs=inputs, outputs=outputs,
                            temperature=request.config.temperature)
 
@@ -70,8 +79,8 @@ Script = Callable[[ScriptedRequest], "dict[str, Any] | str"]
 class ScriptedEngine:
     """A DSPy 3.4 engine answering each request with ``script(request)``.
 
-    The script returns either a dict of output field values (formatted for DSPy) or raw text
-    (sent as is, e.g. to simulate garbage). It may raise to simulate a failing call. ``calls``
+    The script returns either a dict of output field values (formatted for DSPy; for a plain chat
+    call, the ``"answer"`` value as the reply) or raw text (sent as is, e.g. to simulate garbage). It may raise to simulate a failing call. ``calls``
     counts every request the engine received.
     """
 
@@ -87,7 +96,12 @@ class ScriptedEngine:
             self.calls += 1
             self.requests.append(parsed)
         answer = self.script(parsed)
-        text = answer if isinstance(answer, str) else format_fields(answer)
+        if isinstance(answer, str):
+            text = answer
+        elif parsed.plain:
+            text = str(answer.get("answer", ""))
+        else:
+            text = format_fields(answer)
         input_tokens = len((parsed.system + parsed.user).split())
         output_tokens = len(text.split())
         return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]),

@@ -71,6 +71,12 @@ class StudyWorld:
             with self._lock:
                 better = self._rng.random() < self.improve_p
             return {"improved_method": f"{current} {MARK}" if better else current + " Be careful."}
+        if "new_rules" in request.outputs:  # an edit proposal: one rule, better with improve_p
+            with self._lock:
+                better = self._rng.random() < self.improve_p
+                number = self._rng.randrange(10**6)
+            rule = f"Keep the task and add one fitting requirement {MARK}" if better else f"Be careful, note {number}."
+            return {"new_rules": json.dumps([rule]), "revised_step": ""}
         if "issues" in request.outputs:
             return {"issues": json.dumps([]), "feedback": "Make every rewrite change the instruction."}
         return {name: "ok" for name in request.outputs}

@@ -115,7 +115,8 @@ def lms(evol: EvolScript, optimizer: OptimizerScript):
 
 
 def teleprompter(evol_lm, optimizer_lm, **settings) -> AutoEvolInstruct:
-    options = dict(num_candidates=3, batch_size=4, dev_size=20, max_steps=1, num_threads=2, seed=0)
+    options = dict(num_candidates=3, batch_size=4, dev_size=20, max_steps=1, num_threads=2, seed=0,
+                   proposal_mode="rewrite", proposal_attempts=1, trajectory_answers=False, keep_unchanged=True)
     options.update(settings)
     return AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
 
@@ -285,12 +286,18 @@ def test_an_unparseable_analysis_is_an_invalid_candidate():
     assert record.winner is None and result.method == INITIAL_METHOD
 
 
-def test_failing_evol_calls_are_failed_items_not_an_aborted_compile():
-    evol = EvolScript(broken_items=frozenset(range(0, 40, 7)))
-    result, *_ = compile_with([method("PERFECT")], num_candidates=1, evol=evol)
+def test_dev_items_whose_lm_calls_keep_failing_are_left_out_for_every_method():
+    broken = frozenset(range(0, 40, 7))
+    evol = EvolScript(broken_items=broken)
+    result, evol_lm, *_ = compile_with([method("PERFECT")], num_candidates=1, evol=evol, racing=False)
     record = result.compile_history[0]
+    tele = teleprompter(evol_lm, evol_lm)
+    _, dev = tele.split(items(40))
+    broken_dev = [index for index, item in enumerate(dev) if int(item.text.split("#")[1].split(":")[0]) in broken]
+    assert broken_dev and record.excluded_items == broken_dev
     candidate = record.candidates[0]
-    assert candidate.score.failed > 0 and set(candidate.score.by_rule) == {"lm_error"}
+    assert candidate.score.evaluated == record.incumbent.evaluated == len(dev) - len(broken_dev)
+    assert "lm_error" not in candidate.score.by_rule and "lm_error" not in record.incumbent.by_rule
     assert record.winner == 1
 
 

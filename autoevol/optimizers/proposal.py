@@ -1,0 +1,313 @@
+"""Candidate proposal: the optimizer LLM analyses a trajectory and proposes an improved method.
+
+One candidate of a step comes from one analysis of the trajectory (which cases failed, and why)
+and one proposal written from that feedback. A proposal is either a whole rewritten method (the
+paper's way, ``mode="rewrite"``) or a small edit, one or two general rules or one revised step,
+that the program applies to the current method (``mode="edit"``), so the candidate always
+differs from the current method and stays a general procedure.
+
+A proposal that is not a usable method (identical to the current one, too short or too long, a
+format placeholder, field markers, wording copied from a trajectory case) is sampled again with
+a new rollout id, up to ``attempts`` times, before the candidate is given up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+from autoevol.lm.policy import BudgetExceeded, is_permanent
+from autoevol.metrics.rate import describe_error
+from autoevol.optimizers.history import CandidateRecord, TrajectoryCase
+from autoevol.records import fingerprint
+from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
+from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
+
+logger = logging.getLogger(__name__)
+
+ProposalMode = Literal["edit", "rewrite"]
+
+#: A proposed method shorter than this many words is not a method.
+MIN_METHOD_WORDS = 5
+#: The heading under which edit proposals add their rules to a method.
+RULES_HEADING = "Rules:"
+#: A copied run of this many words from a trajectory case marks a method tied to that case.
+COPIED_RUN_WORDS = 6
+
+_PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][\w ]*\}|<\s*(?:improved|current|new)[_ ]\w*\s*>|\bimproved_method\b"
+                          r"|\bcurrent_method\b|\[\[ ##")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STEP_LABEL = re.compile(r"^\s*(step\s+\d+)\b", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A small change to a method: rules to add and/or one revised step."""
+
+    rules: tuple[str, ...] = ()
+    revised_step: str = ""
+
+    def describe(self) -> str:
+        """The edit in one line, as later steps' analyses are told what was tried."""
+        parts = [f"added rule: {rule}" for rule in self.rules]
+        if self.revised_step:
+            parts.append(f"revised {self.revised_step.splitlines()[0][:160]}")
+        return "; ".join(parts)
+
+
+class MethodProposer:
+    """Analyses a trajectory and proposes one candidate method per call of :meth:`propose`.
+
+    Args:
+        mode: ``"edit"`` (rules or a revised step applied to the method) or ``"rewrite"``.
+        attempts: proposals sampled per candidate before it is given up.
+        max_method_words: the method-length budget; an edit over it drops its oldest added
+            rules, a rewrite over it is rejected.
+        temperature, top_p: sampling of the optimizer LM.
+        seed: seeds the rollout ids (replayable from the call cache).
+    """
+
+    def __init__(self, *, mode: ProposalMode, attempts: int, max_method_words: int, temperature: float,
+                 top_p: float, seed: int) -> None:
+        self.mode, self.attempts, self.max_method_words = mode, attempts, max_method_words
+        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+        self.analyze = dspy.Predict(AnalyzeTrajectory)
+        self.rewrite = dspy.Predict(OptimizeMethod)
+        self.edit = dspy.Predict(ProposeMethodEdit)
+
+    def propose(self, index: int, method: str, cases: Sequence[TrajectoryCase], context: str,
+                step: int) -> CandidateRecord:
+        """Candidate ``index`` of ``step``: analysis, then up to ``attempts`` proposals.
+
+        Runs under the optimizer LM (``dspy.context(lm=...)``). A transient LM fault or an
+        unusable proposal costs an attempt; a permanent LM error and ``BudgetExceeded`` propagate.
+        """
+        record = CandidateRecord(index=index)
+        trajectory = cases_as_json(cases)
+        rejected: list[str] = []
+        for attempt in range(self.attempts):
+            config = self._config(step, index, attempt)
+            if not record.feedback and not record.issues:
+                problem = self._analyse(record, method, trajectory, context, config)
+                if problem:
+                    rejected.append(problem)
+                    continue
+            text, edit, problem = self._proposal(method, feedback_text(record.issues, record.feedback), config)
+            problem = problem or method_problem(text, method, cases, self.max_method_words)
+            if problem is None:
+                record.method, record.fingerprint = text, fingerprint(text)
+                record.change = edit.describe() if edit is not None else "rewrote the method"
+                record.attempts, record.rejected = attempt + 1, rejected
+                return record
+            rejected.append(problem)
+            record.method = text or None
+        record.attempts, record.rejected = self.attempts, rejected
+        record.invalid, record.invalid_reason = True, rejected[-1] if rejected else "no proposal"
+        logger.info("candidate %d is invalid after %d attempt(s): %s", index, self.attempts, record.invalid_reason)
+        return record
+
+    def _config(self, step: int, index: int, attempt: int) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p,
+                "rollout_id": rollout_id(self.seed, step, index, attempt)}
+
+    def _analyse(self, record: CandidateRecord, method: str, trajectory: str, context: str,
+                 config: dict[str, Any]) -> str | None:
+        """Fill ``record.issues`` and ``record.feedback``; returns a problem, or ``None``.
+
+        When the structured issue list does not parse, the free text of the reply is kept as the
+        feedback (``record.issues_unparsed``).
+        """
+        try:
+            analysis = self.analyze(method=method, trajectory=trajectory, context=context, config=config)
+        except AdapterParseError as error:
+            record.feedback = free_text_feedback(error.lm_response)
+            record.issues_unparsed = True
+            return None if record.feedback else "the trajectory analysis gave no readable feedback"
+        except Exception as error:
+            _reraise_if_fatal(error)
+            return f"the trajectory analysis failed: {describe_error(error)}"
+        record.issues = list(analysis.issues or [])
+        record.feedback = str(analysis.feedback or "").strip()
+        if not record.issues and not record.feedback:
+            return "the trajectory analysis was empty"
+        return None
+
+    def _proposal(self, method: str, feedback: str, config: dict[str, Any]) -> tuple[str, Edit | None, str | None]:
+        """One proposal: ``(candidate text, the edit or None, problem or None)``."""
+        try:
+            if self.mode == "rewrite":
+                return clean_method(self.rewrite(current_method=method, feedback=feedback,
+                                                 config=config).improved_method), None, None
+            reply = self.edit(current_method=method, feedback=feedback, config=config)
+        except Exception as error:
+            _reraise_if_fatal(error)
+            return "", None, f"the method {self.mode} failed: {describe_error(error)}"
+        edit = Edit(rules=tuple(clean_rule(rule) for rule in (reply.new_rules or []) if clean_rule(rule)),
+                    revised_step=clean_method(reply.revised_step))
+        text, problem = apply_edit(method, edit, self.max_method_words)
+        return text, edit, problem
+
+
+def rollout_id(seed: int, step: int, index: int, attempt: int = 0) -> int:
+    """A distinct, replayable rollout id per (seed, step, candidate, attempt)."""
+    key = f"{seed}:{step}:{index}" + (f":{attempt}" if attempt else "")
+    return int(fingerprint(key), 16) % (2**31)
+
+
+# ---------------------------------------------------------------------------------- what the optimizer reads
+
+
+def cases_as_json(cases: Sequence[TrajectoryCase]) -> str:
+    """The trajectory as the analysis reads it."""
+    return json.dumps([case.for_analysis() for case in cases], ensure_ascii=False, indent=1)
+
+
+def feedback_text(issues: Sequence[TrajectoryIssue], feedback: str) -> str:
+    """The analysis as the proposal reads it: the failed cases, then the suggested changes."""
+    lines = [f"- case {issue.case_id} ({issue.category}): {issue.reason}" for issue in issues]
+    found = "Failed cases:\n" + "\n".join(lines) if lines else "Failed cases: (not listed)"
+    return f"{found}\n\nWhat to change:\n{feedback or '(no suggestion)'}"
+
+
+def free_text_feedback(reply: Any) -> str:
+    """The feedback part of an analysis reply whose issue list did not parse (or the whole reply)."""
+    text = str(reply or "").strip()
+    marker = re.search(r"\[\[ ## feedback ## \]\]|\"feedback\"\s*:", text)
+    if marker:
+        text = text[marker.end():]
+    text = re.sub(r"\[\[ ## \w+ ## \]\]", " ", text).strip().strip('"{},').strip()
+    return text[:2000]
+
+
+# ---------------------------------------------------------------------------------- validity
+
+
+def clean_method(text: Any) -> str:
+    """A proposed method without surrounding whitespace, code fences or quotes."""
+    method = str(text or "").strip()
+    if method.startswith("```") and method.endswith("```") and len(method) > 6:
+        method = method[3:-3].strip()
+        first, _, rest = method.partition("\n")
+        if rest and first.strip().isalpha() and len(first.split()) == 1:  # a language tag
+            method = rest.strip()
+    if len(method) >= 2 and method[0] == method[-1] and method[0] in "\"'":
+        method = method[1:-1].strip()
+    return method
+
+
+def clean_rule(text: Any) -> str:
+    """One proposed rule as a plain sentence (bullets and numbering removed)."""
+    return _BULLET.sub("", clean_method(text)).strip()
+
+
+def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = (),
+                   max_words: int | None = None) -> str | None:
+    """Why a proposed method is not a usable candidate, or ``None``."""
+    if not text:
+        return "the optimizer gave no method"
+    words = len(text.split())
+    if words < MIN_METHOD_WORDS:
+        return f"the proposed method is too short ({words} words)"
+    if max_words is not None and words > max_words:
+        return f"the proposed method has {words} words, over the budget of {max_words}"
+    if _normalized(text) == _normalized(current):
+        return "the proposed method is identical to the current one"
+    placeholder = _PLACEHOLDER.search(text)
+    if placeholder and not _PLACEHOLDER.search(current):
+        return f"the proposed method contains a format placeholder or field marker: {placeholder.group(0)!r}"
+    copied = copied_case_wording(text, current, cases)
+    if copied:
+        return copied
+    return None
+
+
+def copied_case_wording(text: str, current: str, cases: Sequence[TrajectoryCase]) -> str | None:
+    """A run of words the proposal copied from a trajectory case (and the current method lacks)."""
+    known = _runs(current)
+    proposed = _runs(text)
+    for case in cases:
+        for stage in case.stages:
+            shared = (_runs(stage) & proposed) - known
+            if shared:
+                return f"the proposed method copies wording from case {case.case_id}: {' '.join(min(shared))!r}"
+    return None
+
+
+def _runs(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.casefold())
+    return {tuple(words[i:i + COPIED_RUN_WORDS]) for i in range(len(words) - COPIED_RUN_WORDS + 1)}
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+# ---------------------------------------------------------------------------------- edits
+
+
+def apply_edit(method: str, edit: Edit, max_words: int) -> tuple[str, str | None]:
+    """The method with ``edit`` applied: ``(new method, problem or None)``.
+
+    A revised step replaces the paragraph of the step with the same label ("Step 3"); rules are
+    added under :data:`RULES_HEADING` at the end. When the result is over ``max_words``, the
+    oldest added rules are dropped until it fits.
+    """
+    text = method.strip()
+    if edit.revised_step:
+        text, problem = _replace_step(text, edit.revised_step)
+        if problem:
+            return method, problem
+    existing = set(_normalized(rule) for rule in _added_rules(text))
+    new_rules = [rule for rule in dict.fromkeys(edit.rules) if _normalized(rule) not in existing]
+    if not new_rules and not edit.revised_step:
+        return method, "the edit adds no new rule and revises no step"
+    body, rules = _split_rules(text)
+    rules += new_rules
+    while rules and len(_join_rules(body, rules).split()) > max_words and len(rules) > len(new_rules):
+        rules.pop(0)  # the oldest added rule goes first
+    return _join_rules(body, rules), None
+
+
+def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
+    label = _STEP_LABEL.match(revised)
+    if not label:
+        return method, "the revised step does not start with a step label such as 'Step 2'"
+    wanted = _normalized(label.group(1))
+    paragraphs = method.split("\n\n")
+    for position, paragraph in enumerate(paragraphs):
+        found = _STEP_LABEL.match(paragraph)
+        if found and _normalized(found.group(1)) == wanted:
+            paragraphs[position] = revised.strip()
+            return "\n\n".join(paragraphs), None
+    return method, f"the revised step names {label.group(1)!r}, which the method does not have"
+
+
+def _split_rules(method: str) -> tuple[str, list[str]]:
+    head, marker, tail = method.rpartition("\n\n" + RULES_HEADING + "\n")
+    if not marker:
+        return method, []
+    return head, [line[2:].strip() for line in tail.splitlines() if line.startswith("- ")]
+
+
+def _added_rules(method: str) -> list[str]:
+    return _split_rules(method)[1]
+
+
+def _join_rules(body: str, rules: Sequence[str]) -> str:
+    if not rules:
+        return body
+    return body + "\n\n" + RULES_HEADING + "\n" + "\n".join(f"- {rule}" for rule in rules)
+
+
+def _reraise_if_fatal(error: Exception) -> None:
+    """A budget stop or a permanent LM error ends the compile; anything else costs an attempt."""
+    if isinstance(error, BudgetExceeded) or is_permanent(error):
+        raise error

@@ -1,0 +1,72 @@
+"""The LMs of one compile: evol, optimizer and judge, each recording its calls in the run's cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+
+from autoevol.lm.cache import CallCache
+from autoevol.lm.managed import ManagedLM
+from autoevol.metrics.failure import FailureDetector
+from autoevol.optimizers.history import UsageDelta
+
+
+def model_name(lm: Any) -> str:
+    """A display name for an LM (never a key)."""
+    return str(getattr(lm, "display_name", None) or getattr(lm, "model", None) or type(lm).__name__)
+
+
+class CompileLMs:
+    """Copies of the compile's LMs that share one call cache (the run's, or an in-memory one).
+
+    Args:
+        evol_lm, optimizer_lm: the role LMs as given to the teleprompter.
+        detector: failure detection; its judge rules get a cached copy of their LM.
+        cache: the run directory's call cache, or ``None`` (each ManagedLM keeps its own cache,
+            or gets an in-memory one closed with :meth:`close`).
+        evol_overrides: settings of the evol LM copy (e.g. ``temperature=0``).
+    """
+
+    def __init__(self, evol_lm: dspy.LM, optimizer_lm: dspy.LM, detector: FailureDetector,
+                 cache: CallCache | None, **evol_overrides: Any) -> None:
+        self._cache = cache
+        self._opened: list[CallCache] = [cache] if cache is not None else []
+        self.evol = self._cached(evol_lm, **evol_overrides)
+        self.optimizer = self._cached(optimizer_lm)
+        self.detector = detector.with_judge_lm(self._cached(detector.judge_lm)) if detector.judge_lm else detector
+
+    def _cached(self, lm: dspy.LM, **overrides: Any) -> dspy.LM:
+        copy = lm.copy(**overrides) if overrides else lm.copy()
+        if isinstance(copy, ManagedLM):
+            if self._cache is not None:
+                copy.call_cache = self._cache
+            elif copy.call_cache is None:
+                copy.call_cache = CallCache()
+                self._opened.append(copy.call_cache)
+        return copy
+
+    def close(self) -> None:
+        """Close the call caches this compile opened."""
+        for cache in self._opened:
+            cache.close()
+
+    def usage(self) -> dict[str, UsageDelta]:
+        """Usage so far per role (ManagedLMs only; copies sharing a counter are counted once)."""
+        lms = [self.evol, self.optimizer] + ([self.detector.judge_lm] if self.detector.judge_lm else [])
+        seen: set[int] = set()
+        totals: dict[str, UsageDelta] = {}
+        for lm in lms:
+            counter = getattr(lm, "_usage", None)
+            if not isinstance(lm, ManagedLM) or id(counter) in seen:
+                continue
+            seen.add(id(counter))
+            usage = lm.usage
+            total = totals.get(usage.role) or UsageDelta(role=usage.role, model=model_name(lm))
+            totals[usage.role] = total.plus(usage)
+        return totals
+
+    def usage_since(self, before: Mapping[str, UsageDelta]) -> list[UsageDelta]:
+        """What each role used since ``before`` (a result of :meth:`usage`)."""
+        return [after.minus(before[role]) if role in before else after for role, after in self.usage().items()]

@@ -1,0 +1,111 @@
+"""The compile's data: distinct instructions, split into a training pool X and a development set D."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import dspy
+
+from autoevol.optimizers.evaluation import Item
+from autoevol.records import SeedItem, fingerprint
+
+Instructions = Sequence["str | dspy.Example | SeedItem"]
+
+
+class NotEnoughData(ValueError):
+    """The training or development data has fewer distinct instructions than the settings need."""
+
+
+def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, batch_size: int, dev_size: int,
+                       seed: int) -> tuple[list[Item], list[Item]]:
+    """The training pool and the development set: distinct instructions, never overlapping.
+
+    Without ``valset`` the dev set is ``dev_size`` items drawn from ``trainset`` with the seed
+    and the pool is the rest; with it, ``dev_size`` items are drawn from ``valset`` and every
+    training item equal to a dev item is left out of the pool.
+
+    Raises:
+        NotEnoughData: the message says how many distinct instructions are needed and given.
+    """
+    train = distinct(items_of(trainset, "train"))
+    rng = random.Random(f"{seed}:split")
+    if valset is None:
+        needed = batch_size + dev_size
+        if len(train) < needed:
+            raise NotEnoughData(
+                f"compile needs at least {needed} distinct instructions (batch size {batch_size} + dev size "
+                f"{dev_size}), but the training data has {len(train)}; lower the batch or dev size, or add data")
+        shuffled = rng.sample(train, len(train))
+        return shuffled[dev_size:], shuffled[:dev_size]
+    candidates = distinct(items_of(valset, "dev"))
+    if len(candidates) < dev_size:
+        raise NotEnoughData(
+            f"the dev set needs at least {dev_size} distinct instructions (dev size), but the "
+            f"validation data has {len(candidates)}; lower the dev size, or add data")
+    dev = rng.sample(candidates, dev_size)
+    in_dev = {normalized(item.text) for item in dev}
+    pool = [item for item in train if normalized(item.text) not in in_dev]
+    if len(pool) < batch_size:
+        overlap = len(train) - len(pool)
+        raise NotEnoughData(
+            f"compile needs at least {batch_size} distinct training instructions outside the dev set "
+            f"(batch size), but the training data has {len(pool)}"
+            + (f" ({overlap} more are also dev items)" if overlap else "")
+            + "; lower the batch size, or add data")
+    return pool, dev
+
+
+def normalized(text: str) -> str:
+    """Text compared without case and spacing differences."""
+    return " ".join(text.split()).casefold()
+
+
+def items_of(data: Iterable[str | dspy.Example | SeedItem], prefix: str) -> list[Item]:
+    """Plain items from strings, ``dspy.Example`` (field ``instruction``) or ``SeedItem``."""
+    items = []
+    for position, entry in enumerate(data):
+        if isinstance(entry, SeedItem):
+            if entry.problem is None:
+                items.append(Item(id=entry.id, text=entry.instruction))
+            continue
+        if isinstance(entry, str):
+            text, item_id = entry, f"{prefix}-{position}"
+        elif isinstance(entry, (dspy.Example, Mapping)):
+            if "instruction" not in entry:
+                raise TypeError(f"{prefix} item {position} has no 'instruction' field")
+            text, item_id = entry["instruction"], str(entry.get("id", f"{prefix}-{position}"))
+        else:
+            raise TypeError(f"{prefix} item {position}: expected a string, a dspy.Example or a SeedItem, "
+                            f"not {type(entry).__name__}")
+        if isinstance(text, str) and text.strip():
+            items.append(Item(id=item_id, text=text))
+    return items
+
+
+def distinct(items: Iterable[Item]) -> list[Item]:
+    """The items without repeats (compared by :func:`normalized` text), first occurrence kept."""
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        key = normalized(item.text)
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique
+
+
+def data_summary(pool: Sequence[Item], dev: Sequence[Item]) -> dict[str, Any]:
+    """Fingerprints and sizes of the split (recorded in run.json and the evolver's metadata)."""
+    pool_texts = [item.text for item in pool]
+    dev_texts = [item.text for item in dev]
+    return {
+        "fingerprint": fingerprint(json.dumps([sorted(pool_texts + dev_texts)], ensure_ascii=False)),
+        "train_fingerprint": fingerprint(json.dumps(sorted(pool_texts), ensure_ascii=False)),
+        "dev_fingerprint": fingerprint(json.dumps(dev_texts, ensure_ascii=False)),
+        "size": len(pool) + len(dev),
+        "train_pool_size": len(pool),
+        "dev_size": len(dev),
+    }
