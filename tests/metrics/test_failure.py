@@ -134,6 +134,54 @@ CASES = [
     ("only_stopwords", PARENT, GOOD_EVOLVED, "It is the Alfama.", False),
 ]
 
+#: Good text in the shape of real chat-model output, on which an earlier version of the rules misfired;
+#: each rule's bad case next to it stays caught.
+FULL_ANSWER = ("Day 1: walk through Alfama, lunch at a vegetarian tasca, fado in the evening. Day 2: the train to "
+               "Sintra, Pena Palace and the Moorish Castle. Day 3: tram 15 to Belem, the monastery and the tower. "
+               "Two nights in a guesthouse, food and tickets come to about 570 euros in total.")
+STEPS_PROBLEM = ("A freight train trip has two legs. Step 1: the train leaves the depot and covers 180 km in 3 hours. "
+                 "Step 2: it covers 120 km in 1.5 hours. What is its average speed?")
+CASES += [
+    ("prompt_leak", "A train covers 300 km. What is its speed?", STEPS_PROBLEM, GOOD_ANSWER, False),
+    ("prompt_leak", "Bake bread.", "Bake bread, kneading for ten minutes in step 1 of the recipe.", GOOD_ANSWER, False),
+    ("prompt_leak", "Improve this image prompt: 'a cat'.",
+     "Improve this image prompt, 'a cat', adding lighting, and give the rewritten prompt on one line.", GOOD_ANSWER,
+     False),
+    ("prompt_leak", PARENT, "Step 1 - Options: add a budget. Plan a trip to Lisbon for two vegans.", GOOD_ANSWER, True),
+    ("prompt_leak", PARENT, "Rewritten instruction: plan a trip to Lisbon for two vegans.", GOOD_ANSWER, True),
+    ("truncated", "Count the integers below 5.", "Count the integers n in [0, 50) that are divisible by 3 or 7.",
+     GOOD_ANSWER, False),
+    ("truncated", "Find x.", "Find every x in (0, 1] with f(x) = 3, where f(x) = 1/x + 2.", GOOD_ANSWER, False),
+    ("truncated", "Find ab.", "Let a and b be positive with a + b = 10. Write ab and a^2 + b^2 in terms of a",
+     GOOD_ANSWER, False),
+    ("truncated", "Fix the code.", "Fix this gcd so it never loops forever:\n\ndef gcd(a, b):\n    while b:\n"
+     "        a, b = b, a % b\n    return a", GOOD_ANSWER, False),
+    ("truncated", PARENT, "Plan a three-day trip to Lisbon for two vegetarians with a", GOOD_ANSWER, True),
+    ("answers_instead", "Write a haiku", "Write a haiku sequence about rain in a city. "
+     + "Each poem keeps the 5-7-5 pattern, avoids rhyme and names one sound. " * 13, GOOD_ANSWER, False),
+    ("complexity_decreased", "Hi! I was wondering if you could maybe help me think of something I could cook "
+     "for dinner tonight?", "Suggest three vegetarian dinners under 30 minutes using chickpeas, spinach and rice.",
+     GOOD_ANSWER, False),
+    ("lost_question", 'def is_square(n):\n    """Is n a perfect square?\n    >>> is_square(4)\n    True\n    """',
+     'def is_power(n, k):\n    """True when n equals m**k for an integer m.\n    >>> is_power(8, 3)\n    True\n'
+     '    """', GOOD_ANSWER, False),
+    ("stagnant_complexity", PARENT, GOOD_EVOLVED, "Great question! " + FULL_ANSWER + " Want a rainy-day version?",
+     False),
+    ("insufficient_qualification", PARENT, GOOD_EVOLVED, "Sure! Here's a plan. " + FULL_ANSWER
+     + " Would you like restaurant tips too?", False),
+    ("loss_of_key_information", PARENT, GOOD_EVOLVED, FULL_ANSWER + " If you'd like more options, please provide "
+     "your travel month.", False),
+    ("loss_of_key_information", PARENT, GOOD_EVOLVED, "It is not possible to plan this without your dates. "
+     "Please provide them.", True),
+    ("not_possible", "Solve x^2 - 8x + 15 = 0.", GOOD_EVOLVED, "Factor: (x - 3)(x - 5) = 0. The width x - 4 must be "
+     "positive, so x = 3 is not possible, hence x = 5.", False),
+    ("not_possible", PARENT, GOOD_EVOLVED, "It is not possible to answer without knowing the dates.", True),
+    ("sorry_short", "Write an apology.", "Write a short text apologising to a friend for missing her party.",
+     "Hey Sam, I'm so sorry I missed your party. Can I take you to lunch on Saturday?", False),
+    ("only_stopwords", "Is 91 prime?", "Is 91 prime, given that it is odd and not divisible by 3?", "No.", False),
+    ("only_stopwords", PARENT, GOOD_EVOLVED, "No.", True),
+]
+
 
 @pytest.mark.parametrize(("name", "original", "evolved", "response", "fires"), CASES,
                          ids=[f"{c[0]}-{i}-{'fires' if c[4] else 'passes'}" for i, c in enumerate(CASES)])
@@ -321,9 +369,14 @@ def judge_lm(engine: ScriptedJudgeEngine) -> dspy.LM:
     return dspy.LM("openai/scripted", engine=engine, cache=False)
 
 
+#: The cheap rules plus the information-gain judge, named explicitly (a judge LM alone selects the
+#: evolution judge).
+WITH_EQUAL = [*DEFAULT_RULES, EQUAL]
+
+
 def test_judge_equal_fires_last() -> None:
     engine = ScriptedJudgeEngine("Equal")
-    detector = FailureDetector(judge_lm=judge_lm(engine))
+    detector = FailureDetector(WITH_EQUAL, judge_lm=judge_lm(engine))
     assert detector.rule_names == [*DEFAULT_RULES, EQUAL]
     verdict = detector.detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER)
     assert verdict.failed and verdict.rule == EQUAL and "equal" in verdict.reason
@@ -333,14 +386,14 @@ def test_judge_equal_fires_last() -> None:
 
 def test_judge_not_equal_passes() -> None:
     engine = ScriptedJudgeEngine("Not Equal")
-    verdict = FailureDetector(judge_lm=judge_lm(engine)).detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER)
+    verdict = FailureDetector(WITH_EQUAL, judge_lm=judge_lm(engine)).detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER)
     assert verdict == Verdict.passed()
     assert len(engine.requests) == 1
 
 
 def test_judge_is_skipped_when_a_cheap_rule_fires() -> None:
     engine = ScriptedJudgeEngine("Equal")
-    detector = FailureDetector(judge_lm=judge_lm(engine))
+    detector = FailureDetector(WITH_EQUAL, judge_lm=judge_lm(engine))
     assert detector.detect(PARENT, GOOD_EVOLVED, "Sorry.").rule == "sorry_short"
     assert detector.detect_evolution(PARENT, GOOD_EVOLVED) is None
     assert engine.requests == []
@@ -357,16 +410,16 @@ def test_judge_runs_last_even_when_listed_first() -> None:
 def test_judge_can_be_disabled_or_removed() -> None:
     engine = ScriptedJudgeEngine("Equal")
     lm = judge_lm(engine)
-    assert EQUAL not in FailureDetector(judge_lm=lm, disable=[EQUAL]).rule_names
-    without = FailureDetector(judge_lm=lm).without(EQUAL)
+    assert EQUAL not in FailureDetector(WITH_EQUAL, judge_lm=lm, disable=[EQUAL]).rule_names
+    without = FailureDetector(WITH_EQUAL, judge_lm=lm).without(EQUAL)
     assert without.detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER) == Verdict.passed()
     assert without.with_rules(EQUAL).detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER).rule == EQUAL
 
 
 def test_judge_failure_does_not_crash_the_detector(caplog: pytest.LogCaptureFixture) -> None:
     engine = ScriptedJudgeEngine(error=RuntimeError("server on fire"))
-    detector = FailureDetector(judge_lm=judge_lm(engine))
-    with caplog.at_level(logging.WARNING, logger="autoevol.metrics.failure"):
+    detector = FailureDetector(WITH_EQUAL, judge_lm=judge_lm(engine))
+    with caplog.at_level(logging.WARNING, logger="autoevol.metrics.judge"):
         verdict = detector.detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER)
     assert verdict == Verdict.passed()
     assert engine.requests, "the judge should have been called"
