@@ -22,6 +22,7 @@ from dspy.utils.exceptions import LMRateLimitError, LMServerError
 from autoevol.lm import _speedups  # noqa: F401  (memoized price lookups)
 from autoevol.lm.cache import CallCache, request_key
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy, is_retryable
+from autoevol.lm.structured import DIALECTS
 from autoevol.lm.usage import CallRecord, RoleUsage, UsageCounter, record_call
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class ManagedLM(dspy.LM):
         limiter: concurrency gate; share one between LMs that hit the same endpoint.
         budget: limits shared by every LM of a job.
         call_cache: completed responses; a hit is free and counted as a cache hit.
+        structured_output: the JSON-schema dialect the server decodes by (``json_object`` for
+            llama-cpp-python, ``json_schema`` for vLLM and OpenAI); signature calls are then
+            constrained to their output fields (see :mod:`autoevol.lm.structured`).
+        structured_max_tokens: the fewest output tokens a constrained signature call gets.
         **lm_kwargs: passed to ``dspy.LM`` (temperature, max_tokens, api_base, api_key, engine...).
     """
 
@@ -49,8 +54,13 @@ class ManagedLM(dspy.LM):
         limiter: AdaptiveLimiter | None = None,
         budget: Budget | None = None,
         call_cache: CallCache | None = None,
+        structured_output: str | None = None,
+        structured_max_tokens: int | None = None,
         **lm_kwargs: Any,
     ) -> None:
+        if structured_output is not None and structured_output not in DIALECTS:
+            raise ValueError(f"unknown structured-output dialect '{structured_output}' "
+                             f"(known: {', '.join(DIALECTS)})")
         lm_kwargs.setdefault("cache", False)
         self.policy = policy or CallPolicy()
         if isinstance(lm_kwargs.get("engine", "auto"), str):
@@ -60,6 +70,8 @@ class ManagedLM(dspy.LM):
         self.limiter = limiter or AdaptiveLimiter(64)
         self.budget = budget
         self.call_cache = call_cache
+        self.structured_output = structured_output
+        self.structured_max_tokens = structured_max_tokens
         self._usage = UsageCounter(role, model)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()

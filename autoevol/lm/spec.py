@@ -13,10 +13,14 @@ from autoevol.lm.cache import CallCache
 from autoevol.lm.local import LocalServer
 from autoevol.lm.managed import ManagedLM
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy
+from autoevol.lm.structured import LOCAL_DIALECT, OPENAI_DIALECT, install_routing_adapter
 
 LOCAL = "local"
 #: llama.cpp's server answers one request at a time; queueing on our side keeps timeouts meaningful.
 LOCAL_CONCURRENCY = 1
+#: The fewest output tokens of a constrained signature call on a local model: room for the
+#: working fields and the closing ones of a JSON answer (the server caps it at its context).
+LOCAL_STRUCTURED_MAX_TOKENS = 2048
 
 
 class LMSpecError(ValueError):
@@ -73,6 +77,9 @@ class LMSession(AbstractContextManager["LMSession"]):
         policy: timeout and retries for every call.
         budget: limits shared by every LM of the session.
         call_cache: completed responses shared by every LM of the session.
+        structured_output: constrain signature calls of non-local LMs to their output schema
+            (OpenAI's ``json_schema`` form, which vLLM reads); local models always are unless
+            ``False``. ``lm(..., structured_output=...)`` overrides it per LM.
     """
 
     def __init__(
@@ -83,7 +90,9 @@ class LMSession(AbstractContextManager["LMSession"]):
         budget: Budget | None = None,
         call_cache: CallCache | None = None,
         server_log_dir: str | Path | None = None,
+        structured_output: bool | None = None,
     ) -> None:
+        self.structured_output = structured_output
         self.concurrency = concurrency
         self.policy = policy or CallPolicy()
         self.budget = budget
@@ -101,10 +110,17 @@ class LMSession(AbstractContextManager["LMSession"]):
         api_base: str | None = None,
         temperature: float = 0.0,
         max_tokens: int | None = 1024,
+        structured_output: bool | None = None,
         **settings: Any,
     ) -> ManagedLM:
-        """A ManagedLM for ``spec`` in ``role`` (evol, optimizer, judge...)."""
+        """A ManagedLM for ``spec`` in ``role`` (evol, optimizer, judge...).
+
+        ``structured_output``: ``None`` follows the session (local models: on, others: the
+        session's setting), ``True`` constrains signature calls to their output schema, ``False``
+        never does. Plain chat calls are never constrained.
+        """
         parsed = parse_spec(spec)
+        wanted = self.structured_output if structured_output is None else structured_output
         kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **settings}
         if parsed.is_local:
             server = self._server(parsed.gguf)  # type: ignore[arg-type]
@@ -113,6 +129,8 @@ class LMSession(AbstractContextManager["LMSession"]):
             model = f"hosted_vllm/{parsed.gguf.stem}"  # type: ignore[union-attr]
             kwargs.update(api_base=server.api_base, api_key="local")
             endpoint, concurrency = server.api_base, LOCAL_CONCURRENCY
+            if wanted is not False:
+                kwargs.update(structured_output=LOCAL_DIALECT, structured_max_tokens=LOCAL_STRUCTURED_MAX_TOKENS)
         else:
             model = str(parsed.model)
             api_base = api_base or (os.environ.get("OPENAI_BASE_URL") if model.startswith("openai/") else None)
@@ -120,6 +138,10 @@ class LMSession(AbstractContextManager["LMSession"]):
                 kwargs["api_base"] = api_base
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
             endpoint, concurrency = api_base or model.split("/", 1)[0], self.concurrency
+            if wanted:
+                kwargs["structured_output"] = OPENAI_DIALECT
+        if kwargs.get("structured_output"):
+            install_routing_adapter()
         limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(concurrency))
         lm = ManagedLM(model, role=role, policy=self.policy, limiter=limiter, budget=self.budget,
                        call_cache=self.call_cache, **kwargs)
