@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
@@ -158,8 +159,6 @@ def compile_args(pairs: list[str] | None) -> dict[str, Any]:
 
 def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace) -> Any:
     """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
-    from autoevol.optimizers import AutoEvolInstruct
-
     settings: dict[str, Any] = dict(
         optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
         batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
@@ -241,12 +240,20 @@ def run(args: argparse.Namespace) -> Report:
             if not args.resume and run_dir.exists():
                 shutil.rmtree(run_dir)
             started, before = time.monotonic(), role_usage(session)
-            compiled = optimize.compile(Evolver(), trainset=train, run_dir=run_dir)
+            found_nothing = None
+            try:
+                compiled = optimize.compile(Evolver(), trainset=train, run_dir=run_dir)
+            except CompileFoundNothing as error:  # the result is the starting method: say so, measure it anyway
+                compiled, found_nothing = error.evolver, str(error)
             compiled.save(f"{prefix}.compiled.json")
             report.compile = compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled.json")
-            report.compile["session_usage"] = usage_delta(role_usage(session), before)
-            label = f"compiled here ({report.compile['steps']} steps)"
-        compiled_result = evaluate("compiled", label, compiled)
+            report.compile.update(session_usage=usage_delta(role_usage(session), before), found_nothing=found_nothing)
+            label = f"compiled here ({report.compile['steps']} steps" + (", found nothing)" if found_nothing else ")")
+        if compiled.fingerprint == e0.fingerprint:  # the same method: its outcomes are e_0's
+            compiled_result = replace(e0, key="compiled", label=f"{label} = e_0", seconds=0.0, usage={})
+            report.methods.append(compiled_result)
+        else:
+            compiled_result = evaluate("compiled", label, compiled)
     for other in report.methods[1:]:
         diff, low, high = paired_bootstrap(e0.failed_flags, other.failed_flags, n_boot=args.n_boot,
                                            confidence=CONFIDENCE, seed=args.seed)
@@ -286,8 +293,9 @@ def markdown(report: Report) -> str:
         invalid = "; ".join(f"{reason}: {n}" for reason, n in c["invalid_reasons"].items())
         wall = "-" if c["wall_seconds"] is None else quality_eval.format_seconds(c["wall_seconds"])
         recorded = quality_eval.format_seconds(c["recorded_seconds"] or 0)
+        found = f"; found nothing: {c['found_nothing']}" if c.get("found_nothing") else ""
         lines += [f"- compile ({c['source']}): {c['steps']} step(s), stopped: {c['stopped']}, "
-                  f"dev failure rate {rates}",
+                  f"dev failure rate {rates}{found}",
                   f"- proposals valid {c['proposals_valid']}/{c['proposals_total']}"
                   + (f" (invalid: {invalid})" if invalid else ""),
                   f"- compile LM calls: {_calls(c['usage'])}; recorded compile time {recorded}, "

@@ -186,9 +186,10 @@ def evaluate_method(
                     "usage": usage_delta(usage, marks["usage"])}
             marks.update(clock=clock, usage=usage)
             log.append(line)
+            progress.advance()  # here, not as run_in_threads' on_done: that one reports once at the end
 
     with dspy.context(lm=lm):
-        run_in_threads(run, todo, threads, progress.advance)
+        run_in_threads(run, todo, threads)
     return _result(key, label, method_fingerprint, [log.lines[k] for k in keys], path, len(items) - len(todo))
 
 
