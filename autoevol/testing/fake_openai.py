@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -225,15 +225,21 @@ class FakeOpenAIServer:
 
     ``responder(messages, body)`` returns the assistant text (default
     :func:`chat_adapter_responder`); every chat request waits ``latency`` seconds; ``faults``
-    injects failures chosen by ``random.Random(seed)``.
+    injects failures chosen by ``random.Random(seed)``. ``first_faults`` scripts the first chat
+    requests instead: one fault kind (or ``None``, a normal answer) per request, in order, before
+    the random plan applies (e.g. ``["rate_limit_429"]``: one 429, then answers).
     """
 
     def __init__(self, *, responder: Responder | None = None, latency: float = 0.0,
                  faults: FaultPlan | None = None, host: str = "127.0.0.1", port: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, first_faults: Sequence[str | None] = ()) -> None:
+        unknown = [kind for kind in first_faults if kind is not None and kind not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
         self.responder = responder or chat_adapter_responder
         self.latency = latency
         self.faults = faults or FaultPlan()
+        self._scripted = list(first_faults)
         self.host, self.port = host, port
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -405,7 +411,7 @@ class FakeOpenAIServer:
     async def _chat(self, raw: bytes, writer: asyncio.StreamWriter, keep: bool) -> bool:
         with self._lock:
             self._stats.requests += 1
-            fault = self.faults.choose(self._rng)
+            fault = self._scripted.pop(0) if self._scripted else self.faults.choose(self._rng)
             garbage_json = self._rng.random() < 0.5
             self._ids += 1
             serial = self._ids

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import time
 
 import dspy
 import pytest
 from dspy.lm15 import AuthError, RateLimitError, ServerError
 
-from autoevol.lm import AdaptiveLimiter, Budget, BudgetExceeded, CallCache, CallPolicy, observe_calls
+from autoevol.lm import AdaptiveLimiter, Budget, BudgetExceeded, CallCache, CallPolicy, LMSession, observe_calls
+from autoevol.testing.fake_openai import FakeOpenAIServer, FaultPlan
 from autoevol.testing.scripted import scripted_lm
 
 FAST = CallPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.01)
@@ -79,18 +81,37 @@ def test_retries_give_up_after_the_policy_limit():
 
 
 def test_rate_limit_halves_concurrency_and_honours_retry_after():
-    attempts = iter([RateLimitError("slow down", retry_after=0.01)])
+    hint = 0.4  # seconds; FAST's own backoff would retry after about 1 ms
+    attempts = iter([RateLimitError("slow down", retry_after=hint)])
+    seen: list[float] = []
 
     def limited(request):
+        seen.append(time.monotonic())
         error = next(attempts, None)
         if error:
             raise error
         return echo(request)
 
     limiter = AdaptiveLimiter(8)
-    lm = scripted_lm(limited, policy=FAST, limiter=limiter)
+    lm = scripted_lm(limited, policy=CallPolicy(max_retries=3, backoff_base=0.001, backoff_cap=2.0), limiter=limiter)
     assert ask(lm) == "echo hi"
     assert limiter.limit == 4
+    assert len(seen) == 2 and hint <= seen[1] - seen[0] < hint + 5.0  # waited the hint, not the backoff
+
+
+def test_retry_after_is_read_from_the_http_header_and_honoured():
+    hint = 1.5  # the fake server's Retry-After header, in seconds
+    policy = CallPolicy(timeout=30, max_retries=2, backoff_base=0.001, backoff_cap=5.0)
+    with FakeOpenAIServer(faults=FaultPlan(retry_after=hint), first_faults=["rate_limit_429"]) as server, \
+            LMSession(concurrency=4, policy=policy) as session:
+        lm = session.lm("openai/fake", role="evol", api_base=server.url, api_key="x")
+        start = time.monotonic()
+        assert lm("hello")  # one 429, then an answer
+        waited = time.monotonic() - start
+        assert server.stats.faults == {"rate_limit_429": 1} and server.stats.ok == 1
+    assert lm.usage.retries == 1 and lm.usage.calls == 1
+    # without the header the retry would come after about 1 ms; at most the call time on top of the hint
+    assert hint <= waited < hint + 5.0, waited
 
 
 def test_policy_delay_uses_retry_after_hint_and_jittered_backoff():
