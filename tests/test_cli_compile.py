@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from autoevol.testing.fake_openai import FakeOpenAIServer, message_text, parse_input_fields, parse_output_fields
+from autoevol.testing.fake_openai import (
+    ErrorReply,
+    FakeOpenAIServer,
+    message_text,
+    parse_input_fields,
+    parse_output_fields,
+)
 
 TENTHS = {"CAREFUL": 1, "BALANCED": 3}
 PROPOSALS = ["CAREFUL", "BALANCED", "PLAIN"]
@@ -179,3 +185,57 @@ def test_show_an_evolver_that_was_never_compiled(tmp_path):
     shown = autoevol("show", str(path))
     assert shown.returncode == 0 and "not compiled" in shown.stdout
     assert "Make the instruction harder" in shown.stdout
+
+
+class RepeatingOptimizer(World):
+    """An optimizer that only ever proposes the current method again."""
+
+    def __call__(self, messages: list[dict], body: dict) -> str:
+        wanted = parse_output_fields(messages)
+        if "improved_method" in wanted:
+            return fields({"improved_method": parse_input_fields(messages)["current_method"]})
+        return super().__call__(messages, body)
+
+
+def test_a_compile_without_a_valid_candidate_exits_non_zero_and_writes_no_evolver(tmp_path):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    out = tmp_path / "evolver.json"
+    with FakeOpenAIServer(responder=RepeatingOptimizer()) as server:
+        args = [arg for arg in compile_args(server, data, out, "--proposal-attempts", "2")
+                if arg != "--keep-unchanged"]
+        result = autoevol(*args)
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert not out.exists()
+    message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and "no step produced a valid candidate" in message[0]
+    assert "identical to the current one" in message[0] and "Traceback" not in result.stderr
+    steps = sorted((tmp_path / "evolver.run" / "steps").glob("step-*.json"))
+    assert len(steps) == 2  # both steps ran: a step without a valid candidate does not use up patience
+
+
+class RefusingOptimizer(World):
+    """An endpoint that refuses the trajectory analysis with 401, as for a revoked key."""
+
+    def __call__(self, messages: list[dict], body: dict) -> str:
+        if "issues" in parse_output_fields(messages):
+            raise ErrorReply(401, "invalid api key")
+        return super().__call__(messages, body)
+
+
+def test_a_permanent_lm_error_stops_the_compile_at_once(tmp_path):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    out = tmp_path / "evolver.json"
+    with FakeOpenAIServer(responder=RefusingOptimizer()) as server:
+        result = autoevol(*compile_args(server, data, out))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "permanent LM error" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not (tmp_path / "evolver.run" / "steps" / "step-001.json").exists()
+
+
+def test_judge_lm_none_turns_the_judge_off(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 40)
+    out = tmp_path / "evolver.json"
+    result = autoevol(*compile_args(server, data, out, "--judge-lm", "none"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads(out.read_text())["metadata"]
+    assert "judge" not in meta["models"] and "judge" not in meta["detector_rules"]

@@ -444,12 +444,15 @@ def _require(condition: bool, message: str) -> None:
 def _found_nothing(initial: MethodScore, final: MethodScore, history: Sequence[StepRecord],
                    evolver: Evolver) -> CompileFoundNothing | None:
     """Why the compile has no better method to return, or ``None`` when it found one."""
-    if final.fingerprint != initial.fingerprint or not history:
+    if final.fingerprint != initial.fingerprint:
         return None
+    if not history:
+        return NoImprovement("the starting method fails no dev item: there is nothing to optimize", evolver)
     if not any(record.valid_candidates for record in history):
         reasons = [c.invalid_reason or "invalid" for record in history for c in record.candidates]
         return NoValidCandidate(reasons, evolver)
-    return NoImprovement(initial.failure_rate, sum(r.valid_candidates for r in history), evolver)
+    return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidate methods beat the "
+                         f"starting method's dev failure rate of {100 * initial.failure_rate:.0f}%", evolver)
 
 
 def _mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:

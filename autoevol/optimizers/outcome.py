@@ -38,11 +38,7 @@ class NoValidCandidate(CompileFoundNothing):
 
 
 class NoImprovement(CompileFoundNothing):
-    """Valid candidates were measured, but none had a lower dev failure rate than the start."""
-
-    def __init__(self, failure_rate: float, candidates: int, evolver: Any) -> None:
-        super().__init__(f"none of the {candidates} valid candidate methods beat the starting method's "
-                         f"dev failure rate of {100 * failure_rate:.0f}%", evolver)
+    """No candidate had a lower dev failure rate than the start (or the start failed no dev item)."""
 
 
 def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> str:

@@ -36,6 +36,8 @@ ProposalMode = Literal["edit", "rewrite"]
 
 #: A proposed method shorter than this many words is not a method.
 MIN_METHOD_WORDS = 5
+#: A proposed rule shorter than this many words is not a rule.
+MIN_RULE_WORDS = 3
 #: The heading under which edit proposals add their rules to a method.
 RULES_HEADING = "Rules:"
 #: A copied run of this many words from a trajectory case marks a method tied to that case.
@@ -150,7 +152,8 @@ class MethodProposer:
         except Exception as error:
             _reraise_if_fatal(error)
             return "", None, f"the method {self.mode} failed: {describe_error(error)}"
-        edit = Edit(rules=tuple(clean_rule(rule) for rule in (reply.new_rules or []) if clean_rule(rule)),
+        rules = (clean_rule(rule) for rule in (reply.new_rules or []))
+        edit = Edit(rules=tuple(rule for rule in rules if len(rule.split()) >= MIN_RULE_WORDS),
                     revised_step=clean_method(reply.revised_step))
         text, problem = apply_edit(method, edit, self.max_method_words)
         return text, edit, problem
@@ -213,6 +216,9 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
     """Why a proposed method is not a usable candidate, or ``None``."""
     if not text:
         return "the optimizer gave no method"
+    placeholder = _PLACEHOLDER.search(text)
+    if placeholder and not _PLACEHOLDER.search(current):
+        return f"the proposed method contains a format placeholder or field marker: {placeholder.group(0)!r}"
     words = len(text.split())
     if words < MIN_METHOD_WORDS:
         return f"the proposed method is too short ({words} words)"
@@ -220,9 +226,6 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
         return f"the proposed method has {words} words, over the budget of {max_words}"
     if _normalized(text) == _normalized(current):
         return "the proposed method is identical to the current one"
-    placeholder = _PLACEHOLDER.search(text)
-    if placeholder and not _PLACEHOLDER.search(current):
-        return f"the proposed method contains a format placeholder or field marker: {placeholder.group(0)!r}"
     copied = copied_case_wording(text, current, cases)
     if copied:
         return copied

@@ -40,7 +40,7 @@ from typing import Any
 Responder = Callable[[list[dict], dict], str]
 
 FAULT_KINDS = ("error_500", "rate_limit_429", "timeout", "drop", "garbage")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
             429: "Too Many Requests", 431: "Request Header Fields Too Large",
             500: "Internal Server Error"}
 _MAX_HEADER_BYTES = 1 << 20
@@ -218,6 +218,14 @@ class _Reply(Exception):
     def __init__(self, status: int, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status, self.close = status, close
+
+
+class ErrorReply(Exception):
+    """Raise from a responder to answer that request with an HTTP error (e.g. 401 for a bad key)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class FakeOpenAIServer:
@@ -457,6 +465,8 @@ class FakeOpenAIServer:
             return keep
         try:
             text = self.responder(messages, body)
+        except ErrorReply as error:
+            raise _Reply(error.status, str(error)) from None
         except Exception as error:  # noqa: BLE001 - a broken responder is reported, not fatal
             self._count_fault("responder_error")
             raise _Reply(500, f"responder failed: {error!r}") from None
