@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import dspy
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
-from autoevol.data import iter_items, output_format, read_rows
+from autoevol.data import DataError, iter_items, output_format, read_rows
 from autoevol.estimate import estimate_evolve, estimate_item_evaluations, format_estimate
 from autoevol.lm import Budget, CallCache, CallPolicy, LMSession, parse_spec
+from autoevol.lm.spec import LOCAL
 from autoevol.metrics.failure import FailureDetector
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.journal import Journal
 from autoevol.programs.pipeline import EvolveJob, JobSummary, previous_rows
 from autoevol.records import EvolvedRow
+
+#: Said when most rows failed on the embedded model: what it is for, and how to use a real one.
+EMBEDDED_HINT = (
+    "Most rows failed: the embedded SmolLM2-135M only checks that the pipeline runs offline (a plumbing "
+    "check); it is too small to rewrite instructions well. For usable rows point --evol-lm at a real "
+    "model: local:FILE.gguf, ollama_chat/MODEL, or hosted_vllm/MODEL --api-base URL (add "
+    "--structured-output when that server supports JSON-schema outputs)."
+)
+#: How many output rows the summary shows, and how far into the output it looks for them.
+SAMPLE_ROWS = 3
+SAMPLE_SCAN = 1000
+#: Characters of each text a sample row shows.
+SAMPLE_CHARS = 220
 
 
 def evolve(
@@ -30,6 +47,10 @@ def evolve(
     evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
     api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM (default: $OPENAI_BASE_URL for openai/...).")] = None,
     judge_lm: Annotated[Optional[str], typer.Option(help="Also run the LLM 'Equal' information-gain judge with this LM.")] = None,
+    structured_output: Annotated[Optional[bool], typer.Option(
+        "--structured-output/--no-structured-output",
+        help="Constrain the rewrites (and judge verdicts) to their JSON schema on a server that supports "
+             "JSON-schema outputs (vLLM, SGLang, OpenAI). On for local models unless --no-structured-output.")] = None,
     disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Rows evaluated at once.")] = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N input rows.")] = None,
@@ -76,6 +97,9 @@ def evolve(
         fail(f"--engine must be 'local' or 'ray', not '{engine}'")
     if engine == "ray":
         _check_ray(retry_failed)
+        if structured_output is not None:
+            fail("--structured-output and --no-structured-output run on the local engine only; drop them "
+                 "with --engine ray (local models are constrained there too)")
     journal = Journal(out)
     if resume and not journal.exists():
         fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
@@ -94,7 +118,7 @@ def evolve(
                               ray_address=ray_address, column=column, id_column=id_column, limit=limit,
                               rounds=rounds, overwrite=overwrite, max_output_tokens=max_output_tokens,
                               policy=policy, max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
-        _finish(summary, f"{out}.shards", "the same command")
+        _finish(summary, f"{out}.shards", "the same command", evol_lm)
         return
     budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
     if overwrite:
@@ -105,7 +129,8 @@ def evolve(
     resuming = journal.exists()
     calls = CallCache(journal.calls_path)
     try:
-        with LMSession(concurrency=concurrency, policy=policy, budget=budget, call_cache=calls) as session:
+        with LMSession(concurrency=concurrency, policy=policy, budget=budget, call_cache=calls,
+                       structured_output=structured_output) as session:
             lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
             probe(lm, evol_lm, "evol", policy)
             judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
@@ -119,12 +144,16 @@ def evolve(
     if summary.output and not summary.stopped:
         journal.discard_calls()
     again = "the same command" if retry_failed is None else "the same command (same --retry-failed)"
-    _finish(summary, journal.path, again + " (or add --resume)")
+    _finish(summary, journal.path, again + " (or add --resume)", evol_lm)
 
 
-def _finish(summary: JobSummary, kept_in: object, again: str) -> None:
+def _finish(summary: JobSummary, kept_in: object, again: str, evol_lm: str) -> None:
     """Print the summary; a job stopped early (budget, Ctrl-C) says how to resume and exits with 3."""
+    if summary.output:
+        print_samples(summary.output)
     print_summary(summary)
+    if evol_lm.strip() == LOCAL and summary.rows and summary.failed * 2 > summary.rows:
+        console.print(EMBEDDED_HINT, highlight=False, soft_wrap=True)
     if summary.stopped:
         console.print(f"[yellow]stopped early: {summary.stopped}.[/yellow] Every finished row is kept in "
                       f"{kept_in}; rerun {again} to continue where it stopped.", highlight=False)
@@ -224,3 +253,45 @@ def print_summary(summary: JobSummary) -> None:
         table.add_row("output", summary.output)
     console.print(table)
     console.print(usage_table(summary.usage))
+
+
+def pick_samples(rows: Iterable[dict[str, Any]], count: int = SAMPLE_ROWS,
+                 scan: int = SAMPLE_SCAN) -> list[dict[str, Any]]:
+    """Up to ``count`` rows to show: evolved ones first, and one failed row when there is one.
+
+    Only the first ``scan`` rows are read; the chosen rows keep their order in the output.
+    """
+    evolved: list[tuple[int, dict[str, Any]]] = []
+    failed: list[tuple[int, dict[str, Any]]] = []
+    for index, row in enumerate(itertools.islice(rows, scan)):
+        (failed if row.get("failed") else evolved).append((index, row))
+        if len(evolved) >= count - 1 and failed:
+            break
+    chosen = evolved[: count - 1] + failed[:1]
+    rest = evolved[count - 1:] + failed[1:]
+    chosen += rest[: count - len(chosen)]
+    return [row for _, row in sorted(chosen, key=lambda item: item[0])]
+
+
+def _clip(text: object) -> str:
+    words = " ".join(str(text or "").split())
+    return words if len(words) <= SAMPLE_CHARS else words[: SAMPLE_CHARS - 1] + "\u2026"
+
+
+def print_samples(output: str | Path) -> None:
+    """Show a few output rows side by side: original, then the evolution or the rule and reason."""
+    try:
+        samples = pick_samples(read_rows(output))
+    except DataError:  # the summary already names the output; a sample is a courtesy
+        return
+    if not samples:
+        return
+    table = Table(title="sample rows", show_lines=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("original", ratio=1)
+    table.add_column("evolved, or why it failed", ratio=1)
+    for row in samples:
+        result = (f"[red]{escape(str(row.get('rule')))}[/red]: {escape(_clip(row.get('reason')))}" if row.get("failed")
+                  else escape(_clip(row.get("evolved"))))
+        table.add_row(escape(str(row.get("id"))), escape(_clip(row.get("original"))), result)
+    console.print(table)
