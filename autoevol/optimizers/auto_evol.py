@@ -13,10 +13,7 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
 Proposals live in :mod:`~autoevol.optimizers.proposal`, the trajectory and the dev measurements in
 :mod:`~autoevol.optimizers.evaluation`; this module is the loop.
 
-Example:
-    >>> optimizer = AutoEvolInstruct(optimizer_lm=big_lm, evol_lm=small_lm)   # doctest: +SKIP
-    >>> evolver = optimizer.compile(Evolver(), trainset=instructions, run_dir="runs/math")
-    >>> evolver.save("math-evolver.json")
+Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
 
 Reference: Zeng, Xu, Zhao, Lou, Chen, "Automatic Instruction Evolving for Large Language Models",
 arXiv 2406.00770 (EMNLP 2024).
@@ -51,10 +48,12 @@ from autoevol.optimizers.outcome import (
     NoImprovement,
     NoValidCandidate,
     analysis_context,
-    total_usage,
+    compiled_evolver,
+    found_nothing_error,
+    log_step,
 )
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
-from autoevol.optimizers.proposal import MethodProposer, ProposalMode, rollout_id
+from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.optimizers.roles import CompileLMs, model_name
 from autoevol.optimizers.split import NotEnoughData, data_summary, split_pool_and_dev
@@ -230,13 +229,15 @@ class AutoEvolInstruct(Teleprompter):
                 run.write_step(record)
             history.append(record)
             incumbent = record.selected
-            _log_step(record)
+            log_step(record)
             stopped = self._notify(record)
         stopped = stopped or self._stop_reason(incumbent, history) or "max_steps"
         logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
                     stopped, 100 * start.score.failure_rate, 100 * incumbent.failure_rate, len(history))
-        evolver = self._result(student, incumbent, start, history, header, loop, stopped=stopped)
-        found_nothing = _found_nothing(start.score, incumbent, history, evolver)
+        evolver = compiled_evolver(student, incumbent, start, history, hyperparameters=self.hyperparameters(),
+                                   models=self._models(), detector_rules=loop.lms.detector.rule_names,
+                                   data=header.data, stopped=stopped)
+        found_nothing = found_nothing_error(start.score, incumbent, history, evolver)
         if found_nothing is not None and not self.keep_unchanged:
             raise found_nothing
         return evolver
@@ -259,7 +260,7 @@ class AutoEvolInstruct(Teleprompter):
 
         with dspy.context(lm=loop.lms.optimizer):
             candidates = run_in_threads(propose, range(1, self.num_candidates + 1), self.num_threads, stage.advance)
-        _mark_duplicates(candidates)
+        mark_duplicates(candidates)
         winner = self._select(incumbent, candidates, step, loop)
         selected = incumbent if winner is None else candidates[winner - 1].score
         assert selected is not None
@@ -395,37 +396,6 @@ class AutoEvolInstruct(Teleprompter):
             models["judge"] = model_name(judge)
         return models
 
-    def _result(self, student: Evolver, final: MethodScore, start: StartRecord, history: list[StepRecord],
-                header: RunHeader, loop: _Loop, *, stopped: str) -> Evolver:
-        from autoevol import __version__
-
-        initial = start.score
-        metadata: dict[str, Any] = {
-            "optimizer": "AutoEvolInstruct", "autoevol_version": __version__, "compiled_at": now(),
-            "models": self._models(), "hyperparameters": self.hyperparameters(),
-            "detector_rules": loop.lms.detector.rule_names, "dataset": header.data,
-            "initial_method_fingerprint": initial.fingerprint,
-            "initial_dev_failure_rate": initial.failure_rate,
-            "initial_dev_failures": {"failed": initial.failed, "total": initial.evaluated},
-            "dev_failure_rate": final.failure_rate,
-            "dev_failures": {"failed": final.failed, "total": final.evaluated},
-            "steps": len(history), "stopped": stopped,
-            "proposals": {"valid": sum(r.valid_candidates for r in history),
-                          "total": sum(c.attempts for r in history for c in r.candidates)},
-            "history": [record.summary() for record in history],
-            "usage": total_usage([start.usage, *(record.usage for record in history)]),
-            "seconds": round(start.seconds + sum(record.seconds for record in history), 2),
-        }
-        if student.metadata.get("optimizer"):
-            metadata["started_from"] = {key: student.metadata.get(key) for key in
-                                        ("initial_method_fingerprint", "dev_failure_rate", "dataset", "compiled_at")}
-            metadata["started_from"]["method_fingerprint"] = student.fingerprint
-        evolver = student.with_method(final.method)
-        evolver.metadata = metadata
-        evolver.compile_history = history
-        return evolver
-
-
 class _Loop:
     """What the steps of one compile share: the LMs, the evol role, the dev evaluator, the proposer."""
 
@@ -441,32 +411,6 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _found_nothing(initial: MethodScore, final: MethodScore, history: Sequence[StepRecord],
-                   evolver: Evolver) -> CompileFoundNothing | None:
-    """Why the compile has no better method to return, or ``None`` when it found one."""
-    if final.fingerprint != initial.fingerprint:
-        return None
-    if not history:
-        return NoImprovement("the starting method fails no dev item: there is nothing to optimize", evolver)
-    if not any(record.valid_candidates for record in history):
-        reasons = [c.invalid_reason or "invalid" for record in history for c in record.candidates]
-        return NoValidCandidate(reasons, evolver)
-    return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidate methods beat the "
-                         f"starting method's dev failure rate of {100 * initial.failure_rate:.0f}%", evolver)
-
-
-def _mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
-    first: dict[str, int] = {}
-    for candidate in candidates:
-        if candidate.invalid or candidate.method is None:
-            continue
-        key = " ".join(candidate.method.split()).casefold()
-        if key in first:
-            candidate.invalid, candidate.invalid_reason = True, f"the same method as candidate {first[key]}"
-        else:
-            first[key] = candidate.index
-
-
 def _steps_without_improvement(history: Sequence[StepRecord]) -> int:
     """Steps since the last improvement; a step without a valid candidate tried nothing and is not counted."""
     stale = 0
@@ -476,19 +420,3 @@ def _steps_without_improvement(history: Sequence[StepRecord]) -> int:
         elif record.valid_candidates:
             stale += 1
     return stale
-
-
-def _describe(candidate: CandidateRecord) -> str:
-    if candidate.invalid:
-        return "invalid"
-    if candidate.score is None:
-        return "-"
-    return f"{100 * candidate.score.failure_rate:.0f}%" + (" (dropped)" if candidate.dropped else "")
-
-
-def _log_step(record: StepRecord) -> None:
-    rates = ", ".join(_describe(candidate) for candidate in record.candidates)
-    outcome = "incumbent kept" if record.winner is None else f"candidate {record.winner} wins"
-    logger.info("step %d: incumbent %.1f%%, candidates [%s]: %s, dev failure rate %.1f%% (%.1fs)",
-                record.step, 100 * record.incumbent.failure_rate, rates, outcome,
-                100 * record.selected.failure_rate, record.seconds)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from autoevol.optimizers.history import MethodScore, StepRecord, UsageDelta
+from autoevol.optimizers.history import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
+from autoevol.programs.evolver import Evolver
+
+logger = logging.getLogger("autoevol.optimizers.auto_evol")
 
 #: Earlier candidates shown to an analysis (the most recent ones).
 EARLIER_TRIES = 8
@@ -56,6 +60,38 @@ def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> s
     return "\n".join(lines)
 
 
+def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, history: list[StepRecord], *,
+                     hyperparameters: dict[str, Any], models: dict[str, str], detector_rules: list[str],
+                     data: dict[str, Any], stopped: str) -> Evolver:
+    """The compile's result: ``student`` following ``final``'s method, with metadata and ``compile_history``."""
+    from autoevol import __version__
+
+    initial = start.score
+    metadata: dict[str, Any] = {
+        "optimizer": "AutoEvolInstruct", "autoevol_version": __version__, "compiled_at": now(),
+        "models": models, "hyperparameters": hyperparameters, "detector_rules": detector_rules, "dataset": data,
+        "initial_method_fingerprint": initial.fingerprint,
+        "initial_dev_failure_rate": initial.failure_rate,
+        "initial_dev_failures": {"failed": initial.failed, "total": initial.evaluated},
+        "dev_failure_rate": final.failure_rate,
+        "dev_failures": {"failed": final.failed, "total": final.evaluated},
+        "steps": len(history), "stopped": stopped,
+        "proposals": {"valid": sum(r.valid_candidates for r in history),
+                      "total": sum(c.attempts for r in history for c in r.candidates)},
+        "history": [record.summary() for record in history],
+        "usage": total_usage([start.usage, *(record.usage for record in history)]),
+        "seconds": round(start.seconds + sum(record.seconds for record in history), 2),
+    }
+    if student.metadata.get("optimizer"):
+        metadata["started_from"] = {key: student.metadata.get(key) for key in
+                                    ("initial_method_fingerprint", "dev_failure_rate", "dataset", "compiled_at")}
+        metadata["started_from"]["method_fingerprint"] = student.fingerprint
+    evolver = student.with_method(final.method)
+    evolver.metadata = metadata
+    evolver.compile_history = history
+    return evolver
+
+
 def total_usage(parts: Iterable[Sequence[UsageDelta]]) -> dict[str, dict[str, float]]:
     """Calls, cache hits and tokens per role, summed over the start and every step."""
     totals: dict[str, dict[str, float]] = {}
@@ -66,3 +102,34 @@ def total_usage(parts: Iterable[Sequence[UsageDelta]]) -> dict[str, dict[str, fl
             for name in total:
                 total[name] += getattr(usage, name)
     return totals
+
+
+def found_nothing_error(initial: MethodScore, final: MethodScore, history: Sequence[StepRecord],
+                   evolver: Evolver) -> CompileFoundNothing | None:
+    """The error to raise when the compile has no better method to return, or ``None`` when it found one."""
+    if final.fingerprint != initial.fingerprint:
+        return None
+    if not history:
+        return NoImprovement("the starting method fails no dev item: there is nothing to optimize", evolver)
+    if not any(record.valid_candidates for record in history):
+        reasons = [c.invalid_reason or "invalid" for record in history for c in record.candidates]
+        return NoValidCandidate(reasons, evolver)
+    return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidate methods beat the "
+                         f"starting method's dev failure rate of {100 * initial.failure_rate:.0f}%", evolver)
+
+
+def _describe(candidate: CandidateRecord) -> str:
+    if candidate.invalid:
+        return "invalid"
+    if candidate.score is None:
+        return "-"
+    return f"{100 * candidate.score.failure_rate:.0f}%" + (" (dropped)" if candidate.dropped else "")
+
+
+def log_step(record: StepRecord) -> None:
+    """Log one step in a line: the incumbent, every candidate's rate, and the outcome."""
+    rates = ", ".join(_describe(candidate) for candidate in record.candidates)
+    outcome = "incumbent kept" if record.winner is None else f"candidate {record.winner} wins"
+    logger.info("step %d: incumbent %.1f%%, candidates [%s]: %s, dev failure rate %.1f%% (%.1fs)",
+                record.step, 100 * record.incumbent.failure_rate, rates, outcome,
+                100 * record.selected.failure_rate, record.seconds)

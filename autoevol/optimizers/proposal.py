@@ -314,3 +314,16 @@ def _reraise_if_fatal(error: Exception) -> None:
     """A budget stop or a permanent LM error ends the compile; anything else costs an attempt."""
     if isinstance(error, BudgetExceeded) or is_permanent(error):
         raise error
+
+
+def mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
+    """Mark every candidate whose method repeats an earlier candidate's as invalid."""
+    first: dict[str, int] = {}
+    for candidate in candidates:
+        if candidate.invalid or candidate.method is None:
+            continue
+        key = " ".join(candidate.method.split()).casefold()
+        if key in first:
+            candidate.invalid, candidate.invalid_reason = True, f"the same method as candidate {first[key]}"
+        else:
+            first[key] = candidate.index
