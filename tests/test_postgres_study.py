@@ -16,8 +16,11 @@ import optuna
 import pytest
 
 from autoevol.optimizers.tuning import load_study
-
-pytest.importorskip("psycopg2", reason="psycopg2-binary (test extra) is needed for PostgreSQL studies")
+from autoevol.testing.fake_openai import FakeOpenAIServer
+from autoevol.testing.study import both_roles
+from tests.test_cli_tune import (
+    REPETITIONS, WORKERS, assert_one_study_from_workers, start_together, tune_command, write_seed,
+)
 
 
 def pg_bin(name: str) -> str | None:
@@ -32,7 +35,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres_server(tmp_path_factory):
+    """A PostgreSQL server of our own; yields a function that creates a fresh database and gives its URL."""
+    pytest.importorskip("psycopg2", reason="psycopg2-binary (test extra) is needed for PostgreSQL studies")
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL is not installed (initdb/pg_ctl not found; .ci/run installs it)")
@@ -56,14 +61,22 @@ def postgres(tmp_path_factory):
     try:
         import psycopg2
 
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        connection.autocommit = True
-        connection.cursor().execute("CREATE DATABASE studies")
-        connection.close()
-        yield f"postgresql://postgres@127.0.0.1:{port}/studies"
+        def new_database(name: str) -> str:
+            connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+            connection.autocommit = True
+            connection.cursor().execute(f"CREATE DATABASE {name}")
+            connection.close()
+            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+        yield new_database
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(postgres_server):
+    return postgres_server("studies")
 
 
 def workers(storage: str, study: str, shares: list[int], **options) -> list[subprocess.Popen]:
@@ -97,6 +110,65 @@ def test_workers_share_one_study(postgres, count, capsys):
               f"= {total / seconds:.2f} trials/s (including process start-up)")
 
 
+def wait_until_stale(url: str, study: str, number: int, *, grace: float, deadline: float = 60.0) -> bool:
+    """Poll the database until trial ``number``'s last heartbeat is older than ``grace`` seconds."""
+    import psycopg2
+
+    query = ("SELECT clock_timestamp()::timestamp - h.heartbeat > %s * interval '1 second' FROM trial_heartbeats h "
+             "JOIN trials t ON t.trial_id = h.trial_id JOIN studies s ON s.study_id = t.study_id "
+             "WHERE s.study_name = %s AND t.number = %s")
+    give_up = time.monotonic() + deadline
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        while time.monotonic() < give_up:
+            with connection.cursor() as cursor:
+                cursor.execute(query, (grace, study, number))
+                row = cursor.fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.2)
+    finally:
+        connection.close()
+    return False
+
+
+def test_storages_opened_at_the_same_instant_on_a_fresh_database_all_open(postgres_server):
+    """Optuna creates its schema check-then-create: unguarded, most of these would fail on pg_type."""
+    import threading
+
+    from autoevol.optimizers.tuning import open_storage
+
+    for repetition in range(3):
+        url = postgres_server(f"fresh_{repetition}")
+        barrier, errors = threading.Barrier(4), []
+
+        def open_now() -> None:
+            barrier.wait()
+            try:
+                open_storage(url)
+            except Exception as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_now) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        assert optuna.get_all_study_summaries(open_storage(url)) == []  # a usable, empty schema
+
+
+def test_tune_processes_started_together_share_one_postgresql_study(postgres_server, tmp_path):
+    seed = write_seed(tmp_path)
+    with FakeOpenAIServer(responder=both_roles) as server:
+        for repetition in range(REPETITIONS):  # a fresh database each time: the workers also race to make the schema
+            storage = postgres_server(f"together_{repetition}")
+            results = start_together([tune_command(seed, storage, "together", server, "--trials", "1")
+                                      for _ in range(WORKERS)], tmp_path)
+            assert_one_study_from_workers(results, load_study("together", storage), WORKERS)
+
+
 def test_killed_worker_trial_is_failed_by_heartbeat(postgres):
     study = "heartbeat"
     (victim,) = workers(postgres, study, [1], slow=True, heartbeat=1)
@@ -112,7 +184,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat(postgres):
     assert running, "the worker never started its trial"
     victim.kill()
     victim.wait()
-    time.sleep(3)  # more than the grace period (2 s)
+    assert wait_until_stale(postgres, study, running[0].number, grace=2), "the dead worker's heartbeat never aged"
     finish(workers(postgres, study, [1], heartbeat=1))
     states = {t.number: t.state.name for t in load_study(study, postgres).trials}
     assert states[running[0].number] == "FAIL"

@@ -39,7 +39,7 @@ OBJECTIVE = "heldout_failure_rate"
 #: How long a worker waits for a study another worker has just created to receive its autoevol mark.
 MARK_WAIT_SECONDS = 20.0
 #: Attempts at opening an RDB storage whose schema other workers may be creating at the same moment.
-SCHEMA_ATTEMPTS = 5
+SCHEMA_ATTEMPTS = 8
 PRUNERS = ("median", "halving", "none")
 
 __all__ = [
