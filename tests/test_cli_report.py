@@ -12,7 +12,7 @@ import pytest
 
 from autoevol.data import read_rows
 from autoevol.programs.evolver import Evolver
-from autoevol.testing.fake_openai import FakeOpenAIServer
+from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder
 from tests.report.test_report import IMG, make_run
 from tests.test_export import make_output
 
@@ -63,22 +63,36 @@ def test_export_mixed_with_seed_and_card(tmp_path: Path) -> None:
     assert hub.returncode == 2 and "me/none" in hub.stderr and "Traceback" not in hub.stderr
 
 
-def test_compare_e0_with_a_file_and_the_baseline(tmp_path: Path, server) -> None:
+COMPILED_METHOD = "Rewrite the instruction so that it needs one more reasoning step."
+
+
+def worse_for_odd_items(messages: list[dict], body: dict) -> str:
+    """The default answers, except that the compiled method's evolutions of odd items are unparseable."""
+    text = json.dumps(messages)
+    if COMPILED_METHOD in text and any(f"Add {i} and {i + 2}," in text for i in range(1, 12, 2)):
+        return "no fields here"
+    return chat_adapter_responder(messages, body)
+
+
+def test_compare_e0_with_a_file_and_the_baseline(tmp_path: Path) -> None:
     data = tmp_path / "held.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"Add {i} and {i + 2}, then explain why the sum is even "
                                                        f"or odd."}) + "\n" for i in range(12)))
-    compiled = Evolver("Rewrite the instruction so that it needs one more reasoning step.").save(tmp_path / "c.json")
+    compiled = Evolver(COMPILED_METHOD).save(tmp_path / "c.json")
     out = tmp_path / "cmp.json"
-    result = autoevol("compare", "e0", compiled, "--data", data, "--baseline", "evol-instruct",
-                      "--evol-lm", "openai/fake", "--api-base", server.url, "--no-quality", "--out", out,
-                      "--concurrency", "4")
+    with FakeOpenAIServer(responder=worse_for_odd_items) as server:
+        result = autoevol("compare", "e0", compiled, "--data", data, "--baseline", "evol-instruct",
+                          "--evol-lm", "openai/fake", "--api-base", server.url, "--no-quality", "--out", out,
+                          "--concurrency", "4")
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["items"] == 12
     assert list(summary["evolvers"]) == ["e0", "c", "evol-instruct"]
     assert [d["other"] for d in summary["differences"]] == ["c", "evol-instruct"]
-    for d in summary["differences"]:
-        assert d["low"] <= d["diff"] <= d["high"]
+    worse, baseline = summary["differences"]
+    # c fails exactly the 6 odd items that e0 evolves: +0.5, and the interval excludes no difference
+    assert worse["diff"] == pytest.approx(0.5) and 0.0 < worse["low"] <= worse["diff"] <= worse["high"]
+    assert baseline["low"] <= baseline["diff"] <= baseline["high"]
     assert "difference vs e0" in result.stderr + result.stdout
     lonely = autoevol("compare", "e0", "--data", data)
     assert lonely.returncode == 2 and "two evolvers" in lonely.stderr
