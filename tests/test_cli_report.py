@@ -96,3 +96,36 @@ def test_compare_e0_with_a_file_and_the_baseline(tmp_path: Path) -> None:
     assert "difference vs e0" in result.stderr + result.stdout
     lonely = autoevol("compare", "e0", "--data", data)
     assert lonely.returncode == 2 and "two evolvers" in lonely.stderr
+
+
+def test_report_measures_quality_by_default_and_tags_with_a_tagger_lm(tmp_path: Path, server) -> None:
+    output = make_output(tmp_path / "out.jsonl")
+    plain = autoevol("report", output, "--out", tmp_path / "plain.html")
+    assert plain.returncode == 0, plain.stderr
+    html = (tmp_path / "plain.html").read_text()
+    assert "Complexity and diversity" in html and "embedding diversity" in html  # WordLlama, offline
+    assert "tag complexity" not in html  # no tagger: no tag figures
+    requests = server.stats.requests
+    tagged = autoevol("report", output, "--out", tmp_path / "tagged.html", "--tagger-lm", "openai/fake",
+                      "--api-base", server.url)
+    assert tagged.returncode == 0, tagged.stderr
+    html = (tmp_path / "tagged.html").read_text()
+    assert "tag complexity" in html and "tag diversity" in html
+    instructions = {row["original"] for row in read_rows(output)} | {row["evolved"] for row in read_rows(output)
+                                                                        if row["evolved"]}
+    assert server.stats.requests - requests >= len(instructions)  # every instruction was sent to be tagged
+
+
+def test_export_dedup_drops_the_near_duplicate(tmp_path: Path) -> None:
+    output = make_output(tmp_path / "out.jsonl", duplicate=True)
+    full = autoevol("export", output, "--to", tmp_path / "all.jsonl", "--mode", "mixed", "--no-quality")
+    assert full.returncode == 0, full.stderr
+    deduped = autoevol("export", output, "--to", tmp_path / "dedup.jsonl", "--mode", "mixed", "--dedup",
+                       "--no-quality")
+    assert deduped.returncode == 0, deduped.stderr
+    every, kept = list(read_rows(tmp_path / "all.jsonl")), list(read_rows(tmp_path / "dedup.jsonl"))
+    dropped = len(every) - len(kept)
+    assert dropped >= 1 and f"duplicates dropped: {dropped}" in deduped.stderr
+    texts = [row["instruction"] for row in kept]
+    assert len(set(texts)) == len(texts)
+    assert {row["id"] for row in kept} < {row["id"] for row in every}
