@@ -7,11 +7,14 @@ copied into that folder.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import zlib
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,19 @@ from tests.test_export import make_output
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+
+CONSOLE_MARK = "autoevol-probe: console capture works"
+PROBE = f"""<script>
+console.error({CONSOLE_MARK!r});
+window.addEventListener("load", () => {{
+  const sizes = Array.from(document.images, image =>
+    ({{complete: image.complete, width: image.naturalWidth, height: image.naturalHeight}}));
+  const out = document.createElement("pre");
+  out.id = "autoevol-probe";
+  out.textContent = JSON.stringify(sizes);
+  document.body.appendChild(out);
+}});
+</script>"""
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -95,12 +111,23 @@ def test_report_renders_in_chromium_with_every_image(tmp_path: Path, kind: str) 
         width, height, colours = png_pixels(base64.b64decode(data, validate=True))
         assert width > 100 and height > 100 and len(colours) > 2
 
-    dom = chromium(tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0", report.as_uri())
+    # The report plus a probe script: once the page has loaded, the page's own JavaScript records each
+    # image's decoded size into the DOM, and logs one console error of its own, so that an empty list of
+    # console messages proves the capture works rather than that nothing was captured.
+    assert html.count("</body>") == 1
+    probe = tmp_path / f"report-{kind}-probe.html"
+    probe.write_text(html.replace("</body>", PROBE + "</body>"))
+    dom = chromium(tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+                   probe.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<img") == len(images)
+    found = re.search(r'<pre id="autoevol-probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the probe script did not run"
+    decoded = json.loads(unescape(found.group(1)))
+    assert len(decoded) == len(images)
+    assert all(image["complete"] and image["width"] > 0 and image["height"] > 0 for image in decoded), decoded
     assert "Final method" in dom.stdout if kind == "run" else "Length distributions" in dom.stdout
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == [], console
+    assert len(console) == 1 and CONSOLE_MARK in console[0], console  # the probe's own error, nothing else
     assert "ERR_" not in dom.stderr  # no resource failed to load
 
     screenshot = tmp_path / f"report-{kind}.png"
