@@ -28,7 +28,7 @@ from autoevol.records import LM_ERROR, SeedItem, Verdict, fingerprint
 from autoevol.threads import run_in_threads
 
 #: The usage counts kept per role.
-USAGE_FIELDS = ("calls", "cache_hits", "failed_calls", "input_tokens", "output_tokens")
+USAGE_FIELDS = ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens")
 
 Usage = dict[str, dict[str, int]]
 
