@@ -21,6 +21,7 @@ constrained JSON for such LMs, DSPy's ``ChatAdapter`` (unchanged) for every othe
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from typing import Any, Literal
 
@@ -100,6 +101,21 @@ class StructuredAdapter(JSONAdapter):
         if floor:
             current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
             lm_kwargs["max_tokens"] = max(int(current), int(floor))
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        """Read the constrained object as JSON first (servers may leave raw newlines in strings).
+
+        ``json_repair``, which ``JSONAdapter`` reads with, splits such a string at the first quote
+        it finds after a newline; the standard parser in non-strict mode reads it whole. Anything
+        that is not one JSON object goes to ``JSONAdapter``'s lenient parse as before.
+        """
+        try:
+            fields = json.loads(completion, strict=False)
+        except ValueError:
+            fields = None
+        if isinstance(fields, dict):
+            completion = json.dumps(fields, ensure_ascii=False)
+        return super().parse(signature, completion)
 
 
 class RoutingAdapter(ChatAdapter):

@@ -159,3 +159,12 @@ def test_a_user_chosen_adapter_is_kept():
         assert install_routing_adapter() is False
     with dspy.context(adapter=RoutingAdapter()):
         assert install_routing_adapter() is True
+
+
+def test_raw_newlines_inside_constrained_strings_are_read_whole():
+    # what llama.cpp's grammar let SmolLM2 write for "What is 15 percent of 80?"
+    completion = ('{"working_notes": "15.00, evolving: 80}\n```\nThe JSON object is as follows:\n{\n  " ,'
+                  '"evolved_instruction": "20.00 }\n```\nThis is the output.\n{" }')
+    fields = StructuredAdapter("json_object").parse(Evolver().evolve.signature, completion)
+    assert fields["working_notes"].endswith("as follows:\n{\n  ")
+    assert fields["evolved_instruction"].startswith("20.00 }")
