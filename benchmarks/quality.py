@@ -162,7 +162,7 @@ def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetecto
     settings: dict[str, Any] = dict(
         optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
         batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
-        seed=args.seed, num_threads=args.threads, progress=StageReporter(),
+        seed=args.seed, num_threads=args.threads, progress=StageReporter(), answer_max_tokens=args.answer_max_tokens,
     )
     settings.update(compile_args(args.compile_arg))
     try:
@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> Report:
         detector = build_detector(session, args)
         judge = judge_spec(args)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,  # what decides outcomes
+                    "answer_max_tokens": args.answer_max_tokens,
                     "rules": detector.rule_names, "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
         report = Report(settings={**settings, "api_base": args.api_base, "local_servers": len(session.servers),
                                   "threads": args.threads},
@@ -222,7 +223,8 @@ def run(args: argparse.Namespace) -> Report:
                         held_out_ids=[item.id for item in held_out], methods=[])
 
         def evaluate(key: str, label: str, program: Any) -> MethodResult:
-            result = evaluate_method(key, label, program, held_out, session=session, lm=evol, responder=Responder(),
+            result = evaluate_method(key, label, program, held_out, session=session, lm=evol,
+                                     responder=Responder(max_tokens=args.answer_max_tokens),
                                      detector=detector, settings=settings, path=Path(f"{prefix}.{key}.items.jsonl"),
                                      resume=args.resume, threads=args.threads)
             report.methods.append(result)
@@ -230,7 +232,6 @@ def run(args: argparse.Namespace) -> Report:
 
         optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args)  # fails fast
         e0 = evaluate("e0", "e_0 (initial method)", Evolver())
-        evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed))
         if args.evolver:
             compiled = Evolver.load(args.evolver)
             report.compile = compile_figures(compiled, None, str(args.evolver))
@@ -254,6 +255,8 @@ def run(args: argparse.Namespace) -> Report:
             report.methods.append(compiled_result)
         else:
             compiled_result = evaluate("compiled", label, compiled)
+        # the baseline last: the comparison the benchmark is for (compiled against e_0) comes first
+        evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed))
     for other in report.methods[1:]:
         diff, low, high = paired_bootstrap(e0.failed_flags, other.failed_flags, n_boot=args.n_boot,
                                            confidence=CONFIDENCE, seed=args.seed)
@@ -327,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--judge-lm", default="same", help="information-gain judge: 'none', 'same' (the --lm) or a spec")
     parse.add_argument("--disable-rule", action="append", help="leave a failure rule out (repeatable)")
     parse.add_argument("--max-tokens", type=int, default=1024)
+    parse.add_argument("--answer-max-tokens", type=int, default=None,
+                       help="cap of the answers read by failure detection (also passed to the compile)")
     parse.add_argument("--timeout", type=float, default=300.0)
     parse.add_argument("--retries", type=int, default=4)
     parse.add_argument("--seed", type=int, default=0)

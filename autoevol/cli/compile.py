@@ -54,6 +54,7 @@ def compile_command(
     proposal_mode: Annotated[str, typer.Option(help="'edit': the optimizer adds one or two general rules or revises a step (suits small optimizer LMs); 'rewrite': it rewrites the whole method, as in the paper.")] = "edit",
     proposal_attempts: Annotated[int, typer.Option(min=1, help="Proposals sampled per candidate before an unusable one is given up.")] = 3,
     max_method_words: Annotated[int, typer.Option(min=20, help="Method-length budget in words (longer candidates are shortened or rejected).")] = 400,
+    answer_max_tokens: Annotated[Optional[int], typer.Option(min=16, help="Output token limit of the evol LM's answers used for failure detection (default: --max-output-tokens); a few hundred keep the response rules intact and save time on slow models.")] = None,
     trajectory_answers: Annotated[bool, typer.Option("--trajectory-answers/--no-trajectory-answers", help="Answer and judge each trajectory case's last stage, so the analysis sees answers and every rule's verdict.")] = True,
     keep_unchanged: Annotated[bool, typer.Option(help="Write the evolver even when the compile found no better method (it then exits 0).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
@@ -103,7 +104,7 @@ def compile_command(
             batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
             patience=patience, racing=racing, proposal_mode=proposal_mode,  # type: ignore[arg-type]
             proposal_attempts=proposal_attempts, max_method_words=max_method_words,
-            trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
+            answer_max_tokens=answer_max_tokens, trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
             num_threads=threads, progress=display.update,
         )
         console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)

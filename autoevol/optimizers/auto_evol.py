@@ -109,6 +109,8 @@ class AutoEvolInstruct(Teleprompter):
             method; suits small optimizer LMs) or ``"rewrite"`` (the whole method, as the paper).
         proposal_attempts: proposals sampled per candidate before an unusable one is given up.
         max_method_words: the method-length budget (the paper saw quality fall as methods grew).
+        answer_max_tokens: caps the evol LM's answers used for failure detection (default: the
+            LM's limit); a few hundred tokens keep the response rules intact and save time.
         trajectory_answers: also answer and judge each case's last stage, so the analysis sees the
             answers and the verdicts of every rule (``batch_size`` more calls per step, and judge
             calls when a judge is set).
@@ -141,6 +143,7 @@ class AutoEvolInstruct(Teleprompter):
         proposal_mode: ProposalMode = "edit",
         proposal_attempts: int = 3,
         max_method_words: int = 400,
+        answer_max_tokens: int | None = None,
         trajectory_answers: bool = True,
         keep_unchanged: bool = False,
         seed: int = 0,
@@ -169,6 +172,7 @@ class AutoEvolInstruct(Teleprompter):
         self.racing, self.racing_alpha = racing, racing_alpha
         self.proposal_mode, self.proposal_attempts = proposal_mode, proposal_attempts
         self.max_method_words, self.trajectory_answers = max_method_words, trajectory_answers
+        self.answer_max_tokens = answer_max_tokens
         self.keep_unchanged, self.seed, self.num_threads = keep_unchanged, seed, num_threads
         self.step_callback, self.progress = step_callback, progress
 
@@ -204,7 +208,8 @@ class AutoEvolInstruct(Teleprompter):
                          CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
         try:
-            role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads)
+            role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads,
+                            answer_max_tokens=self.answer_max_tokens)
             evaluator = DevEvaluator(role, dev)
             proposer = MethodProposer(mode=self.proposal_mode, attempts=self.proposal_attempts,
                                       max_method_words=self.max_method_words, temperature=self.temperature,
@@ -369,7 +374,8 @@ class AutoEvolInstruct(Teleprompter):
             "temperature": self.temperature, "top_p": self.top_p, "evol_temperature": self.evol_temperature,
             "patience": self.patience, "racing": self.racing, "racing_alpha": self.racing_alpha,
             "proposal_mode": self.proposal_mode, "proposal_attempts": self.proposal_attempts,
-            "max_method_words": self.max_method_words, "trajectory_answers": self.trajectory_answers,
+            "max_method_words": self.max_method_words, "answer_max_tokens": self.answer_max_tokens,
+            "trajectory_answers": self.trajectory_answers,
             "seed": self.seed,
         }
 

@@ -44,9 +44,10 @@ class EvolRole:
     evol_lm: dspy.LM
     detector: FailureDetector
     num_threads: int
+    answer_max_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        self.responder = Responder()
+        self.responder = Responder(max_tokens=self.answer_max_tokens)
         self._evolvers: dict[str, Evolver] = {}
 
     def evolver(self, method: str) -> Evolver:

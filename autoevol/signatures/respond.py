@@ -18,10 +18,11 @@ def chat_messages(instruction: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": instruction}]
 
 
-def chat_reply(instruction: str, lm: Any = None) -> str:
+def chat_reply(instruction: str, lm: Any = None, *, max_tokens: int | None = None) -> str:
     """Send ``instruction`` to ``lm`` (default: the LM configured in DSPy) as a chat message.
 
     Going through the ``dspy.LM`` keeps its caching, usage accounting, budgets and retries.
+    ``max_tokens`` caps this reply (default: the LM's own limit).
 
     Raises:
         ValueError: no LM is given and none is configured.
@@ -29,7 +30,8 @@ def chat_reply(instruction: str, lm: Any = None) -> str:
     lm = lm or dspy.settings.lm
     if lm is None:
         raise ValueError("no LM to answer with: configure one with dspy.configure(lm=...)")
-    outputs = lm(messages=chat_messages(instruction))
+    settings = {} if max_tokens is None else {"max_tokens": max_tokens}
+    outputs = lm(messages=chat_messages(instruction), **settings)
     first = outputs[0] if outputs else ""
     if isinstance(first, dict):  # an LM asked for logprobs or tool calls returns dicts
         first = first.get("text") or ""
