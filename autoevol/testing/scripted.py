@@ -37,6 +37,7 @@ class ScriptedRequest:
     outputs: list[str]
     temperature: float | None
     plain: bool = False
+    max_tokens: int | None = None
 
     @property
     def instructions(self) -> str:
@@ -68,9 +69,10 @@ def parse_request(request: Any) -> ScriptedRequest:
     inputs = parse_fields(user[:wanted_from] if wanted_from >= 0 else user)
     if wanted_from < 0 and not inputs and not system:
         return ScriptedRequest(system=system, user=user, inputs={"instruction": user}, outputs=["answer"],
-                               temperature=request.config.temperature, plain=True)
+                               temperature=request.config.temperature, plain=True,
+                               max_tokens=request.config.max_tokens)
     return ScriptedRequest(system=system, user=user, inputs=inputs, outputs=outputs,
-                           temperature=request.config.temperature)
+                           temperature=request.config.temperature, max_tokens=request.config.max_tokens)
 
 
 Script = Callable[[ScriptedRequest], "dict[str, Any] | str"]

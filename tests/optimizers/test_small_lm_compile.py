@@ -242,7 +242,9 @@ def test_a_permanent_optimizer_error_stops_the_compile_at_once():
     optimizer = Optimizer([LMAuthError("invalid api key", model="openai/scripted")])
     with pytest.raises(LMAuthError):
         compile_world(Evol(), optimizer, num_candidates=3, proposal_attempts=3, max_steps=3)
-    assert optimizer.edit_calls <= 2  # DSPy's JSON-adapter fallback may ask once more; no retry, no other candidate
+    # one call and DSPy's JSON-adapter fallback, plus at most one candidate the worker had already
+    # started; without the stop there would be 3 attempts x 3 candidates x 3 steps
+    assert optimizer.edit_calls <= 4
 
 
 def test_dev_items_that_keep_erroring_are_left_out_of_every_methods_rate():
@@ -265,6 +267,13 @@ def test_the_evol_lm_answers_as_a_plain_chat_message():
     request = evol.answer_requests[0]
     assert request.system == "" and "[[ ##" not in request.user
     assert request.user.endswith("Give the count per part and justify it.")
+
+
+def test_answers_for_failure_detection_can_be_capped_and_evolutions_are_not():
+    evol = Evol()
+    tele, _ = compile_world(evol, Optimizer([[INPUTS]]), answer_max_tokens=120)
+    assert evol.answer_requests and {r.max_tokens for r in evol.answer_requests} == {120}
+    assert tele.hyperparameters()["answer_max_tokens"] == 120
 
 
 def test_the_judge_records_its_verdict_as_a_named_rule_with_its_reason():
