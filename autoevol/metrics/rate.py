@@ -106,6 +106,9 @@ def _evaluate(instruction: str, evolver: Program, responder: Program, detector: 
         return prediction
 
     evolved, problem = run_program(evolve, "evolution", instruction, "evolved_instruction")
+    if problem and problem.rule == UNPARSEABLE and log.truncated:  # cut off before its fields were complete
+        problem = Verdict.failure("truncated", "the evolution hit the model's output token limit before "
+                                               "its fields were complete")
     if problem:
         return ItemOutcome(original=instruction, verdict=problem)
     outcome = ItemOutcome(original=instruction, evolved=evolved, notes=notes[-1] if notes else None,

@@ -75,7 +75,14 @@ def parse_request(request: Any) -> ScriptedRequest:
                            temperature=request.config.temperature, max_tokens=request.config.max_tokens)
 
 
-Script = Callable[[ScriptedRequest], "dict[str, Any] | str"]
+@dataclass(frozen=True)
+class Truncated:
+    """A script's raw reply that the engine marks as cut off at the token limit (finish reason "length")."""
+
+    text: str
+
+
+Script = Callable[[ScriptedRequest], "dict[str, Any] | str | Truncated"]
 
 
 class ScriptedEngine:
@@ -98,7 +105,10 @@ class ScriptedEngine:
             self.calls += 1
             self.requests.append(parsed)
         answer = self.script(parsed)
-        if isinstance(answer, str):
+        finish_reason = "length" if isinstance(answer, Truncated) else "stop"
+        if isinstance(answer, Truncated):
+            text = answer.text
+        elif isinstance(answer, str):
             text = answer
         elif parsed.plain:
             text = str(answer.get("answer", ""))
@@ -107,7 +117,7 @@ class ScriptedEngine:
         input_tokens = len((parsed.system + parsed.user).split())
         output_tokens = len(text.split())
         return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop",
+                        finish_reason=finish_reason,
                         usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
                                     total_tokens=input_tokens + output_tokens))
 

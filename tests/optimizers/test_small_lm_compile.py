@@ -14,6 +14,7 @@ import json
 import re
 import threading
 
+import dspy
 import pytest
 from dspy.utils.exceptions import LMAuthError
 
@@ -289,3 +290,13 @@ def test_the_judge_records_its_verdict_as_a_named_rule_with_its_reason():
                                "Task #2: how many parts does item 2 need? Justify it.", "Four.").failed
     assert "judge" in detector.rule_names and "judge" not in FailureDetector(
         judge_lm=scripted_lm(judge, role="judge"), disable=["judge"]).rule_names
+
+
+def test_an_evolution_cut_off_before_its_fields_is_truncated_not_unparseable():
+    from autoevol.metrics.rate import evaluate_item
+    from autoevol.testing.scripted import Truncated
+
+    lm = scripted_lm(lambda request: Truncated("[[ ## working_notes ## ]]\nStep 1: the options are"), role="evol")
+    with dspy.context(lm=lm):
+        outcome = evaluate_item("Task #1: how many parts does item 1 need?", Evolver())
+    assert outcome.verdict.rule == "truncated" and "token limit" in outcome.verdict.reason
