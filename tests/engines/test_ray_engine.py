@@ -18,7 +18,7 @@ from autoevol.engines.shards import ShardStore
 from autoevol.lm import CallPolicy, LMSession
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
-from autoevol.testing.fake_openai import chat_adapter_responder, serve_in_subprocess
+from autoevol.testing.fake_openai import chat_adapter_responder, parse_output_fields, serve_in_subprocess
 
 if ray_available():
     import ray
@@ -32,11 +32,11 @@ RESPONDER = "tests.engines.test_ray_engine:mixed_responder"
 
 def mixed_responder(messages: list[dict], body: dict) -> str:
     """The default deterministic responder, except that some rows fail in known ways."""
-    text = chat_adapter_responder(messages, body)
-    if "[[ ## answer ## ]]" in text and "refuse" in json.dumps(messages):
-        return "[[ ## answer ## ]]\nSorry, I cannot do that.\n\n[[ ## completed ## ]]"
-    if "[[ ## evolved_instruction ## ]]" in text and "garble" in json.dumps(messages):
+    text, wanted = chat_adapter_responder(messages, body), parse_output_fields(messages)
+    if "evolved_instruction" in wanted and "garble" in json.dumps(messages):
         return "no fields here at all"
+    if not wanted and "refuse" in json.dumps(messages):  # the answer to an evolution: a plain chat message
+        return "Sorry, I cannot do that."
     return text
 
 
