@@ -148,7 +148,7 @@ class Budget:
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return f"token budget of {self.max_tokens} reached"
         if self.max_cost is not None and self.cost >= self.max_cost:
-            return f"cost budget of ${self.max_cost:.2f} reached"
+            return f"cost budget of ${self.max_cost:g} reached"
         return None
 
     def reserve(self) -> None:

@@ -119,7 +119,8 @@ _WORLD = StudyWorld(seed=0)
 def both_roles(messages: list[dict], body: dict) -> str:
     """A ``module:function`` responder answering evol and optimizer requests of one StudyWorld."""
     user = str(messages[-1].get("content", "")) if messages else ""
-    role = "optimizer" if ("improved_method" in user or "`[[ ## issues ## ]]`" in user) else "evol"
+    optimizer_fields = ("improved_method", "`[[ ## new_rules ## ]]`", "`[[ ## issues ## ]]`")
+    role = "optimizer" if any(field in user for field in optimizer_fields) else "evol"
     return chat_responder(_WORLD, role)(messages, body)
 
 
