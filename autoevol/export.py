@@ -14,6 +14,8 @@ YAML front matter, then a Markdown description of how the data was made.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +38,40 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "id", "root_id", "parent_id", "round", "instruction", "original", "answer", "method_fingerprint", "evol_model",
 )
 CARD_NAME = "README.md"
+#: The line that marks a card as written by autoevol: only such a card is ever replaced.
+CARD_MARKER = "<!-- dataset card written by autoevol; it is rewritten when the data is written again -->"
+
+#: The fields of an exported row, as the card describes them.
+EXPORT_FIELDS: dict[str, str] = {
+    "id": "`<root id>:r<round>` (the root id itself for seed rows)",
+    "root_id": "id of the seed instruction this row descends from",
+    "parent_id": "id of the row this one was evolved from (round 1: the seed)",
+    "round": "evolution round (0 = seed)",
+    "instruction": "the evolved instruction",
+    "original": "the instruction it was evolved from",
+    "answer": "the evol model's answer to the evolved instruction",
+    "method_fingerprint": "short hash of the evolving method",
+    "evol_model": "the model that evolved and answered",
+}
+#: The fields of an evolve output row (``EvolvedRow``): every input and round, failed rows included.
+OUTPUT_FIELDS: dict[str, str] = {
+    "id": "`<root id>:r<round>`",
+    "parent_id": "id of the row this one was evolved from (round 1: the seed)",
+    "root_id": "id of the seed instruction this row descends from",
+    "round": "evolution round (1 = evolved from the seed)",
+    "original": "the instruction it was evolved from",
+    "evolved": "the evolved instruction (empty when the evol model gave none)",
+    "answer": "the evol model's answer to the evolved instruction",
+    "failed": "whether a failure rule rejected the evolution",
+    "rule": "the failure rule that decided it (failed rows only)",
+    "reason": "why that rule fired",
+    "method_fingerprint": "short hash of the evolving method",
+    "evol_model": "the model that evolved and answered",
+}
+
+
+class CardError(RuntimeError):
+    """A ``README.md`` that autoevol did not write is in the way of a dataset card."""
 
 
 class ExportResult(BaseModel):
@@ -170,25 +206,29 @@ class CardFacts(BaseModel):
 
 
 def card_facts(
-    rows: Sequence[Mapping[str, Any]], *, quality: bool = True, embedder: Embedder | None = None,
+    rows: Iterable[Mapping[str, Any]], *, quality: bool = True, embedder: Embedder | None = None,
     dup_threshold: float = 0.95,
 ) -> CardFacts:
-    """Counts, failures by rule, and (with ``quality``) quality of the seeds and of each round."""
-    facts = CardFacts(rows=len(rows))
+    """Counts, failures by rule, and (with ``quality``) quality of the seeds and of each round.
+
+    ``rows`` is read once, so a stream works; without ``quality`` no text is kept in memory.
+    """
+    facts = CardFacts()
     seeds: dict[str, str] = {}
     evolved: dict[int, tuple[list[str], list[str]]] = {}
     for row in rows:
+        facts.rows += 1
         r = int(row.get("round") or 1)
         facts.rows_by_round[r] = facts.rows_by_round.get(r, 0) + 1
         if row.get("failed"):
             facts.failed_by_round[r] = facts.failed_by_round.get(r, 0) + 1
             rule = str(row.get("rule") or "unknown")
             facts.failures_by_rule[rule] = facts.failures_by_rule.get(rule, 0) + 1
-        elif row.get("evolved"):
+        elif quality and row.get("evolved"):
             texts, parents = evolved.setdefault(r, ([], []))
             texts.append(str(row["evolved"]))
             parents.append(str(row.get("original") or ""))
-        if r == 1 and row.get("root_id") is not None:
+        if quality and r == 1 and row.get("root_id") is not None:
             seeds.setdefault(str(row["root_id"]), str(row.get("original") or ""))
         for key, target in (("method_fingerprint", facts.method_fingerprints), ("evol_model", facts.evol_models)):
             if row.get(key) and row[key] not in target:
@@ -234,13 +274,15 @@ def dataset_card(
     hyperparameters: Mapping[str, Any] | None = None,
     splits: Mapping[str, str] | None = None,
     exported_rows: int | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> str:
     """The text of a dataset card (``README.md``): YAML front matter, then Markdown sections.
 
     Records the evolving method (when known; e_0 is recognised by its fingerprint), the models,
     hyperparameters, failures per rule, per-round counts, the quality figures of the seeds and of
     each round, the lineage fields and how the data was made. ``splits`` maps split names to data
-    files (a ``configs`` entry lets ``datasets.load_dataset`` on the folder find them).
+    files (a ``configs`` entry lets ``datasets.load_dataset`` on the folder find them). ``fields``
+    describes the columns (default :data:`EXPORT_FIELDS`; an evolve output: :data:`OUTPUT_FIELDS`).
     """
     if method is None and fingerprint(INITIAL_METHOD) in facts.method_fingerprints:
         method = INITIAL_METHOD
@@ -257,7 +299,7 @@ def dataset_card(
         for name, path in files.items():
             front += [f"  - split: {name}", f"    path: {_yaml_str(path)}"]
     front.append("---")
-    out = [*front, "", f"# {title}", "",
+    out = [*front, CARD_MARKER, "", f"# {title}", "",
            "Instructions made harder and more diverse with [autoevol](https://arxiv.org/abs/2406.00770) "
            "(Auto Evol-Instruct as a compiled DSPy program).", "", "## How the data was made", "",
            "Each seed instruction was rewritten by the evol model following the evolving method below; the "
@@ -300,20 +342,21 @@ def dataset_card(
         for name in names:
             out.append(f"| {name} | " + " | ".join(_fmt(f.get(name)) for f in figures) + " |")
         out.append("")
-    out += ["## Fields", "", "| field | meaning |", "|---|---|",
-            "| id | `<root id>:r<round>` (the root id itself for seed rows) |",
-            "| root_id | id of the seed instruction this row descends from |",
-            "| parent_id | id of the row this one was evolved from (round 1: the seed) |",
-            "| round | evolution round (0 = seed) |",
-            "| instruction | the evolved instruction |",
-            "| original | the instruction it was evolved from |",
-            "| answer | the evol model's answer to the evolved instruction |",
-            "| method_fingerprint | short hash of the evolving method |",
-            "| evol_model | the model that evolved and answered |", ""]
+    out += ["## Fields", "", "| field | meaning |", "|---|---|"]
+    out += [f"| {name} | {meaning} |" for name, meaning in (fields or EXPORT_FIELDS).items()] + [""]
     if files:
         out += ["## Files", "", "| split | file |", "|---|---|"]
         out += [f"| {name} | `{path}` |" for name, path in files.items()] + [""]
     return "\n".join(out)
+
+
+def is_own_card(path: str | Path) -> bool:
+    """Whether the file at ``path`` is a dataset card autoevol wrote (it carries :data:`CARD_MARKER`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return any(line.rstrip("\n") == CARD_MARKER for line in file)
+    except OSError:
+        return False
 
 
 def write_dataset_card(
@@ -328,15 +371,59 @@ def write_dataset_card(
     quality: bool = True,
     embedder: Embedder | None = None,
     title: str = "Evolved instructions",
+    fields: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``README.md`` into ``out_folder`` for the evolve output at ``rows_path``; returns its path."""
-    facts = card_facts(list(read_rows(rows_path)), quality=quality, embedder=embedder)
-    text = dataset_card(facts, method=method, title=title, models=models, hyperparameters=hyperparameters,
-                        splits=splits, exported_rows=exported_rows)
+    """Write ``README.md`` into ``out_folder`` for the evolve output at ``rows_path``; returns its path.
+
+    The card replaces the old one in one step (a temporary sibling, then a rename), so a reader
+    never sees half a card. Only a card autoevol wrote is replaced (see :func:`is_own_card`).
+
+    Raises:
+        CardError: ``out_folder`` holds a ``README.md`` that autoevol did not write.
+    """
     folder = Path(out_folder)
-    folder.mkdir(parents=True, exist_ok=True)
     card = folder / CARD_NAME
-    card.write_text(text + "\n", encoding="utf-8")
+    if card.exists() and not is_own_card(card):
+        raise CardError(f"{card}: exists and was not written by autoevol; refusing to replace it "
+                        "(move it away to get a dataset card)")
+    facts = card_facts(read_rows(rows_path), quality=quality, embedder=embedder)
+    text = dataset_card(facts, method=method, title=title, models=models, hyperparameters=hyperparameters,
+                        splits=splits, exported_rows=exported_rows, fields=fields)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CARD_NAME}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        os.replace(temporary, card)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return card
+
+
+def write_output_card(
+    out: str | Path,
+    *,
+    method: str,
+    models: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Path | None:
+    """The dataset card of an evolve output written as a dataset folder (what ``evolve --out FOLDER`` does).
+
+    The card is :func:`write_dataset_card`'s (the card ``autoevol export --card`` writes), describing
+    the output's own columns (:data:`OUTPUT_FIELDS`), without quality metrics (``autoevol export
+    --card`` or ``autoevol report`` compute those). A ``.jsonl`` or ``.parquet`` output gets no card.
+    A ``README.md`` autoevol did not write is left alone, with a warning. Returns the card's path.
+    """
+    if output_format(out) != "dataset":
+        return None
+    try:
+        card = write_dataset_card(out, out, method=method, models=models, hyperparameters=settings,
+                                  quality=False, title="Evolve output", fields=OUTPUT_FIELDS)
+    except CardError as error:
+        logger.warning("no dataset card written: %s", error)
+        return None
+    logger.info("wrote the dataset card %s", card)
     return card
 
 

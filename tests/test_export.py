@@ -8,6 +8,8 @@ import pytest
 
 from autoevol.data import read_rows, write_rows
 from autoevol.export import (
+    CARD_MARKER,
+    CardError,
     card_facts,
     dataset_card,
     export_rounds,
@@ -15,6 +17,7 @@ from autoevol.export import (
     HubError,
     separate_paths,
     write_dataset_card,
+    write_output_card,
 )
 from autoevol.records import EvolvedRow, fingerprint
 from autoevol.signatures.evolve import INITIAL_METHOD
@@ -105,6 +108,29 @@ def test_dataset_card_has_front_matter_method_and_figures(tmp_path: Path) -> Non
     assert "My own method" in custom and "Quality metrics" not in custom
     written = write_dataset_card(tmp_path / "folder", source, quality=False)
     assert written.name == "README.md" and "Evolving method" in written.read_text()
+
+
+def test_card_replaces_only_its_own_readme(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = make_output(tmp_path / "out.jsonl")
+    folder = tmp_path / "folder"
+    first = write_dataset_card(folder, source, quality=False)
+    assert CARD_MARKER in first.read_text()
+    first.write_text(first.read_text().replace("Evolving method", "Stale"))
+    assert "Evolving method" in write_dataset_card(folder, source, quality=False).read_text()
+    first.write_text("# somebody's notes\n")
+    with pytest.raises(CardError, match="not written by autoevol"):
+        write_dataset_card(folder, source, quality=False)
+    assert first.read_text() == "# somebody's notes\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md"]  # no temporary left behind
+    # an evolve output: a card for a dataset folder only, and a user's README is left with a warning
+    assert write_output_card(source, method=INITIAL_METHOD) is None
+    dataset = make_output(tmp_path / "evolved")
+    card = write_output_card(dataset, method="My method", models={"evol": "openai/fake"}, settings={"rounds": 3})
+    text = card.read_text()
+    assert "My method" in text and "| rounds | `3` |" in text and "| rule |" in text and "| evolved |" in text
+    card.write_text("mine\n")
+    assert write_output_card(dataset, method="My method") is None and card.read_text() == "mine\n"
+    assert "no dataset card written" in caplog.text
 
 
 def test_push_to_hub_fails_clearly_without_access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

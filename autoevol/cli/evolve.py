@@ -39,7 +39,7 @@ SAMPLE_CHARS = 220
 
 def evolve(
     data: Annotated[Optional[Path], typer.Argument(help="Input file (.jsonl, .json, .csv, .parquet) or saved dataset folder.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .jsonl, .parquet, or a folder (save_to_disk).")] = ...,  # type: ignore[assignment]
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .jsonl, .parquet, or a folder (save_to_disk, with a dataset card README.md).")] = ...,  # type: ignore[assignment]
     program: Annotated[Optional[Path], typer.Option(help="A compiled evolver (.json); default: the initial method e_0.")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Evolve each successful row again this many times in a row.")] = 1,
     column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
@@ -97,13 +97,11 @@ def evolve(
         fail(f"--engine must be 'local' or 'ray', not '{engine}'")
     if engine == "ray":
         _check_ray(retry_failed)
-        if structured_output is not None:
-            fail("--structured-output and --no-structured-output run on the local engine only; drop them "
-                 "with --engine ray (local models are constrained there too)")
     journal = Journal(out)
     if resume and not journal.exists():
         fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
     check_output(out, overwrite)
+    _check_card(out, overwrite)
     evolver = Evolver.load(program) if program else Evolver()
     if dry_run:
         _dry_run(source, evolver, retry=retry_failed is not None, evol_lm=evol_lm, judge_lm=judge_lm,
@@ -117,7 +115,8 @@ def evolve(
                               disable_rules=tuple(disable_rule or ()), actors=actors, concurrency=concurrency,
                               ray_address=ray_address, column=column, id_column=id_column, limit=limit,
                               rounds=rounds, overwrite=overwrite, max_output_tokens=max_output_tokens,
-                              policy=policy, max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
+                              policy=policy, structured_output=structured_output, max_calls=max_calls,
+                              max_tokens=max_tokens, max_cost=max_cost)
         _finish(summary, f"{out}.shards", "the same command", evol_lm)
         return
     budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
@@ -137,7 +136,9 @@ def evolve(
             detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
             summary = _run(source, out, evolver, detector, lm, retry=retry_failed is not None,
                            concurrency=concurrency, column=column, id_column=id_column, limit=limit,
-                           rounds=rounds, overwrite=overwrite, resuming=resuming, total=total)
+                           rounds=rounds, overwrite=overwrite, resuming=resuming, total=total,
+                           card_settings={"max_output_tokens": max_output_tokens,
+                                          "structured_output": structured_output})
             summary.usage = merged_usage(session)
     finally:
         calls.close()
@@ -158,6 +159,16 @@ def _finish(summary: JobSummary, kept_in: object, again: str, evol_lm: str) -> N
         console.print(f"[yellow]stopped early: {summary.stopped}.[/yellow] Every finished row is kept in "
                       f"{kept_in}; rerun {again} to continue where it stopped.", highlight=False)
         raise typer.Exit(3)
+
+
+def _check_card(out: Path, overwrite: bool) -> None:
+    """Refuse to replace a dataset folder holding a README.md autoevol did not write (a user's card)."""
+    from autoevol.export import CARD_NAME, is_own_card
+
+    readme = out / CARD_NAME
+    if overwrite and output_format(out) == "dataset" and readme.is_file() and not is_own_card(readme):
+        fail(f"{readme}: was not written by autoevol and --overwrite would replace the folder holding it; "
+             "move it away first")
 
 
 def _check_ray(retry_failed: Path | None) -> None:
@@ -186,7 +197,7 @@ def _run_on_ray(source: Path, out: Path, evolver: Evolver, **settings: object) -
 
 def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM, *, retry: bool,
          concurrency: int, column: str | None, id_column: str | None, limit: int | None, rounds: int,
-         overwrite: bool, resuming: bool, total: int) -> JobSummary:
+         overwrite: bool, resuming: bool, total: int, card_settings: dict[str, Any]) -> JobSummary:
     with progress_bar() as bar:
         task = bar.add_task("evolving" if not retry else "retrying failed rows", total=total, status="")
         failed = 0
@@ -197,7 +208,8 @@ def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, l
             bar.update(task, advance=1, description=f"round {row.round}", status=f"{failed} failed")
 
         job = EvolveJob(evolver, detector=detector, concurrency=concurrency,
-                        evol_model=getattr(lm, "display_name", lm.model), on_row=advance)
+                        evol_model=getattr(lm, "display_name", lm.model), on_row=advance,
+                        card_settings=card_settings)
         if resuming and not overwrite:
             console.print(f"resuming the unfinished job for {out}")
         with dspy.context(lm=lm):

@@ -36,6 +36,13 @@ def export_command(
     output_format(to)
     if to.exists() and not overwrite:
         fail(f"{to}: the export exists already; use --overwrite to replace it")
+    folder = to if output_format(to) == "dataset" else to.parent
+    readme = folder / exporting.CARD_NAME
+    if card and readme.exists():
+        if not exporting.is_own_card(readme):
+            fail(f"{readme}: exists and was not written by autoevol; move it away to get a dataset card")
+        if not overwrite and not (to.is_dir() and readme.parent == to):
+            fail(f"{readme}: exists already; use --overwrite to replace it")
     if to.exists() and to.is_dir() and overwrite and mode == "separate":
         for old in to.glob("round-*.parquet"):
             old.unlink()
@@ -53,10 +60,6 @@ def export_command(
     console.print(f"rows: {counts or 'none'}" + (f"; duplicates dropped: {result.duplicates_dropped}" if dedup else ""),
                   highlight=False)
     if card:
-        folder = to if output_format(to) == "dataset" else to.parent
-        readme = folder / exporting.CARD_NAME
-        if readme.exists() and not overwrite and not (to.is_dir() and readme.parent == to):
-            fail(f"{readme}: exists already; use --overwrite to replace it")
         splits = result.splits if mode == "separate" or output_format(to) != "dataset" else {}
         written = exporting.write_dataset_card(folder, source, method=method, splits=splits, quality=quality,
                                                exported_rows=sum(result.rows_by_round.values()),

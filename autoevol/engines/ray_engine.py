@@ -46,6 +46,7 @@ from autoevol.data import (
     resolve_columns,
 )
 from autoevol.engines.shards import ShardStore
+from autoevol.export import write_output_card
 from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.lm.usage import RoleUsage
@@ -67,7 +68,7 @@ class ActorSettings:
 
     ``crash_once`` is a fault-injection hook for tests: ``(row_id, flag_file)`` makes the actor
     process exit abruptly when it starts ``row_id`` while ``flag_file`` exists (removing it first,
-    so the restarted actor goes on).
+    so the restarted actor goes on). ``structured_output`` is ``LMSession``'s setting of that name.
     """
 
     method: str
@@ -79,6 +80,7 @@ class ActorSettings:
     concurrency: int = 8
     max_output_tokens: int = 768
     policy: CallPolicy = field(default_factory=CallPolicy)
+    structured_output: bool | None = None
     crash_once: tuple[str, str] | None = None
 
 
@@ -101,7 +103,8 @@ class EvolveActor:
         self.settings = settings
         self.round = round
         self.session = LMSession(concurrency=settings.concurrency, policy=settings.policy,
-                                 budget=RemoteBudget(budget) if budget is not None else None)
+                                 budget=RemoteBudget(budget) if budget is not None else None,
+                                 structured_output=settings.structured_output)
         self.lm = self.session.lm(settings.evol_lm, role="evol", api_base=settings.api_base,
                                   max_tokens=settings.max_output_tokens)
         judge = self.session.lm(settings.judge_lm, role="judge", max_tokens=64) if settings.judge_lm else None
@@ -318,9 +321,23 @@ class RayEvolveJob:
             summary.stopped = progress.stopped
         else:
             store.finalize(rounds=rounds)
+            self._write_card(out, rounds=rounds, limit=limit)
             summary.output = str(out)
         summary.seconds = time.monotonic() - started
         return summary
+
+    def _write_card(self, out: Path, *, rounds: int, limit: int | None) -> None:
+        """The dataset card of a folder output, as the local engine writes it (plus the pool's settings)."""
+        settings = self.settings
+        models = {"evol": settings.evol_model, **({"judge": settings.judge_lm} if settings.judge_lm else {})}
+        recorded: dict[str, Any] = {
+            "engine": "ray", "rounds": rounds, "limit": limit, "actors": self.actors,
+            "concurrency": settings.concurrency, "disable_rules": ", ".join(settings.disable_rules) or None,
+            "max_output_tokens": settings.max_output_tokens, "structured_output": settings.structured_output,
+            "shard_size": self.shard_size,
+        }
+        write_output_card(out, method=settings.method, models=models,
+                          settings={key: value for key, value in recorded.items() if value is not None})
 
     def _sources(self, store: ShardStore, round: int, data: Path, column: str | None, id_column: str | None,
                  limit: int | None) -> Iterator[dict[str, Any]]:
@@ -472,6 +489,7 @@ def run_ray_evolve(
     overwrite: bool = False,
     max_output_tokens: int = 768,
     policy: CallPolicy | None = None,
+    structured_output: bool | None = None,
     max_calls: int | None = None,
     max_tokens: int | None = None,
     max_cost: float | None = None,
@@ -495,6 +513,8 @@ def run_ray_evolve(
         evol_lm / api_base / judge_lm / disable_rules / max_output_tokens / policy: as in the
             ``evolve`` command; every actor builds its own LM from them (a ``local`` spec starts one
             llama.cpp server per actor).
+        structured_output: constrain the actors' signature calls to their output schema
+            (``LMSession``'s setting: ``None`` means on for local models only).
         actors: actors in the pool. concurrency: rows evaluated at once *per actor*.
         max_calls / max_tokens / max_cost: a budget shared by all actors; when it runs out the job
             stops cleanly (``summary.stopped``) and a rerun resumes.
@@ -513,7 +533,8 @@ def run_ray_evolve(
     settings = ActorSettings(
         method=evolver.method, evol_lm=evol_lm, evol_model=evol_model or parse_spec(evol_lm).display_name,
         api_base=api_base, judge_lm=judge_lm, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
-        max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), crash_once=crash_once,
+        max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), structured_output=structured_output,
+        crash_once=crash_once,
     )
     FailureDetector(disable=[rule for rule in settings.disable_rules if rule != "equal"])  # fail fast on typos
     started_ray = not ray.is_initialized()

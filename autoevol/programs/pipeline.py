@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ import dspy
 from pydantic import BaseModel
 
 from autoevol.data import DataError, iter_items, read_rows
+from autoevol.export import write_output_card
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.lm.usage import RoleUsage
 from autoevol.metrics.failure import FailureDetector
@@ -73,6 +74,8 @@ class EvolveJob:
         concurrency: rows evaluated at once.
         evol_model: the model name recorded on each row.
         on_row: called in the main thread with every written row (progress displays).
+        card_settings: more settings to record in the dataset card of a folder output (the job
+            adds its own: rounds, concurrency, rules); see :func:`autoevol.export.write_output_card`.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class EvolveJob:
         concurrency: int = 8,
         evol_model: str = "",
         on_row: Callable[[EvolvedRow], None] | None = None,
+        card_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.evolver = evolver
         self.responder = responder or Responder()
@@ -91,6 +95,7 @@ class EvolveJob:
         self.concurrency = max(1, concurrency)
         self.evol_model = evol_model
         self.on_row = on_row or (lambda row: None)
+        self.card_settings = dict(card_settings or {})
         self._stop_reason: str | None = None
 
     def job_identity(self, data: Path, *, column: str | None, id_column: str | None,
@@ -133,6 +138,7 @@ class EvolveJob:
                 journal.close()
             else:
                 journal.finalize()
+                self._write_card(out, {"engine": "local", "rounds": rounds, "limit": limit})
                 summary.output = str(out)
         finally:
             journal.close()
@@ -174,6 +180,7 @@ class EvolveJob:
             else:
                 kept = (row for row in previous_rows(previous) if not _retryable(row))
                 journal.finalize(prefix=kept)
+                self._write_card(out, {"engine": "local", "retry_failed": str(previous)})
                 tally_rows(summary, read_rows(out))
                 summary.output = str(out)
         finally:
@@ -251,6 +258,17 @@ class EvolveJob:
         row = make_row(source, round, outcome, fingerprint=self.evolver.fingerprint, evol_model=self.evol_model)
         journal.append(row)
         self.on_row(row)
+
+    def _write_card(self, out: Path, settings: dict[str, Any]) -> None:
+        """The dataset card of a folder output: method, models, settings, failures by rule."""
+        judge = self.detector.judge_lm
+        models = {"evol": self.evol_model} if self.evol_model else {}
+        if judge is not None:
+            models["judge"] = str(getattr(judge, "display_name", judge.model))
+        settings = {**settings, "concurrency": self.concurrency, "rules": ", ".join(self.detector.rule_names),
+                    **self.card_settings}
+        write_output_card(out, method=self.evolver.method, models=models,
+                          settings={key: value for key, value in settings.items() if value is not None})
 
     @staticmethod
     def _tally(summary: JobSummary, journal: Journal) -> None:

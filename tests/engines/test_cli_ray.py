@@ -1,4 +1,5 @@
-"""`autoevol evolve --engine ray` through the installed entry point gives the local engine's rows."""
+"""`autoevol evolve --engine ray` through the installed entry point gives the local engine's rows, its
+dataset card and its ``--structured-output``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoevol.engines import ray_available
-from autoevol.testing.fake_openai import serve_in_subprocess
+from autoevol.testing.fake_openai import chat_adapter_responder, serve_in_subprocess
 
 pytestmark = pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed: pip install 'autoevol[ray]'")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
@@ -45,3 +46,38 @@ def test_ray_engine_refuses_retry_failed(tmp_path):
     result = subprocess.run(["autoevol", "evolve", "--out", str(tmp_path / "o.jsonl"), "--retry-failed", str(earlier),
                              "--engine", "ray"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "local engine only" in result.stderr and "Traceback" not in result.stderr
+
+
+#: What :func:`schema_responder` appends to an instruction it rewrites under a JSON schema.
+SCHEMA_SUFFIX = "Answer in exactly three steps and justify each one."
+
+
+def schema_responder(messages: list[dict], body: dict) -> str:
+    """The fake server's answers: a request with a JSON schema gets an object of it, others chat format."""
+    form = body.get("response_format")
+    if not form:
+        return chat_adapter_responder(messages, body)
+    instruction = messages[-1]["content"].split("[[ ## instruction ## ]]")[-1].split("\n\n")[0].strip()
+    values = {name: f"notes on {instruction}" for name in form["json_schema"]["schema"]["properties"]}
+    values["evolved_instruction"] = f"{instruction} {SCHEMA_SUFFIX}"
+    return json.dumps(values)
+
+
+def test_ray_engine_writes_the_card_and_carries_structured_output(tmp_path):
+    import datasets
+
+    out = tmp_path / "evolved"
+    with serve_in_subprocess(responder="tests.engines.test_cli_ray:schema_responder") as server:
+        result = evolve(out, server.url, "--engine", "ray", "--actors", "1", "--concurrency", "4",
+                        "--structured-output")
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = datasets.load_from_disk(str(out))
+    assert len(loaded) == 16
+    # the actors' LMs sent the schema: every rewrite is the schema answer (round 2 rewrites round 1's)
+    assert all(row["evolved"].endswith(SCHEMA_SUFFIX) for row in loaded if not row["failed"])
+    assert any(not row["failed"] for row in loaded)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "autoevol" in card.split("\n---\n")[0]
+    for text in ("## How the data was made", "## Evolving method", "| evol | `openai/fake` |", "| engine | `ray` |",
+                 "| actors | `1` |", "| structured_output | `True` |", "| rounds | `2` |", "| root_id |"):
+        assert text in card, text
