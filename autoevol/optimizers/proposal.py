@@ -26,6 +26,7 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, TrajectoryCase
+from autoevol.optimizers.split import normalized
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
 from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
@@ -224,7 +225,7 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
         return f"the proposed method is too short ({words} words)"
     if max_words is not None and words > max_words:
         return f"the proposed method has {words} words, over the budget of {max_words}"
-    if _normalized(text) == _normalized(current):
+    if normalized(text) == normalized(current):
         return "the proposed method is identical to the current one"
     copied = copied_case_wording(text, current, cases)
     if copied:
@@ -249,10 +250,6 @@ def _runs(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + COPIED_RUN_WORDS]) for i in range(len(words) - COPIED_RUN_WORDS + 1)}
 
 
-def _normalized(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 # ---------------------------------------------------------------------------------- edits
 
 
@@ -268,8 +265,8 @@ def apply_edit(method: str, edit: Edit, max_words: int) -> tuple[str, str | None
         text, problem = _replace_step(text, edit.revised_step)
         if problem:
             return method, problem
-    existing = set(_normalized(rule) for rule in _added_rules(text))
-    new_rules = [rule for rule in dict.fromkeys(edit.rules) if _normalized(rule) not in existing]
+    existing = set(normalized(rule) for rule in _added_rules(text))
+    new_rules = [rule for rule in dict.fromkeys(edit.rules) if normalized(rule) not in existing]
     if not new_rules and not edit.revised_step:
         return method, "the edit adds no new rule and revises no step"
     body, rules = _split_rules(text)
@@ -283,11 +280,11 @@ def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     label = _STEP_LABEL.match(revised)
     if not label:
         return method, "the revised step does not start with a step label such as 'Step 2'"
-    wanted = _normalized(label.group(1))
+    wanted = normalized(label.group(1))
     paragraphs = method.split("\n\n")
     for position, paragraph in enumerate(paragraphs):
         found = _STEP_LABEL.match(paragraph)
-        if found and _normalized(found.group(1)) == wanted:
+        if found and normalized(found.group(1)) == wanted:
             paragraphs[position] = revised.strip()
             return "\n\n".join(paragraphs), None
     return method, f"the revised step names {label.group(1)!r}, which the method does not have"
@@ -322,7 +319,7 @@ def mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
     for candidate in candidates:
         if candidate.invalid or candidate.method is None:
             continue
-        key = " ".join(candidate.method.split()).casefold()
+        key = normalized(candidate.method)
         if key in first:
             candidate.invalid, candidate.invalid_reason = True, f"the same method as candidate {first[key]}"
         else:
