@@ -16,16 +16,18 @@ from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.metrics.rate import FailureRate, failure_rate  # noqa: E402
 from autoevol.optimizers.auto_evol import AutoEvolInstruct  # noqa: E402
 from autoevol.optimizers.tuning import tune  # noqa: E402
-from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.programs.demonstration import Demo  # noqa: E402
+from autoevol.programs.evolver import Evolver, load_evolver  # noqa: E402
 from autoevol.programs.pipeline import EvolveJob  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import EvolvedRow, SeedItem, Verdict  # noqa: E402
 from autoevol.signatures import INITIAL_METHOD, WEAK_METHOD  # noqa: E402
 
-load = Evolver.load
+#: ``autoevol.load(path)``: a new Evolver read from an evolver file (``Evolver().load(path)`` loads into one).
+load = load_evolver
 
 __all__ = [
-    "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "EvolveJob", "EvolvedRow", "Evolver",
+    "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "Demo", "EvolveJob", "EvolvedRow", "Evolver",
     "FailureDetector", "FailureRate", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
     "__version__", "failure_rate", "load", "tune",
 ]

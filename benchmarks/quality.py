@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> Report:
         optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args)  # fails fast
         e0 = evaluate("e0", "e_0 (initial method)", Evolver())
         if args.evolver:
-            compiled = Evolver.load(args.evolver)
+            compiled = Evolver().load(args.evolver)
             report.compile = compile_figures(compiled, None, str(args.evolver))
             label = f"compiled ({Path(args.evolver).name})"
         else:

@@ -98,7 +98,7 @@ def test_tune_show_best_plot(tmp_path, seed, server):
     assert shown.stdout.count("COMPLETE") + shown.stdout.count("PRUNED") == 3
     best = autoevol("study", "best", "--study", "cli", "--storage", db, "--out", tmp_path / "best.json", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
-    written = Evolver.load(tmp_path / "best.json")
+    written = Evolver().load(tmp_path / "best.json")
     study = load_study("cli", db)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     lowest = min(t.value for t in done)

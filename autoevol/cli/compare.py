@@ -26,7 +26,7 @@ def _load(spec: str) -> tuple[str, Any]:
     path = Path(spec)
     if not path.exists():
         fail(f"{spec}: no such evolver file (use 'e0' for the initial method)")
-    return path.stem, Evolver.load(path)
+    return path.stem, Evolver().load(path)
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:

@@ -75,7 +75,7 @@ def compile_command(
     if out.suffix.lower() != ".json":
         fail(f"{out}: the compiled evolver is a .json file")
     check_output(out, overwrite)
-    student = Evolver.load(from_) if from_ else Evolver()
+    student = Evolver().load(from_) if from_ else Evolver()
     trainset = _read_items(data, column)
     dev_items = _read_items(valset, column) if valset else None
     if dry_run:
@@ -144,7 +144,7 @@ def show_command(
     evolver: Annotated[Path, typer.Argument(help="A compiled evolver file (.json).")],
 ) -> None:
     """Show a compiled evolver: its method, metadata, and the failure rates of every step."""
-    loaded = Evolver.load(evolver)
+    loaded = Evolver().load(evolver)
     out = Console()
     out.print(Panel(loaded.method, title=f"method {loaded.fingerprint}", expand=False))
     out.print(_metadata_table(loaded.metadata))

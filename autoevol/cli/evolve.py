@@ -102,7 +102,7 @@ def evolve(
         fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
     check_output(out, overwrite)
     _check_card(out, overwrite)
-    evolver = Evolver.load(program) if program else Evolver()
+    evolver = Evolver().load(program) if program else Evolver()
     if dry_run:
         _dry_run(source, evolver, retry=retry_failed is not None, evol_lm=evol_lm, judge_lm=judge_lm,
                  column=column, id_column=id_column, limit=limit, rounds=rounds,

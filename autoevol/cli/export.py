@@ -46,7 +46,7 @@ def export_command(
     if to.exists() and to.is_dir() and overwrite and mode == "separate":
         for old in to.glob("round-*.parquet"):
             old.unlink()
-    method = Evolver.load(program).method if program else None
+    method = Evolver().load(program).method if program else None
     embedder = None
     if dedup:
         from autoevol.metrics.embeddings import WordLlamaEmbedder

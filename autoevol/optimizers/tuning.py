@@ -604,7 +604,7 @@ def best_evolver(study: optuna.Study, out: str | Path | None = None, *, artifact
         except Exception as error:
             raise StudyError(f"cannot read the evolver of trial {trial.number} from the artifact store {folder}: "
                              f"{type(error).__name__}: {error}") from None
-        evolver = Evolver.load(target)
+        evolver = Evolver().load(target)
         if out is not None:
             evolver.save(out)
     return evolver

@@ -38,6 +38,7 @@ class ScriptedRequest:
     temperature: float | None
     plain: bool = False
     max_tokens: int | None = None
+    history: tuple[str, ...] = ()  # the texts of the messages before the last (few-shot demonstrations)
 
     @property
     def instructions(self) -> str:
@@ -64,15 +65,17 @@ def parse_request(request: Any) -> ScriptedRequest:
         part.text for part in (request.system or ())
     )
     user = request.messages[-1].text or "" if request.messages else ""
+    history = tuple(message.text or "" for message in request.messages[:-1])
     wanted_from = user.rfind("Respond with the corresponding output fields")
     outputs = [name for name in _WANTED.findall(user[wanted_from:]) if name != "completed"] if wanted_from >= 0 else []
     inputs = parse_fields(user[:wanted_from] if wanted_from >= 0 else user)
     if wanted_from < 0 and not inputs and not system:
         return ScriptedRequest(system=system, user=user, inputs={"instruction": user}, outputs=["answer"],
                                temperature=request.config.temperature, plain=True,
-                               max_tokens=request.config.max_tokens)
+                               max_tokens=request.config.max_tokens, history=history)
     return ScriptedRequest(system=system, user=user, inputs=inputs, outputs=outputs,
-                           temperature=request.config.temperature, max_tokens=request.config.max_tokens)
+                           temperature=request.config.temperature, max_tokens=request.config.max_tokens,
+                           history=history)
 
 
 @dataclass(frozen=True)

@@ -496,7 +496,7 @@ def test_save_load_and_apply_to_another_dataset(tmp_path):
 def test_compile_can_warm_start_from_a_compiled_evolver(tmp_path):
     first, *_ = compile_with([method("BALANCED")], num_candidates=1)
     path = first.save(tmp_path / "first.json")
-    second, *_ = compile_with([method("CAREFUL")], num_candidates=1, student=Evolver.load(path),
+    second, *_ = compile_with([method("CAREFUL")], num_candidates=1, student=Evolver().load(path),
                               data=items(40, start=200))
     assert second.method == method("CAREFUL")
     record = second.compile_history[0]

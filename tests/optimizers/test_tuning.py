@@ -139,7 +139,7 @@ def test_artifacts_extract_and_load_as_evolvers(tmp_path):
     study = run(tmp_path, n_trials=2)
     out = tmp_path / "best.json"
     evolver = best_evolver(study, out)
-    assert isinstance(evolver, Evolver) and Evolver.load(out).method == evolver.method
+    assert isinstance(evolver, Evolver) and Evolver().load(out).method == evolver.method
     assert evolver.metadata["study"]["trial"] == best_trial(study).number
     # another process (or machine) sees only the storage URL
     again = load_study("s", f"sqlite:///{tmp_path}/studies.db")
@@ -175,7 +175,7 @@ def test_the_extracted_evolver_is_the_best_trials(tmp_path):
     values = {t.params["num_candidates"]: t.value for t in study.trials}
     assert values[3] < values[2] < values[1]  # more marks, fewer held-out failures: the trials differ
     evolver = best_evolver(study, tmp_path / "best.json")
-    assert level_of(evolver.method) == 3 and level_of(Evolver.load(tmp_path / "best.json").method) == 3
+    assert level_of(evolver.method) == 3 and level_of(Evolver().load(tmp_path / "best.json").method) == 3
     assert evolver.metadata["study"]["trial"] == 1  # the second enqueued trial, num_candidates 3
     assert evolver.metadata["study"]["heldout_failure_rate"] == values[3]
     other = best_evolver(study, trial_number=0)

@@ -7,6 +7,7 @@ import json
 import dspy
 import pytest
 
+from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.programs.evolver import FORMAT_VERSION, Evolver, EvolverFileError
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
 from autoevol.testing.scripted import scripted_lm
@@ -25,7 +26,7 @@ def test_default_method_is_e0_and_with_method_changes_only_the_method():
     assert weak.method == WEAK_METHOD and evolver.method == INITIAL_METHOD
     assert weak.metadata == {"domain": "math"}
     assert weak.fingerprint != evolver.fingerprint
-    assert weak.candidate == {"evolve": WEAK_METHOD}
+    assert weak.candidate == Candidate(method=WEAK_METHOD)
 
 
 def test_empty_method_is_refused():
@@ -50,7 +51,7 @@ def test_trajectory_evolves_each_stage_from_the_previous_one():
 
 def test_save_and_load_round_trip(tmp_path):
     path = Evolver("Custom method.", metadata={"dev_failure_rate": 0.2}).save(tmp_path / "e.json")
-    loaded = Evolver.load(path)
+    loaded = Evolver().load(path)
     assert loaded.method == "Custom method." and loaded.metadata == {"dev_failure_rate": 0.2}
     document = json.loads(path.read_text())
     assert document["format_version"] == FORMAT_VERSION and document["method_fingerprint"] == loaded.fingerprint
@@ -71,6 +72,110 @@ def test_bad_evolver_files_give_clear_errors(tmp_path, content, message):
     if content is not None:
         path.write_text(content)
     with pytest.raises(EvolverFileError, match=message):
-        Evolver.load(path)
+        Evolver().load(path)
     if content is not None:
         assert path.read_text() == content
+
+
+# ---------------------------------------------------------------------------------- demonstrations
+
+GOOD = Demo(instruction="Tom has 3 apples and buys 2. How many now?", working_notes="add a second purchase",
+            evolved_instruction="Tom has 3 apples, buys 2, then buys twice as many. How many now?",
+            origin="observed", item_id="train-4", step=1)
+
+
+def test_demonstrations_are_the_predictors_demos_and_reach_the_prompt():
+    lm = scripted_lm(appender)
+    evolver = Evolver("Deepen the question.", demos=[GOOD])
+    assert isinstance(evolver.evolve.demos[0], dspy.Example) and evolver.demos == [GOOD]
+    with dspy.context(lm=lm):
+        evolver(instruction="Add 2 and 3.")
+    request = lm.engine.requests[0]
+    assert any(GOOD.evolved_instruction in text for text in request.history)  # a user/assistant pair before
+    assert request.inputs["instruction"] == "Add 2 and 3."
+    with dspy.context(lm=lm):
+        Evolver("Deepen the question.")(instruction="Add 2 and 3.")
+    assert lm.engine.requests[-1].history == ()
+
+
+def test_demonstrations_change_the_fingerprint_and_copies_keep_them():
+    plain = Evolver("Deepen the question.")
+    shown = plain.with_demos([GOOD])
+    assert plain.fingerprint != shown.fingerprint and plain.demos == []
+    assert shown.with_method("Widen it.").demos == [GOOD]
+    assert Evolver("Deepen the question.", demos=[GOOD.model_copy(update={"origin": "given"})]).fingerprint \
+        == shown.fingerprint  # provenance is not behaviour
+
+
+@pytest.mark.parametrize("demos", [[], [GOOD]])
+def test_file_round_trip_with_and_without_demonstrations(tmp_path, demos):
+    original = Evolver("Custom method.", demos=demos, metadata={"dev_failure_rate": 0.2})
+    path = original.save(tmp_path / "e.json")
+    loaded = Evolver().load(path)  # the DSPy idiom: load into an instance
+    assert loaded.method == "Custom method." and loaded.demos == demos
+    assert loaded.metadata == {"dev_failure_rate": 0.2} and loaded.fingerprint == original.fingerprint
+    document = json.loads(path.read_text())
+    assert document["evolve"]["demos"] == [demo.model_dump() for demo in demos]
+    assert document["evolve"]["lm"] is None and "dependency_versions" in document["metadata"]
+    import autoevol
+
+    assert autoevol.load(path).demos == demos
+
+
+def test_an_old_format_1_file_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": "autoevol.evolver", "format_version": 1, "autoevol_version": "0.1.0",
+                                "method": "Old method.", "method_fingerprint": "x", "metadata": {"steps": 2}}))
+    loaded = Evolver().load(path)
+    assert loaded.method == "Old method." and loaded.demos == [] and loaded.metadata == {"steps": 2}
+
+
+def test_dspy_module_load_reads_an_evolver_file(tmp_path):
+    path = Evolver("Custom method.", demos=[GOOD]).save(tmp_path / "e.json")
+    target = Evolver()
+    dspy.Module.load(target, str(path))  # DSPy's own loader, not ours
+    assert target.method == "Custom method." and target.demos == [GOOD]
+
+
+class Pipeline(dspy.Module):
+    """A larger DSPy program with an Evolver inside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evolver = Evolver()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, instruction: str) -> dspy.Prediction:
+        return self.answer(question=self.evolver(instruction=instruction).evolved_instruction)
+
+
+def test_a_program_containing_an_evolver_saves_and_loads_it_with_dspy(tmp_path):
+    program = Pipeline()
+    program.evolver = Evolver("Custom method.", demos=[GOOD])
+    program.save(str(tmp_path / "program.json"))
+    restored = Pipeline()
+    restored.load(str(tmp_path / "program.json"))
+    assert restored.evolver.method == "Custom method." and restored.evolver.demos == [GOOD]
+    lm = scripted_lm(lambda request: {"working_notes": "n", "evolved_instruction": "harder", "answer": "5"})
+    with dspy.context(lm=lm):
+        restored(instruction="Add 2 and 3.")
+    assert any(GOOD.evolved_instruction in text for text in lm.engine.requests[0].history)
+
+
+def test_a_hand_edited_method_that_disagrees_with_dspys_copy_is_refused(tmp_path):
+    path = Evolver("Custom method.").save(tmp_path / "e.json")
+    document = json.loads(path.read_text())
+    document["method"] = "Edited method."
+    path.write_text(json.dumps(document))
+    with pytest.raises(EvolverFileError, match="edit both"):
+        Evolver().load(path)
+    del document["evolve"]
+    path.write_text(json.dumps(document))
+    assert Evolver().load(path).method == "Edited method."
+
+
+def test_a_failed_load_leaves_the_evolver_unchanged(tmp_path):
+    evolver = Evolver("Mine.", demos=[GOOD])
+    with pytest.raises(EvolverFileError):
+        evolver.load(tmp_path / "missing.json")
+    assert evolver.method == "Mine." and evolver.demos == [GOOD]
