@@ -123,6 +123,7 @@ def estimate_item_evaluations(
     model: str,
     max_output_tokens: int = 768,
     judge_model: str | None = None,
+    answer_model: str | None = None,
     extra_calls: Mapping[str, int] | None = None,
     extra_model: str | None = None,
 ) -> Estimate:
@@ -135,6 +136,8 @@ def estimate_item_evaluations(
         evolver: the ``Evolver`` whose signature formats the evolve prompt.
         model: the evol LM model string (used for prices).
         judge_model: also plan one judge call per evaluation.
+        answer_model: a separate answer LM: also plan one final answer per evaluation (made only
+            for evolutions that pass, so an upper bound).
         extra_calls: further calls per role (e.g. ``{"optimizer": 40}``), of default prompt size.
         extra_model: the model of those extra calls (default ``model``).
     """
@@ -150,9 +153,12 @@ def estimate_item_evaluations(
     if judge_model:
         roles.append(role_estimate("judge", judge_model, evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS)
                                    + evolve_out, 10, 64))
+    if answer_model:
+        roles.append(role_estimate("answer", answer_model, evaluations, answer_in, answer_out, max_output_tokens))
     for role, calls in (extra_calls or {}).items():
         roles.append(role_estimate(role, extra_model or model, calls, DEFAULT_PROMPT_TOKENS, 400, max_output_tokens))
-    notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails",
+    notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails"
+             + (" (and so is the answer model's final answer)" if answer_model else ""),
              f"tokens are estimated at {CHARS_PER_TOKEN:g} characters per token from the formatted prompts"]
     if any(r.cost is None for r in roles):
         notes.append("no price is known for some model; cost not estimated for it")
@@ -209,6 +215,7 @@ def estimate_evolve(
     rounds: int = 1,
     max_output_tokens: int = 768,
     judge_model: str | None = None,
+    answer_model: str | None = None,
     sample_size: int = 50,
 ) -> Estimate:
     """Plan of ``autoevol evolve``: reads (streams) the whole input once to count its items.
@@ -226,7 +233,8 @@ def estimate_evolve(
         if len(sample) < sample_size:
             sample.append(item.instruction)
     estimate = estimate_item_evaluations(sample, evaluations=items * rounds, evolver=evolver, model=model,
-                                         max_output_tokens=max_output_tokens, judge_model=judge_model)
+                                         max_output_tokens=max_output_tokens, judge_model=judge_model,
+                                         answer_model=answer_model)
     estimate.items, estimate.rounds = items, rounds
     if bad:
         estimate.notes.append(f"{bad} bad input rows are written as failed without any call")

@@ -11,6 +11,8 @@ LM_ERROR = "lm_error"
 UNPARSEABLE = "unparseable"
 BAD_INPUT = "bad_input"
 BUDGET = "budget_exhausted"
+#: A separate answer LM replied with nothing to a successful evolution.
+NO_ANSWER = "no_answer"
 
 
 class SeedItem(BaseModel):
@@ -62,6 +64,10 @@ class EvolvedRow(BaseModel):
     reason: str
     method_fingerprint: str
     evol_model: str
+    #: the model that wrote ``answer`` (the evol model unless a separate answer LM was set).
+    answer_model: str | None = None
+    #: for a conversation input: the index of the human turn this row evolves (see ``SeedItem.turn``).
+    turn: int | None = None
 
 
 def fingerprint(text: str) -> str:

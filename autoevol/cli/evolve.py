@@ -46,6 +46,8 @@ def evolve(
     id_column: Annotated[Optional[str], typer.Option(help="Row id column (default: 'id' if present, else the row index).")] = None,
     evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
     api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM (default: $OPENAI_BASE_URL for openai/...).")] = None,
+    answer_lm: Annotated[Optional[str], typer.Option(help="The model that writes the final answer of every successful evolution (a spec like --evol-lm); default: the evol LM's answer made for failure detection is kept, with no extra call.")] = None,
+    answer_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the answer LM (default: $OPENAI_BASE_URL for openai/...).")] = None,
     judge_lm: Annotated[Optional[str], typer.Option(help="Also run the LLM 'Equal' information-gain judge with this LM.")] = None,
     structured_output: Annotated[Optional[bool], typer.Option(
         "--structured-output/--no-structured-output",
@@ -103,8 +105,13 @@ def evolve(
     check_output(out, overwrite)
     _check_card(out, overwrite)
     evolver = Evolver().load(program) if program else Evolver()
+    if answer_lm is not None and answer_lm.strip() == evol_lm.strip() and answer_api_base in (None, api_base):
+        answer_lm = None  # the evol LM itself: its answers are already there
+    if answer_lm is None and answer_api_base is not None:
+        fail("--answer-api-base needs --answer-lm")
     if dry_run:
         _dry_run(source, evolver, retry=retry_failed is not None, evol_lm=evol_lm, judge_lm=judge_lm,
+                 answer_lm=answer_lm,
                  column=column, id_column=id_column, limit=limit, rounds=rounds,
                  max_output_tokens=max_output_tokens)
         return
@@ -112,6 +119,7 @@ def evolve(
                         backoff_cap=max(30.0, backoff))
     if engine == "ray":
         summary = _run_on_ray(source, out, evolver, evol_lm=evol_lm, api_base=api_base, judge_lm=judge_lm,
+                              answer_lm=answer_lm, answer_api_base=answer_api_base,
                               disable_rules=tuple(disable_rule or ()), actors=actors, concurrency=concurrency,
                               ray_address=ray_address, column=column, id_column=id_column, limit=limit,
                               rounds=rounds, overwrite=overwrite, max_output_tokens=max_output_tokens,
@@ -133,8 +141,13 @@ def evolve(
             lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
             probe(lm, evol_lm, "evol", policy)
             judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None
+            answerer = None
+            if answer_lm is not None:
+                answerer = session.lm(answer_lm, role="answer", api_base=answer_api_base,
+                                      max_tokens=max_output_tokens)
+                probe(answerer, answer_lm, "answer", policy)
             detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
-            summary = _run(source, out, evolver, detector, lm, retry=retry_failed is not None,
+            summary = _run(source, out, evolver, detector, lm, answerer, retry=retry_failed is not None,
                            concurrency=concurrency, column=column, id_column=id_column, limit=limit,
                            rounds=rounds, overwrite=overwrite, resuming=resuming, total=total,
                            card_settings={"max_output_tokens": max_output_tokens,
@@ -195,7 +208,8 @@ def _run_on_ray(source: Path, out: Path, evolver: Evolver, **settings: object) -
         return run_ray_evolve(source, out, evolver=evolver, on_row=advance, **settings)
 
 
-def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM, *, retry: bool,
+def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM,
+         answerer: dspy.LM | None, *, retry: bool,
          concurrency: int, column: str | None, id_column: str | None, limit: int | None, rounds: int,
          overwrite: bool, resuming: bool, total: int, card_settings: dict[str, Any]) -> JobSummary:
     with progress_bar() as bar:
@@ -208,7 +222,7 @@ def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, l
             bar.update(task, advance=1, description=f"round {row.round}", status=f"{failed} failed")
 
         job = EvolveJob(evolver, detector=detector, concurrency=concurrency,
-                        evol_model=getattr(lm, "display_name", lm.model), on_row=advance,
+                        evol_model=getattr(lm, "display_name", lm.model), answer_lm=answerer, on_row=advance,
                         card_settings=card_settings)
         if resuming and not overwrite:
             console.print(f"resuming the unfinished job for {out}")
@@ -231,19 +245,21 @@ def _check_input(source: Path, *, retry: bool, column: str | None, id_column: st
 
 
 def _dry_run(source: Path, evolver: Evolver, *, retry: bool, evol_lm: str, judge_lm: str | None,
-             column: str | None, id_column: str | None, limit: int | None, rounds: int,
+             answer_lm: str | None, column: str | None, id_column: str | None, limit: int | None, rounds: int,
              max_output_tokens: int) -> None:
     model = parse_spec(evol_lm).display_name
     judge = parse_spec(judge_lm).display_name if judge_lm else None
+    answer = parse_spec(answer_lm).display_name if answer_lm else None
     if retry:
         sample = [row["original"] for row in read_rows(source) if row.get("failed") and row.get("original")]
         estimate = estimate_item_evaluations(sample[:50], evaluations=len(sample), evolver=evolver, model=model,
-                                             max_output_tokens=max_output_tokens, judge_model=judge)
+                                             max_output_tokens=max_output_tokens, judge_model=judge,
+                                             answer_model=answer)
         estimate.items = len(sample)
     else:
         estimate = estimate_evolve(source, evolver=evolver, model=model, column=column, id_column=id_column,
                                    limit=limit, rounds=rounds, max_output_tokens=max_output_tokens,
-                                   judge_model=judge)
+                                   judge_model=judge, answer_model=answer)
     typer.echo(format_estimate(estimate))
 
 

@@ -51,9 +51,9 @@ from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.lm.usage import RoleUsage
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, evaluate_item
+from autoevol.metrics.rate import ItemOutcome
 from autoevol.programs.evolver import Evolver
-from autoevol.programs.pipeline import JobSummary, Source, make_row, tally_rows
+from autoevol.programs.pipeline import JobSummary, Source, evaluate_and_answer, make_row, tally_rows
 from autoevol.records import BAD_INPUT, EvolvedRow, Verdict
 from autoevol.threads import carry_dspy_context
 
@@ -76,6 +76,10 @@ class ActorSettings:
     evol_model: str
     api_base: str | None = None
     judge_lm: str | None = None
+    #: a separate answer LM (spec, API base, recorded name); None: the evol LM's answers are kept
+    answer_lm: str | None = None
+    answer_api_base: str | None = None
+    answer_model: str | None = None
     disable_rules: tuple[str, ...] = ()
     concurrency: int = 8
     max_output_tokens: int = 768
@@ -85,7 +89,8 @@ class ActorSettings:
 
 
 def _as_source(source: dict[str, Any]) -> Source:
-    return Source(root_id=source["root_id"], parent_id=source["parent_id"], text=source["text"], id=source["id"])
+    return Source(root_id=source["root_id"], parent_id=source["parent_id"], text=source["text"], id=source["id"],
+                  turn=source.get("turn"))
 
 
 class EvolveActor:
@@ -109,6 +114,8 @@ class EvolveActor:
                                   max_tokens=settings.max_output_tokens)
         judge = self.session.lm(settings.judge_lm, role="judge", max_tokens=64) if settings.judge_lm else None
         self.detector = FailureDetector(judge_lm=judge, disable=settings.disable_rules)
+        self.answer_lm = self.session.lm(settings.answer_lm, role="answer", api_base=settings.answer_api_base,
+                                         max_tokens=settings.max_output_tokens) if settings.answer_lm else None
         self.evolver = Evolver(settings.method)
         self.pool = ThreadPoolExecutor(settings.concurrency)
         self._reported: dict[str, dict[str, float]] = {}
@@ -129,11 +136,12 @@ class EvolveActor:
     def _one(self, source: dict[str, Any]) -> tuple[str, str]:
         self._maybe_crash(source["id"])
         try:
-            outcome = evaluate_item(source["text"], self.evolver, detector=self.detector)
+            outcome = evaluate_and_answer(source["text"], self.evolver, detector=self.detector,
+                                          answer_lm=self.answer_lm)
         except BudgetExceeded as error:
             return "stopped", str(error)
         row = make_row(_as_source(source), self.round, outcome, fingerprint=self.evolver.fingerprint,
-                       evol_model=self.settings.evol_model)
+                       evol_model=self.settings.evol_model, answer_model=self.settings.answer_model)
         return "ok", row.model_dump_json()
 
     def _maybe_crash(self, row_id: str) -> None:
@@ -245,7 +253,7 @@ def seed_sources(batch: Any, *, path: str, column: str, id_column: str, todo: di
             source_id = f"{item.id}:r1"
             if source_id in todo:
                 out.append(json.dumps({"id": source_id, "root_id": item.id, "parent_id": item.id,
-                                       "text": item.instruction, "problem": item.problem,
+                                       "text": item.instruction, "problem": item.problem, "turn": item.turn,
                                        "shard": todo[source_id]}))
     return pa.table({"source": pa.array(out, type=pa.string())})
 
@@ -292,7 +300,8 @@ class RayEvolveJob:
                 "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
                 "method_fingerprint": self.fingerprint, "evol_model": self.settings.evol_model,
                 "judge_lm": self.settings.judge_lm, "disable_rules": sorted(self.settings.disable_rules),
-                "shard_size": self.shard_size}
+                "shard_size": self.shard_size,
+                **({"answer_model": self.settings.answer_model} if self.settings.answer_lm else {})}
 
     def run(self, data: str | Path, out: str | Path, *, column: str | None = None, id_column: str | None = None,
             limit: int | None = None, rounds: int = 1, overwrite: bool = False) -> JobSummary:
@@ -329,7 +338,8 @@ class RayEvolveJob:
     def _write_card(self, out: Path, *, rounds: int, limit: int | None) -> None:
         """The dataset card of a folder output, as the local engine writes it (plus the pool's settings)."""
         settings = self.settings
-        models = {"evol": settings.evol_model, **({"judge": settings.judge_lm} if settings.judge_lm else {})}
+        models = {"evol": settings.evol_model, "answer": settings.answer_model or settings.evol_model,
+                  **({"judge": settings.judge_lm} if settings.judge_lm else {})}
         recorded: dict[str, Any] = {
             "engine": "ray", "rounds": rounds, "limit": limit, "actors": self.actors,
             "concurrency": settings.concurrency, "disable_rules": ", ".join(settings.disable_rules) or None,
@@ -344,13 +354,14 @@ class RayEvolveJob:
         if round == 1:
             for item in iter_items(data, column=column, id_column=id_column, limit=limit):
                 yield {"id": f"{item.id}:r1", "root_id": item.id, "parent_id": item.id,
-                       "text": item.instruction, "problem": item.problem}
+                       "text": item.instruction, "problem": item.problem, "turn": item.turn}
         else:
             for shard in store.shards(round - 1):
                 for row in store.shard_rows(round - 1, shard):
                     if not row["failed"]:
                         yield {"id": f"{row['root_id']}:r{round}", "root_id": row["root_id"],
-                               "parent_id": row["id"], "text": row["evolved"], "problem": None}
+                               "parent_id": row["id"], "text": row["evolved"], "problem": None,
+                               "turn": row.get("turn")}
 
     def _waves(self, store: ShardStore, progress: _Progress, round: int, data: Path, column: str | None,
                id_column: str | None, limit: int | None, *, ids_only: bool = False) -> Iterator[list[dict[str, Any]]]:
@@ -478,6 +489,8 @@ def run_ray_evolve(
     evol_lm: str = "local",
     api_base: str | None = None,
     judge_lm: str | None = None,
+    answer_lm: str | None = None,
+    answer_api_base: str | None = None,
     disable_rules: tuple[str, ...] | list[str] = (),
     actors: int = 2,
     concurrency: int = 8,
@@ -513,6 +526,8 @@ def run_ray_evolve(
         evol_lm / api_base / judge_lm / disable_rules / max_output_tokens / policy: as in the
             ``evolve`` command; every actor builds its own LM from them (a ``local`` spec starts one
             llama.cpp server per actor).
+        answer_lm / answer_api_base: a separate model for the final answers (see
+            :class:`~autoevol.programs.pipeline.EvolveJob`); default: the evol LM's answers.
         structured_output: constrain the actors' signature calls to their output schema
             (``LMSession``'s setting: ``None`` means on for local models only).
         actors: actors in the pool. concurrency: rows evaluated at once *per actor*.
@@ -532,7 +547,8 @@ def run_ray_evolve(
     evolver = evolver or Evolver()
     settings = ActorSettings(
         method=evolver.method, evol_lm=evol_lm, evol_model=evol_model or parse_spec(evol_lm).display_name,
-        api_base=api_base, judge_lm=judge_lm, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
+        api_base=api_base, judge_lm=judge_lm, answer_lm=answer_lm, answer_api_base=answer_api_base,
+        answer_model=parse_spec(answer_lm).display_name if answer_lm else None, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
         max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), structured_output=structured_output,
         crash_once=crash_once,
     )

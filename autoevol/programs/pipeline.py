@@ -17,13 +17,13 @@ from pydantic import BaseModel
 from autoevol.data import DataError, iter_items, read_rows
 from autoevol.export import write_output_card
 from autoevol.lm.policy import BudgetExceeded
-from autoevol.lm.usage import RoleUsage
+from autoevol.lm.usage import RoleUsage, observe_calls
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, evaluate_item
+from autoevol.metrics.rate import ItemOutcome, evaluate_item, run_program
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.journal import Journal
 from autoevol.programs.responder import Responder
-from autoevol.records import BAD_INPUT, EvolvedRow, Verdict
+from autoevol.records import BAD_INPUT, NO_ANSWER, EvolvedRow, Verdict
 from autoevol.threads import carry_dspy_context
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class Source:
     parent_id: str | None
     text: str
     problem: str | None = None
+    #: the human-turn index of a conversation input (recorded on the row).
+    turn: int | None = None
     #: set when re-evaluating a row of an earlier output: the row keeps its id and round.
     id: str | None = None
     round: int | None = None
@@ -73,6 +75,12 @@ class EvolveJob:
         detector: decides failures (default: every cheap rule).
         concurrency: rows evaluated at once.
         evol_model: the model name recorded on each row.
+        answer_lm: the LM that writes the final answer of every successful evolution. Default
+            (``None``): the evol LM's answer made for failure detection is kept (no extra call).
+            Otherwise the evol LM still answers for failure detection, and only evolutions that
+            pass are answered again by ``answer_lm``, whose answer is the row's.
+        answer_model: the model name recorded as ``answer_model`` (default: ``answer_lm``'s
+            display name or model, or ``evol_model`` without an answer LM).
         on_row: called in the main thread with every written row (progress displays).
         card_settings: more settings to record in the dataset card of a folder output (the job
             adds its own: rounds, concurrency, rules); see :func:`autoevol.export.write_output_card`.
@@ -86,6 +94,8 @@ class EvolveJob:
         detector: FailureDetector | None = None,
         concurrency: int = 8,
         evol_model: str = "",
+        answer_lm: dspy.LM | None = None,
+        answer_model: str | None = None,
         on_row: Callable[[EvolvedRow], None] | None = None,
         card_settings: Mapping[str, Any] | None = None,
     ) -> None:
@@ -94,6 +104,9 @@ class EvolveJob:
         self.detector = detector or FailureDetector()
         self.concurrency = max(1, concurrency)
         self.evol_model = evol_model
+        self.answer_lm = answer_lm
+        self.answer_model = answer_model or (
+            str(getattr(answer_lm, "display_name", answer_lm.model)) if answer_lm is not None else evol_model)
         self.on_row = on_row or (lambda row: None)
         self.card_settings = dict(card_settings or {})
         self._stop_reason: str | None = None
@@ -105,7 +118,11 @@ class EvolveJob:
         return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
                 "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
                 "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                "rules": self.detector.rule_names}
+                "rules": self.detector.rule_names, **self._answer_identity()}
+
+    def _answer_identity(self) -> dict[str, Any]:
+        """The answer model, in a job's identity when it is a separate LM (older jobs resume as they were)."""
+        return {"answer_model": self.answer_model} if self.answer_lm is not None else {}
 
     def run(
         self,
@@ -162,7 +179,7 @@ class EvolveJob:
         identity = {"retry_failed": str(previous.resolve()), "input_size": stat.st_size if stat else None,
                     "input_mtime": int(stat.st_mtime) if stat else None,
                     "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                    "rules": self.detector.rule_names}
+                    "rules": self.detector.rule_names, **self._answer_identity()}
         journal = Journal(out)
         done = journal.open(identity, overwrite=overwrite)
         summary = JobSummary(resumed_rows=len(done))
@@ -170,7 +187,7 @@ class EvolveJob:
             for row in previous_rows(previous):
                 pass  # check the whole file before spending anything
             retried = (Source(root_id=row["root_id"], parent_id=row["parent_id"], text=row["original"],
-                              id=row["id"], round=row["round"])
+                              id=row["id"], round=row["round"], turn=row.get("turn"))
                        for row in previous_rows(previous) if _retryable(row) and row["id"] not in done)
             self._evolve(1, retried, journal)
             if self._stop_reason:
@@ -192,11 +209,13 @@ class EvolveJob:
                  id_column: str | None, limit: int | None) -> Iterator[Source]:
         if round == 1:
             for item in iter_items(data, column=column, id_column=id_column, limit=limit):
-                yield Source(root_id=item.id, parent_id=item.id, text=item.instruction, problem=item.problem)
+                yield Source(root_id=item.id, parent_id=item.id, text=item.instruction, problem=item.problem,
+                             turn=item.turn)
         else:
             for row in journal.rows(round=round - 1):
                 if not row["failed"]:
-                    yield Source(root_id=row["root_id"], parent_id=row["id"], text=row["evolved"])
+                    yield Source(root_id=row["root_id"], parent_id=row["id"], text=row["evolved"],
+                                 turn=row.get("turn"))
 
     def _evolve(self, round: int, sources: Iterable[Source], journal: Journal) -> None:
         """Evaluate sources with bounded concurrency, writing each row as it finishes.
@@ -235,7 +254,8 @@ class EvolveJob:
                 pool.shutdown(wait=not interrupted, cancel_futures=True)
 
     def _evaluate(self, text: str) -> ItemOutcome:
-        return evaluate_item(text, self.evolver, responder=self.responder, detector=self.detector)
+        return evaluate_and_answer(text, self.evolver, responder=self.responder, detector=self.detector,
+                                   answer_lm=self.answer_lm)
 
     def _collect(self, in_flight: dict[Future[ItemOutcome], Source], journal: Journal, round: int) -> None:
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
@@ -255,7 +275,8 @@ class EvolveJob:
         return ItemOutcome(original=source.text, verdict=Verdict.failure(BAD_INPUT, source.problem or ""))
 
     def _write(self, journal: Journal, round: int, source: Source, outcome: ItemOutcome) -> None:
-        row = make_row(source, round, outcome, fingerprint=self.evolver.fingerprint, evol_model=self.evol_model)
+        row = make_row(source, round, outcome, fingerprint=self.evolver.fingerprint, evol_model=self.evol_model,
+                       answer_model=self.answer_model)
         journal.append(row)
         self.on_row(row)
 
@@ -263,6 +284,8 @@ class EvolveJob:
         """The dataset card of a folder output: method, models, settings, failures by rule."""
         judge = self.detector.judge_lm
         models = {"evol": self.evol_model} if self.evol_model else {}
+        if self.answer_model:
+            models["answer"] = self.answer_model
         if judge is not None:
             models["judge"] = str(getattr(judge, "display_name", judge.model))
         settings = {**settings, "concurrency": self.concurrency, "rules": ", ".join(self.detector.rule_names),
@@ -275,13 +298,43 @@ class EvolveJob:
         tally_rows(summary, journal.rows())
 
 
-def make_row(source: Source, round: int, outcome: ItemOutcome, *, fingerprint: str, evol_model: str) -> EvolvedRow:
-    """The output row of one evaluated source (every engine writes rows through this)."""
+def evaluate_and_answer(text: str, evolver: Evolver, *, detector: FailureDetector,
+                        responder: Responder | None = None, answer_lm: dspy.LM | None = None) -> ItemOutcome:
+    """Evolve, answer and judge ``text`` (:func:`evaluate_item`); then, with a separate ``answer_lm``,
+    answer a successful evolution again with it (every engine evaluates rows through this).
+
+    The evol LM's answer still decides the verdict (failure detection reads how the evol LM reacts);
+    the final answer replaces it on the row. A final answer that fails (an LM error, or nothing
+    at all) fails the row, since a training row without its answer is no use; the evolution is kept.
+    """
+    outcome = evaluate_item(text, evolver, responder=responder, detector=detector)
+    if answer_lm is None or outcome.verdict.failed or outcome.evolved is None:
+        return outcome
+    with observe_calls() as log, dspy.context(lm=answer_lm):
+        answer, problem = run_program(Responder(), "final answer", outcome.evolved, "answer")
+    update: dict[str, Any] = {"answer": answer, "calls": outcome.calls + log.count(cached=False),
+                              "cached_calls": outcome.cached_calls + log.count(cached=True)}
+    if problem is None and not (answer or "").strip():
+        problem = Verdict.failure(NO_ANSWER, "final answer: the answer model replied with nothing")
+    if problem is not None:
+        update.update(answer=None, verdict=problem)
+    return outcome.model_copy(update=update)
+
+
+def make_row(source: Source, round: int, outcome: ItemOutcome, *, fingerprint: str, evol_model: str,
+             answer_model: str | None = None) -> EvolvedRow:
+    """The output row of one evaluated source (every engine writes rows through this).
+
+    ``answer_model`` (default ``evol_model``) is recorded on successful rows; a failed row's
+    answer, if any, is the evol model's (written for failure detection).
+    """
+    answerer = (answer_model or evol_model) if not outcome.verdict.failed else evol_model
     return EvolvedRow(
         id=source.row_id(round), parent_id=source.parent_id, root_id=source.root_id, round=source.round or round,
         original=source.text, evolved=outcome.evolved, answer=outcome.answer,
         failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
         method_fingerprint=fingerprint, evol_model=evol_model,
+        answer_model=answerer if outcome.answer is not None else None, turn=source.turn,
     )
 
 
