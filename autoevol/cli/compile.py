@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +20,8 @@ from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import PERMANENT_ERRORS
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import describe_error
-from autoevol.optimizers.auto_evol import AutoEvolInstruct, NotEnoughData, StageProgress
+from autoevol.optimizers.auto_evol import NotEnoughData, StageProgress
+from autoevol.optimizers.gepa import OPTIMIZERS, build_teleprompter, matched_metric_calls
 from autoevol.optimizers.outcome import CompileFoundNothing
 from autoevol.optimizers.history import RunDirError
 from autoevol.programs.evolver import Evolver
@@ -56,6 +58,8 @@ def compile_command(
     max_method_words: Annotated[int, typer.Option(min=20, help="Method-length budget in words (longer candidates are shortened or rejected).")] = 400,
     answer_max_tokens: Annotated[Optional[int], typer.Option(min=16, help="Output token limit of the evol LM's answers used for failure detection (default: --max-output-tokens); a few hundred keep the response rules intact and save time on slow models.")] = None,
     trajectory_answers: Annotated[bool, typer.Option("--trajectory-answers/--no-trajectory-answers", help="Answer and judge each trajectory case's last stage, so the analysis sees answers and every rule's verdict.")] = True,
+    optimizer_name: Annotated[str, typer.Option("--optimizer", help="'auto-evol' (Auto Evol-Instruct, the default) or 'gepa' (DSPy's GEPA with autoevol's failure feedback; see docs/gepa.md).")] = "auto-evol",
+    max_metric_calls: Annotated[Optional[int], typer.Option(min=1, help="GEPA's budget in metric calls (one evolution answered and judged each); default: what Auto Evol-Instruct's schedule would measure with --steps, --candidates, --batch-size, --dev-size and --rounds.")] = None,
     keep_unchanged: Annotated[bool, typer.Option(help="Write the evolver even when the compile found no better method (it then exits 0).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
@@ -66,7 +70,7 @@ def compile_command(
     dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost; call nothing.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT file.")] = False,
 ) -> None:
-    """Compile an evolver: optimize the evolving method on DATA with Auto Evol-Instruct.
+    """Compile an evolver: optimize the evolving method on DATA with Auto Evol-Instruct (or GEPA).
 
     Each step evolves a mini-batch, lets the optimizer LM analyse the trajectory and propose
     candidate methods, and keeps the one with the lowest evolution failure rate on the dev set.
@@ -78,6 +82,17 @@ def compile_command(
     student = Evolver().load(from_) if from_ else Evolver()
     trainset = _read_items(data, column)
     dev_items = _read_items(valset, column) if valset else None
+    if optimizer_name not in OPTIMIZERS:
+        fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer_name!r}")
+    if max_metric_calls is not None and optimizer_name != "gepa":
+        fail("--max-metric-calls is GEPA's budget; add --optimizer gepa (Auto Evol-Instruct's budget is --steps)")
+    if dry_run and optimizer_name == "gepa":
+        budget = max_metric_calls or matched_metric_calls(dev_size=dev_size, batch_size=batch_size,
+                                                          num_candidates=candidates, max_steps=steps,
+                                                          evolution_rounds=rounds)
+        typer.echo(f"GEPA: at most about {budget} metric calls (one evolution, its answer and the judge: 1 to 3 "
+                   "LM calls each) plus one optimizer-LM call per iteration")
+        return
     if dry_run:
         typer.echo(format_estimate(estimate_compile(
             [item.instruction for item in trainset[:50]], steps=steps, candidates=candidates, batch_size=batch_size,
@@ -99,7 +114,8 @@ def compile_command(
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
         if proposal_mode not in ("edit", "rewrite"):
             fail(f"--proposal-mode must be 'edit' or 'rewrite', not {proposal_mode!r}")
-        teleprompter = AutoEvolInstruct(
+        teleprompter = build_teleprompter(
+            optimizer_name, max_metric_calls=max_metric_calls,  # type: ignore[arg-type]
             optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
             batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
             patience=patience, racing=racing, proposal_mode=proposal_mode,  # type: ignore[arg-type]
@@ -109,7 +125,7 @@ def compile_command(
         )
         console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)
         try:
-            with display:
+            with display if optimizer_name == "auto-evol" else nullcontext():
                 compiled = teleprompter.compile(student, trainset=trainset, valset=dev_items, run_dir=run_dir)
         except (NotEnoughData, RunDirError) as error:
             fail(str(error))

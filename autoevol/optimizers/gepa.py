@@ -1,0 +1,386 @@
+"""``GEPAEvolInstruct``: DSPy's GEPA optimizing an Evolver's method, on the same job as Auto Evol-Instruct.
+
+GEPA (Agrawal et al., 2025, arXiv 2507.19457) evolves a program's instructions by reflection: it
+runs the program on a small mini-batch, shows the reflection LM the inputs, outputs and the
+metric's textual feedback, takes the new instruction it writes, and keeps it when it does better
+on the mini-batch and then on the validation set (a Pareto front over validation items). Here the
+program is the :class:`~autoevol.programs.Evolver`, the metric is
+:class:`~autoevol.metrics.feedback.EvolutionFeedback` (1 for an evolution that passed every failure
+rule, 0 with the rule and its reason otherwise), the reflection LM is the optimizer LM, and the
+training pool and the dev set are exactly the split :class:`AutoEvolInstruct` uses with the same
+seed and sizes. The result is an ordinary compiled evolver: the same file, metadata and history
+shape (one history entry per candidate GEPA accepted), so ``show``, ``report``, ``compare``,
+``evolve --program`` and warm starts read it unchanged.
+
+Budget: GEPA counts metric calls (one evolution answered and judged: 1 to 3 LM calls, the same
+unit as one dev item of Auto Evol-Instruct). The default is what Auto Evol-Instruct's schedule
+would measure with the same settings (:func:`matched_metric_calls`).
+
+Example: ``GEPAEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import dspy
+from dspy.teleprompt.teleprompt import Teleprompter
+from dspy.utils.callback import BaseCallback
+from dspy.utils.exceptions import ContextWindowExceededError
+
+from autoevol.lm.cache import CallCache
+from autoevol.lm.policy import BudgetExceeded, is_permanent
+from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.feedback import EvolutionFeedback
+from autoevol.optimizers.evaluation import Item
+from autoevol.optimizers.history import CandidateRecord, MethodScore, RunDirectory, RunHeader, StartRecord, StepRecord, now
+from autoevol.optimizers.outcome import CompileFoundNothing, NoImprovement, compiled_evolver
+from autoevol.optimizers.roles import CompileLMs, model_name
+from autoevol.optimizers.split import Instructions, data_summary, split_pool_and_dev
+from autoevol.programs.evolver import Evolver
+from autoevol.threads import run_in_threads
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OPTIMIZERS", "GEPAEvolInstruct", "build_teleprompter", "matched_metric_calls"]
+
+#: The optimizers ``compile --optimizer`` and ``tune`` choose from.
+OPTIMIZERS = ("auto-evol", "gepa")
+OptimizerName = Literal["auto-evol", "gepa"]
+
+
+def matched_metric_calls(*, dev_size: int, batch_size: int, num_candidates: int, max_steps: int,
+                         evolution_rounds: int = 1) -> int:
+    """The item evaluations Auto Evol-Instruct's schedule makes with these settings (GEPA's default budget).
+
+    ``dev_size + max_steps * (batch_size * evolution_rounds + num_candidates * dev_size)``: the
+    starting method on the whole dev set, then per step the trajectory (every mini-batch item
+    evolved ``l`` times) and every candidate on the whole dev set. It is the schedule's bound:
+    racing and early stopping make Auto Evol-Instruct spend less. Optimizer-LM calls are not in
+    it (Auto Evol-Instruct makes 2 to ``1 + proposal_attempts`` per candidate, GEPA one per
+    iteration).
+    """
+    return dev_size + max_steps * (batch_size * evolution_rounds + num_candidates * dev_size)
+
+
+class _FatalErrors(BaseCallback):
+    """Records the first LM error no retry can fix (or a spent budget) and tells GEPA to stop.
+
+    GEPA's evaluation scores an item whose program or metric raised as a failure and goes on, so
+    such errors are caught where every LM call ends, then re-raised once GEPA has stopped.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
+        fatal = isinstance(exception, BudgetExceeded) or (
+            exception is not None and is_permanent(exception) and not isinstance(exception, ContextWindowExceededError))
+        if fatal:
+            with self._lock:
+                self.error = self.error or exception
+
+    def __call__(self, gepa_state: Any) -> bool:  # GEPA's stopper protocol
+        return self.error is not None
+
+
+class GEPAEvolInstruct(Teleprompter):
+    """Optimize an Evolver's evolving method with ``dspy.GEPA`` and autoevol's failure feedback.
+
+    Args:
+        optimizer_lm: GEPA's reflection LM (reads the feedback, writes new methods).
+        evol_lm: evolves and answers; default: the LM configured in DSPy.
+        detector: failure detection; build it with ``judge_lm=...`` to add the judge.
+        dev_size: |D|, GEPA's validation set (the same items Auto Evol-Instruct's dev set holds).
+        batch_size, num_candidates, max_steps, evolution_rounds: Auto Evol-Instruct's settings;
+            here they only set the default budget (:func:`matched_metric_calls`); ``batch_size``
+            also checks the pool is large enough, as the split does for Auto Evol-Instruct.
+        max_metric_calls: GEPA's budget in metric calls (default: matched, see above).
+        reflection_minibatch_size: training items per GEPA iteration (GEPA's default 3).
+        candidate_selection_strategy: ``"pareto"`` (GEPA's default) or ``"current_best"``.
+        evol_temperature: temperature of the evol LM (0 as in the paper); ``None`` keeps the LM's.
+        answer_max_tokens: caps the answers used for failure detection.
+        keep_unchanged: return the starting method when nothing beat it, instead of raising
+            :class:`CompileFoundNothing`.
+        seed: seeds the split and GEPA.
+        num_threads: items evaluated in parallel.
+    """
+
+    def __init__(
+        self,
+        *,
+        optimizer_lm: dspy.LM,
+        evol_lm: dspy.LM | None = None,
+        detector: FailureDetector | None = None,
+        dev_size: int = 50,
+        batch_size: int = 10,
+        num_candidates: int = 5,
+        max_steps: int = 10,
+        evolution_rounds: int = 1,
+        max_metric_calls: int | None = None,
+        reflection_minibatch_size: int = 3,
+        candidate_selection_strategy: Literal["pareto", "current_best"] = "pareto",
+        evol_temperature: float | None = 0.0,
+        answer_max_tokens: int | None = None,
+        keep_unchanged: bool = False,
+        seed: int = 0,
+        num_threads: int = 4,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dev_size", dev_size), ("batch_size", batch_size), ("num_candidates", num_candidates),
+                            ("evolution_rounds", evolution_rounds), ("reflection_minibatch_size",
+                                                                     reflection_minibatch_size),
+                            ("num_threads", num_threads)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if max_steps < 0:
+            raise ValueError("max_steps must be at least 0")
+        if max_metric_calls is not None and max_metric_calls < dev_size:
+            raise ValueError(f"max_metric_calls must be at least dev_size ({dev_size}): GEPA first measures "
+                             "the starting method on the whole dev set")
+        if candidate_selection_strategy not in ("pareto", "current_best"):
+            raise ValueError("candidate_selection_strategy must be 'pareto' or 'current_best'")
+        self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
+        self.dev_size, self.batch_size, self.num_candidates = dev_size, batch_size, num_candidates
+        self.max_steps, self.evolution_rounds = max_steps, evolution_rounds
+        self.max_metric_calls = max_metric_calls if max_metric_calls is not None else matched_metric_calls(
+            dev_size=dev_size, batch_size=batch_size, num_candidates=num_candidates, max_steps=max_steps,
+            evolution_rounds=evolution_rounds)
+        self.reflection_minibatch_size = reflection_minibatch_size
+        self.candidate_selection_strategy = candidate_selection_strategy
+        self.evol_temperature, self.answer_max_tokens = evol_temperature, answer_max_tokens
+        self.keep_unchanged, self.seed, self.num_threads = keep_unchanged, seed, num_threads
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings that shape the result (in run.json and the evolver's metadata)."""
+        return {"dev_size": self.dev_size, "batch_size": self.batch_size, "num_candidates": self.num_candidates,
+                "max_steps": self.max_steps, "evolution_rounds": self.evolution_rounds,
+                "max_metric_calls": self.max_metric_calls, "reflection_minibatch_size": self.reflection_minibatch_size,
+                "candidate_selection_strategy": self.candidate_selection_strategy,
+                "evol_temperature": self.evol_temperature, "answer_max_tokens": self.answer_max_tokens,
+                "seed": self.seed}
+
+    def split(self, trainset: Instructions, valset: Instructions | None = None) -> tuple[list[Item], list[Item]]:
+        """The training pool and the dev set: the very split :class:`AutoEvolInstruct` makes."""
+        return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
+                                  seed=self.seed)
+
+    def compile(self, student: Evolver, *, trainset: Instructions, valset: Instructions | None = None,
+                run_dir: str | Path | None = None) -> Evolver:
+        """Optimize ``student``'s method with GEPA; returns a new Evolver with metadata and ``compile_history``.
+
+        ``run_dir`` holds GEPA's own state (``gepa/``) and the call cache: rerunning with it
+        resumes after the last completed GEPA iteration and repeats no completed LM call (a
+        larger ``max_metric_calls`` continues a finished run).
+
+        Raises:
+            NotEnoughData, RunDirError: as :meth:`AutoEvolInstruct.compile`.
+            CompileFoundNothing: no candidate beat the starting method on the dev set (not
+                raised with ``keep_unchanged=True``).
+            BudgetExceeded, or a permanent LM error: GEPA is stopped and the error re-raised.
+        """
+        clock = time.monotonic()
+        pool, dev = self.split(trainset, valset)
+        header = self._run_header(student, pool, dev)
+        run = RunDirectory.open(run_dir, header) if run_dir is not None else None
+        lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
+                         CallCache(run.cache_path) if run is not None else None,
+                         **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
+        try:
+            metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
+            result = self._run_gepa(student, pool, dev, metric, lms, run)
+            with dspy.context(lm=lms.evol):
+                start, final = (self._rescore(student, method, dev, metric) for method in
+                                (student.method, result.candidates[result.best_idx].evolve.signature.instructions))
+            if not _better(final, start):
+                final = start
+            history = _history(result, start, final)
+            usage = lms.usage_since({})
+        finally:
+            lms.close()
+        seconds = round(time.monotonic() - clock, 3)
+        start_record = StartRecord(score=start, usage=usage, seconds=seconds)
+        if run is not None:
+            run.write_start(start_record)
+            for record in history:
+                run.write_step(record)
+        evolver = compiled_evolver(student, final, start_record, history, hyperparameters=self.hyperparameters(),
+                                   models=self._models(), detector_rules=lms.detector.rule_names,
+                                   data=header.data, stopped="max_metric_calls")
+        evolver.metadata["optimizer"] = "gepa"
+        evolver.metadata["gepa"] = _gepa_summary(result, self.max_metric_calls)
+        found_nothing = _found_nothing(start, final, result, evolver)
+        if found_nothing is not None and not self.keep_unchanged:
+            raise found_nothing
+        return evolver
+
+    def _run_gepa(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item], metric: EvolutionFeedback,
+                  lms: CompileLMs, run: RunDirectory | None) -> Any:
+        fatal = _FatalErrors()
+        optimizer = dspy.GEPA(
+            metric=metric, max_metric_calls=self.max_metric_calls, reflection_lm=lms.optimizer,
+            reflection_minibatch_size=self.reflection_minibatch_size,
+            candidate_selection_strategy=self.candidate_selection_strategy, use_merge=False,
+            num_threads=self.num_threads, log_dir=str(run.path / "gepa") if run is not None else None,
+            track_stats=True, warn_on_score_mismatch=False, seed=self.seed,
+            gepa_kwargs={"stop_callbacks": [fatal]})
+        logger.info("GEPA: %d training items, %d dev items, at most about %d metric calls", len(pool), len(dev),
+                    self.max_metric_calls)
+        callbacks = [*(dspy.settings.get("callbacks") or []), fatal]
+        try:
+            with dspy.context(lm=lms.evol, callbacks=callbacks):
+                optimized = optimizer.compile(student, trainset=_examples(pool), valset=_examples(dev))
+        except Exception as error:
+            if fatal.error is not None:
+                raise fatal.error from error
+            raise
+        if fatal.error is not None:
+            raise fatal.error
+        return optimized.detailed_results
+
+    def _rescore(self, student: Evolver, method: str, dev: Sequence[Item], metric: EvolutionFeedback) -> MethodScore:
+        """A method's dev verdicts by rule (GEPA's own calls answer them again from the cache)."""
+        evolver = student.with_method(method)
+
+        def judge(item: Item) -> Any:
+            try:
+                prediction = evolver(instruction=item.text)
+            except Exception as error:  # an unparseable or failed evolution fails the item, as in GEPA
+                if isinstance(error, BudgetExceeded) or is_permanent(error):
+                    raise
+                prediction = None
+            return metric.outcome(item.text, prediction)
+
+        outcomes = run_in_threads(judge, list(dev), self.num_threads)
+        by_rule: dict[str, int] = {}
+        for outcome in outcomes:
+            if outcome.verdict.failed:
+                by_rule[outcome.verdict.rule or "unknown"] = by_rule.get(outcome.verdict.rule or "unknown", 0) + 1
+        return _score(evolver, failed=sum(by_rule.values()), evaluated=len(dev), by_rule=by_rule)
+
+    def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
+        from autoevol import __version__
+
+        settings: dict[str, Any] = {"optimizer": "gepa"}
+        settings.update((key, value) for key, value in self.hyperparameters().items()
+                        if key not in ("max_metric_calls", "max_steps", "num_candidates"))  # a budget may grow
+        detector = self.detector or FailureDetector()
+        settings.update(models=self._models(), detector_rules=detector.rule_names)
+        return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
+                         settings=settings, data=data_summary(pool, dev))
+
+    def _evol_lm(self) -> dspy.LM:
+        lm = self.evol_lm or dspy.settings.lm
+        if lm is None:
+            raise ValueError("no evol LM: pass evol_lm=... or configure one with dspy.configure(lm=...)")
+        return lm
+
+    def _models(self) -> dict[str, str]:
+        models = {"evol": model_name(self._evol_lm()), "optimizer": model_name(self.optimizer_lm)}
+        judge = self.detector.judge_lm if self.detector is not None else None
+        if judge is not None:
+            models["judge"] = model_name(judge)
+        return models
+
+
+def build_teleprompter(optimizer: OptimizerName, **settings: Any) -> Teleprompter:
+    """An ``AutoEvolInstruct`` or a ``GEPAEvolInstruct`` from Auto Evol-Instruct's keyword settings.
+
+    For ``"gepa"``, the settings GEPA has no use for (racing, proposals, patience, the optimizer's
+    sampling, step callbacks, progress) are left out, and ``max_metric_calls`` (GEPA only) is
+    honoured; for ``"auto-evol"`` a ``max_metric_calls`` of ``None`` is ignored.
+    """
+    from autoevol.optimizers.auto_evol import AutoEvolInstruct
+
+    if optimizer == "gepa":
+        accepted = set(inspect.signature(GEPAEvolInstruct.__init__).parameters) - {"self"}
+        return GEPAEvolInstruct(**{key: value for key, value in settings.items() if key in accepted})
+    if optimizer == "auto-evol":
+        if settings.pop("max_metric_calls", None) is not None:
+            raise ValueError("max_metric_calls is a GEPA budget; Auto Evol-Instruct's budget is its steps")
+        return AutoEvolInstruct(**settings)
+    raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _examples(items: Sequence[Item]) -> list[dspy.Example]:
+    return [dspy.Example(instruction=item.text, id=item.id).with_inputs("instruction") for item in items]
+
+
+def _method_of(program: Any) -> str:
+    return program.evolve.signature.instructions
+
+
+def _score(evolver: Evolver, *, failed: int, evaluated: int, by_rule: dict[str, int] | None = None) -> MethodScore:
+    """A MethodScore of ``evolver`` (its demonstrations kept, where scores record them)."""
+    extra = {"demos": evolver.demos} if "demos" in MethodScore.model_fields else {}
+    return MethodScore(method=evolver.method, fingerprint=evolver.fingerprint,
+                       failure_rate=failed / evaluated if evaluated else 0.0, failed=failed, evaluated=evaluated,
+                       by_rule=by_rule or {}, **extra)
+
+
+def _candidate_score(result: Any, index: int) -> MethodScore:
+    scores = list(result.val_subscores[index].values())
+    return _score(result.candidates[index], failed=sum(score < 1.0 for score in scores), evaluated=len(scores))
+
+
+def _history(result: Any, start: MethodScore, final: MethodScore) -> list[StepRecord]:
+    """One step per candidate GEPA accepted, in the order it found them, against the best so far."""
+    best = start
+    history = []
+    for index in range(1, len(result.candidates)):
+        score = final if _method_of(result.candidates[index]) == final.method else _candidate_score(result, index)
+        parents = [parent for parent in (result.parents[index] or []) if parent is not None]
+        change = (f"GEPA reflection on candidate {parents[0]}" if len(parents) == 1
+                  else f"GEPA merge of candidates {', '.join(map(str, parents))}" if parents else "GEPA proposal")
+        candidate = CandidateRecord(index=1, method=score.method, fingerprint=score.fingerprint, change=change,
+                                    score=score)
+        improved = score.failure_rate < best.failure_rate
+        selected = score if improved else best
+        history.append(StepRecord(step=index, incumbent=best, trajectory=[], candidates=[candidate],
+                                  winner=1 if improved else None, selected=selected, improved=improved,
+                                  finished_at=now()))
+        best = selected
+    return history
+
+
+def _gepa_summary(result: Any, budget: int) -> dict[str, Any]:
+    """GEPA's per-candidate scores for the evolver's metadata."""
+    return {
+        "max_metric_calls": budget, "total_metric_calls": result.total_metric_calls,
+        "num_full_val_evals": result.num_full_val_evals, "best_idx": result.best_idx,
+        "candidates": [
+            {"index": index, "method_fingerprint": program.fingerprint,
+             "parents": list(result.parents[index] or []),
+             "dev_score": round(result.val_aggregate_scores[index], 4),
+             "dev_failure_rate": round(1.0 - result.val_aggregate_scores[index], 4),
+             "discovered_at_metric_calls": result.discovery_eval_counts[index]}
+            for index, program in enumerate(result.candidates)
+        ],
+    }
+
+
+def _better(final: MethodScore, start: MethodScore) -> bool:
+    return final.fingerprint != start.fingerprint and final.failure_rate < start.failure_rate
+
+
+def _found_nothing(start: MethodScore, final: MethodScore, result: Any, evolver: Evolver) -> CompileFoundNothing | None:
+    if _better(final, start):
+        return None
+    if start.failed == 0:
+        return NoImprovement("the starting method fails no dev item: there is nothing to optimize", evolver)
+    accepted = len(result.candidates) - 1
+    if accepted == 0:
+        return NoImprovement(f"GEPA accepted no candidate method in {result.total_metric_calls} metric calls (none "
+                             "beat its parent on a reflection mini-batch)", evolver)
+    return NoImprovement(f"none of the {accepted} candidate methods GEPA accepted beat the starting method's dev "
+                         f"failure rate of {100 * start.failure_rate:.0f}%", evolver)
