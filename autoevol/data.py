@@ -58,9 +58,12 @@ __all__ = [
     "OUTPUT_FORMATS",
     "count_rows",
     "detect_column",
+    "is_human_turn",
+    "iter_conversations",
     "iter_items",
     "output_format",
     "read_rows",
+    "turn_text",
     "write_rows",
 ]
 
@@ -257,11 +260,26 @@ class _Source:
     empty_hint: str = ""
 
 
-def _items(
+def iter_conversations(
+    path: str | Path, *, column: str | None = None, id_column: str | None = None
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Stream ``(row id, turns)`` for every input record whose instruction cell is a conversation.
+
+    Columns and ids are resolved exactly as :func:`iter_items` resolves them, so the row id is
+    the one the record's seed items carry (``"<row id>-<k>"`` for its k-th human turn). Records
+    whose cell is not a list of turn objects are skipped (they yielded no usable turn).
+    """
+    path = Path(path)
+    for _, record, name, row_id in _records(path, _input_format(path), column, id_column, None):
+        value = record.get(name)
+        if isinstance(value, list) and all(isinstance(turn, dict) for turn in value):
+            yield row_id, value
+
+
+def _records(
     path: Path, fmt: str, column: str | None, id_column: str | None, limit: int | None
-) -> Iterator[SeedItem]:
-    if limit == 0:
-        return
+) -> Iterator[tuple[int, dict, str, str]]:
+    """``(row number, record, instruction column, row id)`` of each input record, in order."""
     source = SOURCE_OPENERS[fmt](path)
     if source.columns is not None:
         column, id_column = resolve_columns(path, source.columns, column, id_column)
@@ -276,23 +294,31 @@ def _items(
         rows = itertools.chain([first], rows)
 
     logger.debug("reading %s: column=%r id_column=%r", path, column, id_column)
-    seen: dict[str, int] = {}
     count = 0
     for index, (row_no, record) in enumerate(rows):
         _require_object(path, row_no, record)
-        row_id = record_id(path, row_no, record, id_column, index)
-        for item in record_items(path, row_no, record, column, row_id):
+        yield row_no, record, column, record_id(path, row_no, record, id_column, index)
+        count += 1
+        if limit is not None and count >= limit:
+            return
+    if count == 0:
+        raise DataError(path, f"no rows{source.empty_hint}")
+
+
+def _items(
+    path: Path, fmt: str, column: str | None, id_column: str | None, limit: int | None
+) -> Iterator[SeedItem]:
+    if limit == 0:
+        return
+    seen: dict[str, int] = {}
+    for row_no, record, name, row_id in _records(path, fmt, column, id_column, limit):
+        for item in record_items(path, row_no, record, name, row_id):
             first_row = seen.setdefault(item.id, row_no)
             if first_row != row_no:
                 raise DataError(
                     path, f"duplicated id '{item.id}' (first used in row {first_row})", row_no
                 )
             yield item
-        count += 1
-        if limit is not None and count >= limit:
-            return
-    if count == 0:
-        raise DataError(path, f"no rows{source.empty_hint}")
 
 
 def _require_object(path: Path, row_no: int, record: Any) -> None:
@@ -377,7 +403,7 @@ def _conversation_items(value: Any, column: str, row_no: int, row_id: str) -> li
     for number, turn in enumerate(value, 1):
         if not isinstance(turn, dict):
             return problem(f"{column} turn {number} is not an object ({type(turn).__name__})")
-    human = [_turn_text(t) for t in value if _is_human(t)]
+    human = [turn_text(t) for t in value if is_human_turn(t)]
     if not human:
         return problem("conversation has no human turn")
     items = []
@@ -389,12 +415,14 @@ def _conversation_items(value: Any, column: str, row_no: int, row_id: str) -> li
     return items
 
 
-def _is_human(turn: dict) -> bool:
+def is_human_turn(turn: dict) -> bool:
+    """Whether a conversation turn is the user's (ShareGPT ``from: human`` or ``role: user``)."""
     speaker = turn.get("from", turn.get("role"))
     return isinstance(speaker, str) and speaker.lower() in _HUMAN_SPEAKERS
 
 
-def _turn_text(turn: dict) -> Any:
+def turn_text(turn: dict) -> Any:
+    """The text of a turn (``value`` or ``content``; OpenAI text parts are joined by newlines)."""
     content = turn.get("value") if "from" in turn else turn.get("content")
     # OpenAI content parts: [{"type": "text", "text": "..."}, ...]
     if isinstance(content, list) and content and all(

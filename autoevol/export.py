@@ -3,9 +3,13 @@
 An evolve output holds one row per input and per round, failed rows included. An export keeps the
 successful evolutions only (the training data), one row per evolved instruction with its lineage:
 
-    id, root_id, parent_id, round, instruction, original, answer, method_fingerprint, evol_model
+    id, root_id, parent_id, round, instruction, original, answer, method_fingerprint, evol_model,
+    answer_model, turn
 
 With ``include_seed`` the seed instructions join as round 0 rows (``id == root_id``, no parent).
+``export_format`` writes those rows in a layout trainers read instead (chat messages, ShareGPT,
+Alpaca; conversations put back together), with the lineage in a side file or column: see
+:mod:`autoevol.formats`.
 ``mode="separate"`` writes one file per round; ``mode="mixed"`` one file with every round (the
 paper's mixed-round data). The dataset card (``README.md``) follows the Hugging Face convention:
 YAML front matter, then a Markdown description of how the data was made.
@@ -23,7 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from autoevol.data import output_format, read_rows, write_rows
+from autoevol import formats
+from autoevol.data import DataError, output_format, read_rows, write_rows
+from autoevol.formats import ConversationCounts, ConversationInput, ExportFormat, LineageMode
 from autoevol.metrics.embeddings import Embedder
 from autoevol.metrics.quality import QualityReport, dedup_indices, quality_report
 from autoevol.records import fingerprint
@@ -36,6 +42,7 @@ ExportMode = Literal["separate", "mixed"]
 #: The columns of an exported row, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (
     "id", "root_id", "parent_id", "round", "instruction", "original", "answer", "method_fingerprint", "evol_model",
+    "answer_model", "turn",
 )
 CARD_NAME = "README.md"
 #: The line that marks a card as written by autoevol: only such a card is ever replaced.
@@ -49,9 +56,11 @@ EXPORT_FIELDS: dict[str, str] = {
     "round": "evolution round (0 = seed)",
     "instruction": "the evolved instruction",
     "original": "the instruction it was evolved from",
-    "answer": "the evol model's answer to the evolved instruction",
+    "answer": "the answer to the evolved instruction",
     "method_fingerprint": "short hash of the evolving method",
-    "evol_model": "the model that evolved and answered",
+    "evol_model": "the model that evolved the instruction",
+    "answer_model": "the model that wrote the answer (the evol model unless a separate answer LM was set)",
+    "turn": "conversation inputs: index of the human turn this row evolves",
 }
 #: The fields of an evolve output row (``EvolvedRow``): every input and round, failed rows included.
 OUTPUT_FIELDS: dict[str, str] = {
@@ -61,12 +70,14 @@ OUTPUT_FIELDS: dict[str, str] = {
     "round": "evolution round (1 = evolved from the seed)",
     "original": "the instruction it was evolved from",
     "evolved": "the evolved instruction (empty when the evol model gave none)",
-    "answer": "the evol model's answer to the evolved instruction",
+    "answer": "the answer to the evolved instruction (failed rows: the evol model's, read by failure detection)",
     "failed": "whether a failure rule rejected the evolution",
     "rule": "the failure rule that decided it (failed rows only)",
     "reason": "why that rule fired",
     "method_fingerprint": "short hash of the evolving method",
-    "evol_model": "the model that evolved and answered",
+    "evol_model": "the model that evolved the instruction",
+    "answer_model": "the model that wrote the answer (the evol model unless a separate answer LM was set)",
+    "turn": "conversation inputs: index of the human turn this row evolves",
 }
 
 
@@ -81,6 +92,10 @@ class ExportResult(BaseModel):
     rows_by_round: dict[int, int] = Field(description="rows written per round (0 = seed)")
     duplicates_dropped: int = 0
     splits: dict[str, str] = Field(default_factory=dict, description="split name -> file, for a card")
+    export_format: str = "raw"
+    lineage_files: list[Path] = Field(default_factory=list)
+    conversations: ConversationCounts | None = Field(
+        default=None, description="conversations put back together (conversation inputs only)")
 
 
 def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False) -> list[dict[str, Any]]:
@@ -93,7 +108,7 @@ def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False
             seeds[row["root_id"]] = {
                 "id": row["root_id"], "root_id": row["root_id"], "parent_id": None, "round": 0,
                 "instruction": row.get("original"), "original": None, "answer": None,
-                "method_fingerprint": None, "evol_model": None,
+                "method_fingerprint": None, "evol_model": None, "answer_model": None, "turn": row.get("turn"),
             }
         if row.get("failed") or not row.get("evolved"):
             continue
@@ -101,7 +116,7 @@ def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False
             "id": row.get("id"), "root_id": row.get("root_id"), "parent_id": row.get("parent_id"),
             "round": round_no, "instruction": row.get("evolved"), "original": row.get("original"),
             "answer": row.get("answer"), "method_fingerprint": row.get("method_fingerprint"),
-            "evol_model": row.get("evol_model"),
+            "evol_model": row.get("evol_model"), "answer_model": row.get("answer_model"), "turn": row.get("turn"),
         })
     evolved.sort(key=lambda r: r["round"])  # stable: input order within a round
     return ([*seeds.values()] if include_seed else []) + evolved
@@ -140,8 +155,11 @@ def export_rounds(
     dedup: bool = False,
     dup_threshold: float = 0.95,
     embedder: Embedder | None = None,
+    export_format: ExportFormat = "raw",
+    lineage: LineageMode = "file",
+    conversations: ConversationInput | None = None,
 ) -> ExportResult:
-    """Export the successful rows of an evolve output, per round or mixed.
+    """Export the successful rows of an evolve output, per round or mixed, in a training layout.
 
     Args:
         rows_path: an evolve output (``.jsonl``, ``.parquet`` or a ``save_to_disk`` folder).
@@ -151,10 +169,30 @@ def export_rounds(
         dedup: drop exact repeats and, with ``embedder``, near-duplicates (cosine >= ``dup_threshold``)
             of an earlier row; within each file, first occurrence wins (seeds come first).
         embedder: for near-duplicates; without one only exact (normalized text) repeats are dropped.
+        export_format: ``raw`` (the rows above), ``messages``, ``sharegpt`` or ``alpaca`` (see
+            :mod:`autoevol.formats`).
+        lineage: where a non-raw layout keeps the lineage: ``file`` (``<export>.lineage.jsonl``
+            beside each data file), ``column`` (a ``lineage`` JSON column) or ``none``.
+        conversations: the input evolve read, when it held conversations: needed by
+            ``messages`` and ``sharegpt`` to put them back together.
+
+    Raises:
+        ValueError: an unknown mode, format or lineage mode, or seeds or dedup asked with a non-raw
+            layout that cannot hold them.
+        DataError: conversation rows without ``conversations``, or an input that lacks them.
     """
     if mode not in ("separate", "mixed"):
         raise ValueError(f"mode must be 'separate' or 'mixed', not {mode!r}")
+    formats.check_format(export_format, lineage)
+    if include_seed and export_format != "raw":
+        raise ValueError("seed rows have no answers: include_seed works with the raw format only")
     rows = export_rows(read_rows(rows_path), include_seed=include_seed)
+    rebuilding = export_format in ("messages", "sharegpt") and any(row.get("turn") is not None for row in rows)
+    if rebuilding and conversations is None:
+        raise DataError(rows_path, "holds turns of conversations; give the input evolve read (--data) to put "
+                                   "them back together, or export them one by one with --format alpaca or raw")
+    if rebuilding and dedup:
+        raise ValueError("dedup would drop single turns out of conversations; export conversations without it")
     groups: dict[int, list[dict[str, Any]]] = {}
     if mode == "mixed":
         groups[-1] = rows
@@ -167,25 +205,48 @@ def export_rounds(
             kept = _dedup(group, embedder=embedder, dup_threshold=dup_threshold)
             dropped += len(group) - len(kept)
             groups[key] = kept
-    files: list[Path] = []
-    splits: dict[str, str] = {}
-    if mode == "mixed":
-        target = Path(out_dir_or_prefix)
-        write_rows(groups[-1], target, schema_hint=None)
-        files.append(target)
-        splits["train"] = target.name if output_format(target) != "dataset" else ""
-        written = Counter(r["round"] for r in groups[-1])
+    root = Path(out_dir_or_prefix)
+    result = ExportResult(files=[], rows_by_round={}, duplicates_dropped=dropped, export_format=export_format,
+                          conversations=ConversationCounts() if rebuilding else None)
+    targets = {-1: root} if mode == "mixed" else separate_paths(root, sorted(groups))
+    written: Counter[int] = Counter()
+    for key, group in sorted(groups.items()):
+        target = targets[key]
+        written.update(_write_layout(group, target, root, result, export_format=export_format, lineage=lineage,
+                                     conversations=conversations if rebuilding else None))
+        result.files.append(target)
+        if mode == "mixed":
+            result.splits["train"] = target.name if output_format(target) != "dataset" else ""
+        else:
+            result.splits[f"round_{key}"] = target.name
+    result.rows_by_round = dict(sorted(written.items()))
+    logger.info("exported %d rows to %d file(s)", sum(written.values()), len(result.files))
+    return result
+
+
+def _write_layout(group: list[dict[str, Any]], target: Path, root: Path, result: ExportResult, *,
+                  export_format: str, lineage: str, conversations: ConversationInput | None) -> Counter[int]:
+    """Write one export file (and its lineage file) in ``export_format``; returns rows per round."""
+    if export_format == "raw":
+        write_rows(group, target, schema_hint=None)
+        return Counter(row["round"] for row in group)
+    if conversations is not None and result.conversations is not None:
+        pairs = formats.conversation_rows(group, export_format, lineage, conversations, result.conversations)
     else:
-        paths = separate_paths(out_dir_or_prefix, sorted(groups))
-        written = Counter()
-        for round_no, group in sorted(groups.items()):
-            write_rows(group, paths[round_no], schema_hint=None)
-            files.append(paths[round_no])
-            splits[f"round_{round_no}"] = paths[round_no].name
-            written[round_no] = len(group)
-    logger.info("exported %d rows to %d file(s)", sum(written.values()), len(files))
-    return ExportResult(files=files, rows_by_round=dict(sorted(written.items())), duplicates_dropped=dropped,
-                        splits=splits)
+        pairs = formats.single_turn_rows(group, export_format, lineage)
+    records: list[dict[str, Any]] = []
+
+    def layout_rows() -> Any:
+        for row, record in pairs:
+            records.append(record)
+            yield row
+
+    write_rows(layout_rows(), target, schema_hint=formats.schema(export_format, lineage))
+    if lineage == "file":
+        side = formats.lineage_path(target, root)
+        write_rows(records, side)
+        result.lineage_files.append(side)
+    return Counter(int(record["round"]) for record in records)
 
 
 # --------------------------------------------------------------------------- dataset card
@@ -201,6 +262,7 @@ class CardFacts(BaseModel):
     failures_by_rule: dict[str, int] = Field(default_factory=dict)
     method_fingerprints: list[str] = Field(default_factory=list)
     evol_models: list[str] = Field(default_factory=list)
+    answer_models: list[str] = Field(default_factory=list)
     seed_quality: QualityReport | None = None
     evolved_quality: dict[int, QualityReport] = Field(default_factory=dict)
 
@@ -230,7 +292,8 @@ def card_facts(
             parents.append(str(row.get("original") or ""))
         if quality and r == 1 and row.get("root_id") is not None:
             seeds.setdefault(str(row["root_id"]), str(row.get("original") or ""))
-        for key, target in (("method_fingerprint", facts.method_fingerprints), ("evol_model", facts.evol_models)):
+        for key, target in (("method_fingerprint", facts.method_fingerprints), ("evol_model", facts.evol_models),
+                            ("answer_model", facts.answer_models)):
             if row.get(key) and row[key] not in target:
                 target.append(str(row[key]))
     facts.rounds = sorted(facts.rows_by_round)
@@ -275,6 +338,8 @@ def dataset_card(
     splits: Mapping[str, str] | None = None,
     exported_rows: int | None = None,
     fields: Mapping[str, str] | None = None,
+    export_format: str | None = None,
+    conversations: ConversationCounts | None = None,
 ) -> str:
     """The text of a dataset card (``README.md``): YAML front matter, then Markdown sections.
 
@@ -283,12 +348,16 @@ def dataset_card(
     each round, the lineage fields and how the data was made. ``splits`` maps split names to data
     files (a ``configs`` entry lets ``datasets.load_dataset`` on the folder find them). ``fields``
     describes the columns (default :data:`EXPORT_FIELDS`; an evolve output: :data:`OUTPUT_FIELDS`).
+    ``export_format`` names the layout of an export (``None``: an evolve output's own rows);
+    ``conversations`` says how many conversation turns were evolved and how many kept their text.
     """
     if method is None and fingerprint(INITIAL_METHOD) in facts.method_fingerprints:
         method = INITIAL_METHOD
     models = dict(models or {})
     if facts.evol_models and "evol" not in models:
         models["evol"] = ", ".join(facts.evol_models)
+    if facts.answer_models and "answer" not in models:
+        models["answer"] = ", ".join(facts.answer_models)
     front = ["---", "language:", "- en", "license: other", "task_categories:", "- text-generation",
              "tags:", "- synthetic", "- instruction-tuning", "- evol-instruct", "- autoevol",
              "size_categories:", f"- {_size_category(exported_rows if exported_rows is not None else facts.rows)}",
@@ -314,6 +383,11 @@ def dataset_card(
                 + (", ".join(f"`{f}`" for f in facts.method_fingerprints) or "none") + ")", ""]
     if facts.method_fingerprints:
         out += ["Method fingerprint(s): " + ", ".join(f"`{f}`" for f in facts.method_fingerprints), ""]
+    out += ["## Format", "", _format_text(export_format), ""]
+    if conversations is not None:
+        out += [f"Conversations put back together: {conversations.conversations}; human turns evolved: "
+                f"{conversations.evolved_turns}; human turns kept with their original text (their evolution "
+                f"failed, or was not in this round): {conversations.kept_turns}.", ""]
     if models:
         out += ["## Models", "", "| role | model |", "|---|---|"]
         out += [f"| {role} | `{name}` |" for role, name in models.items()] + [""]
@@ -350,6 +424,14 @@ def dataset_card(
     return "\n".join(out)
 
 
+def _format_text(export_format: str | None) -> str:
+    if export_format is None:
+        return ("autoevol's evolve output: one row per input and round, failed rows included with the rule "
+                "and reason (`autoevol export --format` writes training layouts from it).")
+    loaders = "`datasets.load_dataset` (json or parquet files) or `datasets.load_from_disk` (a saved folder)"
+    return f"`{export_format}`: {formats.FORMAT_DESCRIPTIONS[export_format]} Loads as it is with {loaders}."
+
+
 def is_own_card(path: str | Path) -> bool:
     """Whether the file at ``path`` is a dataset card autoevol wrote (it carries :data:`CARD_MARKER`)."""
     try:
@@ -372,6 +454,8 @@ def write_dataset_card(
     embedder: Embedder | None = None,
     title: str = "Evolved instructions",
     fields: Mapping[str, str] | None = None,
+    export_format: str | None = None,
+    conversations: ConversationCounts | None = None,
 ) -> Path:
     """Write ``README.md`` into ``out_folder`` for the evolve output at ``rows_path``; returns its path.
 
@@ -388,7 +472,8 @@ def write_dataset_card(
                         "(move it away to get a dataset card)")
     facts = card_facts(read_rows(rows_path), quality=quality, embedder=embedder)
     text = dataset_card(facts, method=method, title=title, models=models, hyperparameters=hyperparameters,
-                        splits=splits, exported_rows=exported_rows, fields=fields)
+                        splits=splits, exported_rows=exported_rows, fields=fields, export_format=export_format,
+                        conversations=conversations)
     folder.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CARD_NAME}.", suffix=".tmp")
     try:
