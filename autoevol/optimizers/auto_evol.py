@@ -7,10 +7,12 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
         X_t  = a mini-batch of the training pool
         S_t  = the trajectory: every item of X_t evolved l times in a row with e
         m times, sampled:  feedback f_j = analysis of S_t;  candidate e_j = e improved with f_j
+        beside them, new demonstration sets drawn from the pool's successful evolutions (max_demos > 0)
         measure every candidate's failure rate on the development set D (paired, raced)
         e = the lowest failure rate, the incumbent included; stop when it no longer decreases
 
-Proposals live in :mod:`~autoevol.optimizers.proposal`, the trajectory and the dev measurements in
+Proposals live in :mod:`~autoevol.optimizers.proposal`, demonstrations in
+:mod:`~autoevol.optimizers.demos`, the trajectory and the dev measurements in
 :mod:`~autoevol.optimizers.evaluation`; this module is the loop.
 
 Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from dspy.teleprompt.teleprompt import Teleprompter
 
 from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
+from autoevol.optimizers.demos import DemoSearch
 from autoevol.optimizers.evaluation import DevEvaluator, EvolRole, Item, evolve_trajectory
 from autoevol.optimizers.history import (
     CandidateRecord,
@@ -47,16 +50,21 @@ from autoevol.optimizers.outcome import (
     CompileFoundNothing,
     NoImprovement,
     NoValidCandidate,
+    StepCallback,
+    StopCompile,
     analysis_context,
     compiled_evolver,
     found_nothing_error,
     log_step,
+    notify,
+    steps_without_improvement,
 )
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.optimizers.roles import CompileLMs, model_name
 from autoevol.optimizers.split import NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
 from autoevol.threads import run_in_threads
@@ -68,23 +76,24 @@ __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidC
 
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
+#: Settings that only matter when demonstrations are on.
+DEMO_SETTINGS = {"max_demos", "demo_candidates", "teacher_demos"}
 
-StepCallback = Callable[[int, StepRecord], "bool | None"]
 Instructions = Sequence["str | dspy.Example | SeedItem"]
 
 
-class StopCompile(Exception):
-    """Raise from a ``step_callback`` to end the loop after the current step (e.g. Optuna pruning)."""
-
-
 class AutoEvolInstruct(Teleprompter):
-    """Optimize an :class:`~autoevol.programs.Evolver`'s evolving method, as Auto Evol-Instruct does.
+    """Optimize an :class:`~autoevol.programs.Evolver`'s evolving method and demonstrations.
 
     Each step samples a mini-batch of the training pool, evolves it ``evolution_rounds`` times with
     the current method (the trajectory), lets the optimizer LLM analyse the trajectory and propose
     ``num_candidates`` improved methods (sampled at ``temperature``/``top_p`` with distinct rollout
     ids), measures every candidate's evolution failure rate on the same development items, and keeps
-    the lowest; the current method competes and is kept on ties. The loop stops after
+    the lowest; the current method competes and is kept on ties. With ``max_demos > 0`` the
+    candidate is a method plus up to ``max_demos`` demonstrations (successful evolutions of
+    training items seen in the trajectories, never dev items): each step also proposes
+    ``demo_candidates`` new demonstration sets with the current method, measured and raced with
+    the method candidates; ``max_demos=0`` is the paper's method-only search. The loop stops after
     ``patience`` steps without improvement (a step without any valid candidate does not count),
     when no dev item fails any more, or at ``max_steps``.
 
@@ -116,6 +125,12 @@ class AutoEvolInstruct(Teleprompter):
             calls when a judge is set).
         keep_unchanged: return the starting method when the compile found nothing better, instead
             of raising :class:`CompileFoundNothing`.
+        max_demos: the most demonstrations a candidate carries (0: the paper, method text only).
+        demo_candidates: new demonstration sets proposed per step (when ``max_demos > 0``).
+        teacher_demos: also let the optimizer LM rewrite failed trajectory cases; a rewrite that
+            passes every rule under the evol LM's answer joins the demonstration pool.
+        keep_demos: start from the student's demonstrations (a warm start keeps its method but by
+            default draws new demonstrations from the new data).
         seed: seeds the dev split, the mini-batches and the optimizer's rollout ids.
         num_threads: items evaluated in parallel.
         step_callback: ``step_callback(step, record)`` after every step (replayed steps of a
@@ -146,6 +161,10 @@ class AutoEvolInstruct(Teleprompter):
         answer_max_tokens: int | None = None,
         trajectory_answers: bool = True,
         keep_unchanged: bool = False,
+        max_demos: int = 2,
+        demo_candidates: int = 2,
+        teacher_demos: bool = False,
+        keep_demos: bool = False,
         seed: int = 0,
         num_threads: int = 4,
         step_callback: StepCallback | None = None,
@@ -165,6 +184,7 @@ class AutoEvolInstruct(Teleprompter):
         _require(proposal_attempts >= 1, "proposal_attempts must be at least 1")
         _require(max_method_words >= 20, "max_method_words must be at least 20")
         _require(num_threads >= 1, "num_threads must be at least 1")
+        _require(max_demos >= 0 and demo_candidates >= 0, "max_demos and demo_candidates must be at least 0")
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
         self.num_candidates, self.batch_size, self.dev_size = num_candidates, batch_size, dev_size
         self.max_steps, self.evolution_rounds, self.patience = max_steps, evolution_rounds, patience
@@ -175,6 +195,8 @@ class AutoEvolInstruct(Teleprompter):
         self.answer_max_tokens = answer_max_tokens
         self.keep_unchanged, self.seed, self.num_threads = keep_unchanged, seed, num_threads
         self.step_callback, self.progress = step_callback, progress
+        self.max_demos, self.demo_candidates = max_demos, demo_candidates
+        self.teacher_demos, self.keep_demos = teacher_demos, keep_demos
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -184,7 +206,8 @@ class AutoEvolInstruct(Teleprompter):
 
         Args:
             student: the evolver to start from: ``Evolver()`` for e_0, or a compiled evolver
-                (a warm start on a new domain).
+                (a warm start on a new domain: its method, and its demonstrations only with
+                ``keep_demos``).
             trainset: instructions (strings, ``dspy.Example`` with ``instruction``, or
                 ``SeedItem``); the training pool, and the dev set too when ``valset`` is None.
             valset: instructions for the dev set; ``dev_size`` of them are sampled with the seed.
@@ -202,7 +225,10 @@ class AutoEvolInstruct(Teleprompter):
             too long) stop the compile at once.
         """
         pool, dev = self.split(trainset, valset)
-        header = self._run_header(student, pool, dev)
+        demos = DemoSearch(max_demos=self.max_demos, candidates=self.demo_candidates, teacher=self.teacher_demos,
+                           dev=dev, seed=self.seed)
+        start = Candidate(method=student.method, demos=demos.starting(student.demos) if self.keep_demos else ())
+        header = self._run_header(start, pool, dev)
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
                          CallCache(run.cache_path) if run is not None else None,
@@ -214,17 +240,18 @@ class AutoEvolInstruct(Teleprompter):
             proposer = MethodProposer(mode=self.proposal_mode, attempts=self.proposal_attempts,
                                       max_method_words=self.max_method_words, temperature=self.temperature,
                                       top_p=self.top_p, seed=self.seed)
-            return self._optimize(student, pool, header, run, _Loop(lms, role, evaluator, proposer))
+            return self._optimize(student, start, pool, header, run, _Loop(lms, role, evaluator, proposer, demos))
         finally:
             lms.close()
 
-    def _optimize(self, student: Evolver, pool: Sequence[Item], header: RunHeader, run: RunDirectory | None,
-                  loop: _Loop) -> Evolver:
+    def _optimize(self, student: Evolver, candidate: Candidate, pool: Sequence[Item], header: RunHeader,
+                  run: RunDirectory | None, loop: _Loop) -> Evolver:
         """The loop of the paper, resumed after the steps ``run`` has already recorded."""
-        start = self._start(student, run, loop)
+        start = self._start(candidate, run, loop)
         history = self._completed_steps(run)
+        loop.demos.replay(history)
         incumbent = history[-1].selected if history else start.score
-        stopped = self._replay(history)
+        stopped = next(filter(None, (notify(self.step_callback, record) for record in history)), None)
         for step in range(len(history) + 1, self.max_steps + 1):
             stopped = stopped or self._stop_reason(incumbent, history)
             if stopped:
@@ -235,7 +262,7 @@ class AutoEvolInstruct(Teleprompter):
             history.append(record)
             incumbent = record.selected
             log_step(record)
-            stopped = self._notify(record)
+            stopped = notify(self.step_callback, record)
         stopped = stopped or self._stop_reason(incumbent, history) or "max_steps"
         logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
                     stopped, 100 * start.score.failure_rate, 100 * incumbent.failure_rate, len(history))
@@ -253,8 +280,8 @@ class AutoEvolInstruct(Teleprompter):
         clock, usage_before = time.monotonic(), loop.lms.usage()
         batch = self.mini_batch(pool, step)
         stage = Stage(step, "trajectory", self.progress, planned=len(batch))
-        trajectory = evolve_trajectory(loop.role, incumbent.method, batch, self.evolution_rounds,
-                                       answers=self.trajectory_answers, on_done=stage.advance)
+        trajectory = evolve_trajectory(loop.role, incumbent.candidate(), batch, self.evolution_rounds,
+                                       answers=self.trajectory_answers or loop.demos.enabled, on_done=stage.advance)
         logger.info("step %d: trajectory of %d cases, %d failed", step, len(trajectory),
                     sum(case.failed for case in trajectory))
         context = analysis_context(incumbent, history)
@@ -265,6 +292,10 @@ class AutoEvolInstruct(Teleprompter):
 
         with dspy.context(lm=loop.lms.optimizer):
             candidates = run_in_threads(propose, range(1, self.num_candidates + 1), self.num_threads, stage.advance)
+        for candidate in candidates:
+            candidate.demos = list(incumbent.demos)
+        new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
+        candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
         winner = self._select(incumbent, candidates, step, loop)
         selected = incumbent if winner is None else candidates[winner - 1].score
@@ -272,6 +303,7 @@ class AutoEvolInstruct(Teleprompter):
         return StepRecord(
             step=step, incumbent=incumbent, trajectory=trajectory, candidates=candidates, winner=winner,
             selected=selected, improved=winner is not None, excluded_items=loop.evaluator.excluded_items(),
+            new_demos=new_demos,
             usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3),
             finished_at=now(),
         )
@@ -294,8 +326,8 @@ class AutoEvolInstruct(Teleprompter):
     def _select(self, incumbent: MethodScore, candidates: Sequence[CandidateRecord], step: int,
                 loop: _Loop) -> int | None:
         """Measure the candidates on D (paired, raced) and return the winner's index, or None."""
-        methods = {INCUMBENT: incumbent.method}
-        methods.update({c.index: c.method for c in candidates if not c.invalid and c.method})
+        methods = {INCUMBENT: incumbent.candidate()}
+        methods.update({c.index: c.candidate() for c in candidates if not c.invalid and c.method})
         keys = list(methods)
         stage = Stage(step, "evaluation", self.progress)
 
@@ -315,39 +347,21 @@ class AutoEvolInstruct(Teleprompter):
     def _stop_reason(self, incumbent: MethodScore, history: Sequence[StepRecord]) -> str | None:
         if incumbent.failed == 0:
             return "no_failures"
-        if _steps_without_improvement(history) >= self.patience:
+        if steps_without_improvement(history) >= self.patience:
             return "plateau"
         return None
 
-    # ------------------------------------------------------------------------------ callbacks & resume
+    # ------------------------------------------------------------------------------ resume
 
-    def _notify(self, record: StepRecord) -> str | None:
-        """Call the step callback; returns "callback" when it asks to stop."""
-        if self.step_callback is None:
-            return None
-        try:
-            answer = self.step_callback(record.step, record)
-        except StopCompile as stop:
-            logger.info("step %d: the step callback stopped the compile (%s)", record.step, stop)
-            return "callback"
-        return "callback" if answer is False else None
-
-    def _replay(self, history: Sequence[StepRecord]) -> str | None:
-        for record in history:
-            stopped = self._notify(record)
-            if stopped:
-                return stopped
-        return None
-
-    def _start(self, student: Evolver, run: RunDirectory | None, loop: _Loop) -> StartRecord:
-        """The starting method's failure rate on the whole dev set (measured once per run)."""
+    def _start(self, candidate: Candidate, run: RunDirectory | None, loop: _Loop) -> StartRecord:
+        """The starting candidate's failure rate on the whole dev set (measured once per run)."""
         recorded = run.start() if run is not None else None
         if recorded is not None:
             return recorded
         clock, usage_before = time.monotonic(), loop.lms.usage()
         stage = Stage(0, "evaluation", self.progress)
-        loop.evaluator.failures({INCUMBENT: student.method}, 0, self.dev_size, stage.plan, stage.advance)
-        score = loop.evaluator.score(student.method, self.dev_size)
+        loop.evaluator.failures({INCUMBENT: candidate}, 0, self.dev_size, stage.plan, stage.advance)
+        score = loop.evaluator.score(candidate, self.dev_size)
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
                     score.failed, score.evaluated)
         start = StartRecord(score=score, usage=loop.lms.usage_since(usage_before),
@@ -375,18 +389,21 @@ class AutoEvolInstruct(Teleprompter):
             "patience": self.patience, "racing": self.racing, "racing_alpha": self.racing_alpha,
             "proposal_mode": self.proposal_mode, "proposal_attempts": self.proposal_attempts,
             "max_method_words": self.max_method_words, "answer_max_tokens": self.answer_max_tokens,
-            "trajectory_answers": self.trajectory_answers,
-            "seed": self.seed,
+            "trajectory_answers": self.trajectory_answers, "max_demos": self.max_demos,
+            "demo_candidates": self.demo_candidates, "teacher_demos": self.teacher_demos,
+            "keep_demos": self.keep_demos, "seed": self.seed,
         }
 
-    def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
+    def _run_header(self, start: Candidate, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
         from autoevol import __version__
 
-        settings = {key: value for key, value in self.hyperparameters().items()
-                    if key not in ("max_steps", "patience")}  # a run may be extended or cut short
+        # a run may be extended or cut short; keep_demos shows in the start's fingerprint; a run
+        # without demonstrations records no demonstration setting (runs from before them resume)
+        ignored = {"max_steps", "patience", "keep_demos"} | (set() if self.max_demos else DEMO_SETTINGS)
+        settings = {key: value for key, value in self.hyperparameters().items() if key not in ignored}
         detector = self.detector or FailureDetector()
         settings.update(models=self._models(), detector_rules=detector.rule_names)
-        return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
+        return RunHeader(autoevol_version=__version__, start_method_fingerprint=start.fingerprint,
                          settings=settings, data=data_summary(pool, dev))
 
     def _evol_lm(self) -> dspy.LM:
@@ -403,10 +420,11 @@ class AutoEvolInstruct(Teleprompter):
         return models
 
 class _Loop:
-    """What the steps of one compile share: the LMs, the evol role, the dev evaluator, the proposer."""
+    """What the steps of one compile share: the LMs, the evol role, the dev evaluator, the proposers."""
 
-    def __init__(self, lms: CompileLMs, role: EvolRole, evaluator: DevEvaluator, proposer: MethodProposer) -> None:
-        self.lms, self.role, self.evaluator, self.proposer = lms, role, evaluator, proposer
+    def __init__(self, lms: CompileLMs, role: EvolRole, evaluator: DevEvaluator, proposer: MethodProposer,
+                 demos: DemoSearch) -> None:
+        self.lms, self.role, self.evaluator, self.proposer, self.demos = lms, role, evaluator, proposer, demos
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -416,13 +434,3 @@ def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
 
-
-def _steps_without_improvement(history: Sequence[StepRecord]) -> int:
-    """Steps since the last improvement; a step without a valid candidate tried nothing and is not counted."""
-    stale = 0
-    for record in history:
-        if record.improved:
-            stale = 0
-        elif record.valid_candidates:
-            stale += 1
-    return stale

@@ -1,6 +1,7 @@
 """Evaluation inside a compile: the trajectory S_t, and failure rates on the development set D.
 
-Both run the evolver under the evol LM in threads. Failure rates are paired: every method is
+Both run the evolver under the evol LM in threads. A candidate is a method with its demonstrations
+(:class:`~autoevol.programs.demonstration.Candidate`). Failure rates are paired: every candidate is
 measured on the same dev items, and an item whose measurement ended in an LM error (after the
 LM's own retries and one more try of the whole item) is left out of every method's rate rather
 than counted as a failure of one method.
@@ -16,11 +17,12 @@ import dspy
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, describe_error, evaluate_item, run_program
+from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item, run_program
 from autoevol.optimizers.history import MethodScore, TrajectoryCase
+from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.responder import Responder
-from autoevol.records import LM_ERROR, Verdict, fingerprint
+from autoevol.records import LM_ERROR, Verdict
 from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ class Item:
 
 @dataclass
 class EvolRole:
-    """What evolving and judging need: the evol LM, the detector, threads, one Evolver per method."""
+    """What evolving and judging need: the evol LM, the detector, threads, one Evolver per candidate."""
 
     evol_lm: dspy.LM
     detector: FailureDetector
@@ -50,17 +52,21 @@ class EvolRole:
         self.responder = Responder(max_tokens=self.answer_max_tokens)
         self._evolvers: dict[str, Evolver] = {}
 
-    def evolver(self, method: str) -> Evolver:
-        """An Evolver following ``method`` (one per distinct method)."""
-        if method not in self._evolvers:
-            self._evolvers[method] = Evolver(method)
-        return self._evolvers[method]
+    def evolver(self, candidate: Candidate) -> Evolver:
+        """An Evolver following ``candidate``'s method and showing its demonstrations (one per candidate)."""
+        key = candidate.fingerprint
+        if key not in self._evolvers:
+            self._evolvers[key] = Evolver(candidate.method, demos=candidate.demos)
+        return self._evolvers[key]
 
-    def evaluate(self, instruction: str, method: str) -> ItemOutcome:
-        """Evolve once, answer and judge; a detector or adapter fault fails the item."""
+    def evaluate(self, instruction: str, candidate: Candidate) -> ItemOutcome:
+        """Evolve once with ``candidate``, answer and judge; a detector or adapter fault fails the item."""
+        return self.evaluate_program(instruction, self.evolver(candidate))
+
+    def evaluate_program(self, instruction: str, program: Program) -> ItemOutcome:
+        """Evolve once with any evolving program, answer with the evol LM and judge."""
         try:
-            return evaluate_item(instruction, self.evolver(method), responder=self.responder,
-                                 detector=self.detector)
+            return evaluate_item(instruction, program, responder=self.responder, detector=self.detector)
         except BudgetExceeded:
             raise
         except Exception as error:
@@ -77,27 +83,27 @@ class EvolRole:
 # ---------------------------------------------------------------------------------- trajectory
 
 
-def evolve_trajectory(role: EvolRole, method: str, batch: Sequence[Item], rounds: int, *, answers: bool,
+def evolve_trajectory(role: EvolRole, candidate: Candidate, batch: Sequence[Item], rounds: int, *, answers: bool,
                       on_done: Callable[[int], None] | None = None) -> list[TrajectoryCase]:
-    """S_t: every item evolved ``rounds`` times in a row with ``method``, stage 0 the original.
+    """S_t: every item evolved ``rounds`` times in a row with ``candidate``, stage 0 the original.
 
     With ``answers`` the last stage is also answered and judged by every rule (the answer rules
     and the judge included), so the analysis sees how the evol LM reacted to it.
     """
     def evolve_case(numbered: tuple[int, Item]) -> TrajectoryCase:
         number, item = numbered
-        return _evolve_case(role, str(number), item, method, rounds, answers)
+        return _evolve_case(role, str(number), item, candidate, rounds, answers)
 
     return role.run(evolve_case, list(enumerate(batch, start=1)), on_done)
 
 
-def _evolve_case(role: EvolRole, case_id: str, item: Item, method: str, rounds: int,
+def _evolve_case(role: EvolRole, case_id: str, item: Item, candidate: Candidate, rounds: int,
                  answers: bool) -> TrajectoryCase:
     stages, notes = [item.text], []
-    evolver = role.evolver(method)
+    evolver = role.evolver(candidate)
     for round_number in range(1, rounds + 1):
         if round_number == rounds and answers:
-            outcome = role.evaluate(stages[-1], method)
+            outcome = role.evaluate(stages[-1], candidate)
             if outcome.evolved is not None:
                 stages.append(outcome.evolved)
                 notes.append(outcome.notes or "")
@@ -130,7 +136,7 @@ def _case(case_id: str, item: Item, stages: list[str], notes: list[str], verdict
 
 
 class DevEvaluator:
-    """Failure outcomes of methods on the dev items; each (method, item) is evaluated at most once."""
+    """Failure outcomes of candidates on the dev items; each (candidate, item) is evaluated at most once."""
 
     def __init__(self, role: EvolRole, dev: Sequence[Item]) -> None:
         self.role = role
@@ -138,50 +144,53 @@ class DevEvaluator:
         self._outcomes: dict[tuple[str, int], ItemOutcome] = {}
         self.excluded: set[int] = set()
 
-    def failures(self, methods: Mapping[int, str], start: int, stop: int,
+    def failures(self, candidates: Mapping[int, Candidate], start: int, stop: int,
                  on_planned: Callable[[int], None], on_done: Callable[[int], None]) -> dict[int, list[bool]]:
-        """Whether each dev item in ``start:stop`` failed, for every method (paired: same items).
+        """Whether each dev item in ``start:stop`` failed, for every candidate (paired: same items).
 
-        Items left out after LM errors count as passed for every method, so they never decide a
+        Items left out after LM errors count as passed for every candidate, so they never decide a
         paired comparison; :meth:`score` leaves them out of the rates.
         """
-        todo = sorted({(method, index) for method in methods.values() for index in range(start, stop)
-                       if (fingerprint(method), index) not in self._outcomes})
+        by_key = {candidate.fingerprint: candidate for candidate in candidates.values()}
+        todo = sorted({(key, index) for key in by_key for index in range(start, stop)
+                       if (key, index) not in self._outcomes})
         on_planned(len(todo))
-        for method in methods.values():
-            self.role.evolver(method)  # built here, not concurrently in the worker threads
+        for candidate in by_key.values():
+            self.role.evolver(candidate)  # built here, not concurrently in the worker threads
 
         def evaluate(task: tuple[str, int]) -> ItemOutcome:
-            method, index = task
-            outcome = self.role.evaluate(self.dev[index].text, method)
+            key, index = task
+            outcome = self.role.evaluate(self.dev[index].text, by_key[key])
             for _ in range(ITEM_TRIES - 1):
                 if outcome.verdict.rule != LM_ERROR:
                     break
-                outcome = self.role.evaluate(self.dev[index].text, method)
+                outcome = self.role.evaluate(self.dev[index].text, by_key[key])
             return outcome
 
-        for (method, index), outcome in zip(todo, self.role.run(evaluate, todo, on_done)):
-            self._outcomes[(fingerprint(method), index)] = outcome
+        for (key, index), outcome in zip(todo, self.role.run(evaluate, todo, on_done)):
+            self._outcomes[(key, index)] = outcome
             if outcome.verdict.rule == LM_ERROR and index not in self.excluded:
                 logger.warning("dev item %s is left out of every method's failure rate: %s",
                                self.dev[index].id, outcome.verdict.reason)
                 self.excluded.add(index)
-        return {key: [self._failed(method, index) for index in range(start, stop)] for key, method in methods.items()}
+        return {name: [self._failed(candidate.fingerprint, index) for index in range(start, stop)]
+                for name, candidate in candidates.items()}
 
-    def _failed(self, method: str, index: int) -> bool:
-        return index not in self.excluded and self._outcomes[(fingerprint(method), index)].verdict.failed
+    def _failed(self, key: str, index: int) -> bool:
+        return index not in self.excluded and self._outcomes[(key, index)].verdict.failed
 
-    def score(self, method: str, measured: int) -> MethodScore:
-        """The failure rate of ``method`` on the first ``measured`` dev items that were not left out."""
-        key = fingerprint(method)
+    def score(self, candidate: Candidate, measured: int) -> MethodScore:
+        """The failure rate of ``candidate`` on the first ``measured`` dev items that were not left out."""
+        key = candidate.fingerprint
         kept = [index for index in range(measured) if index not in self.excluded]
-        failed = [self._outcomes[(key, index)] for index in kept if self._failed(method, index)]
+        failed = [self._outcomes[(key, index)] for index in kept if self._failed(key, index)]
         by_rule: dict[str, int] = {}
         for outcome in failed:
             rule = outcome.verdict.rule or "unknown"
             by_rule[rule] = by_rule.get(rule, 0) + 1
-        return MethodScore(method=method, fingerprint=key, failure_rate=len(failed) / len(kept) if kept else 0.0,
-                           failed=len(failed), evaluated=len(kept), by_rule=by_rule)
+        return MethodScore(method=candidate.method, fingerprint=key, demos=list(candidate.demos),
+                           failure_rate=len(failed) / len(kept) if kept else 0.0, failed=len(failed),
+                           evaluated=len(kept), by_rule=by_rule)
 
     def excluded_items(self) -> list[int]:
         """Dev item positions left out so far, in order."""

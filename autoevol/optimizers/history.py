@@ -13,11 +13,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from autoevol.lm.usage import RoleUsage
+from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.signatures.analyze import TrajectoryIssue
 
 #: Identifies run directories; bump RUN_FORMAT_VERSION when their layout changes incompatibly.
@@ -32,7 +33,7 @@ class RunDirError(ValueError):
 
 
 class MethodScore(BaseModel):
-    """An evolving method and its failure rate on the development items it was measured on."""
+    """An evolving method (with its demonstrations) and its failure rate on the dev items it was measured on."""
 
     method: str
     fingerprint: str
@@ -40,6 +41,11 @@ class MethodScore(BaseModel):
     failed: int
     evaluated: int
     by_rule: dict[str, int] = Field(default_factory=dict)
+    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the method was measured with")
+
+    def candidate(self) -> Candidate:
+        """The measured method and demonstrations as plain data."""
+        return Candidate(method=self.method, demos=tuple(self.demos))
 
 
 class TrajectoryCase(BaseModel):
@@ -74,10 +80,13 @@ def _excerpt(text: str, limit: int) -> str:
 
 
 class CandidateRecord(BaseModel):
-    """One candidate method of a step: the analysis it came from and how it measured."""
+    """One candidate of a step: a proposed method (with the incumbent's demonstrations) or a new
+    demonstration set (with the incumbent's method), where it came from and how it measured."""
 
     index: int = Field(description="1-based position among the step's candidates")
+    kind: Literal["method", "demos"] = Field(default="method", description="which parameter the candidate changes")
     method: str | None = None
+    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the candidate carries")
     fingerprint: str | None = None
     feedback: str = ""
     issues: list[TrajectoryIssue] = Field(default_factory=list)
@@ -89,6 +98,12 @@ class CandidateRecord(BaseModel):
     invalid_reason: str | None = None
     score: MethodScore | None = None
     dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
+
+    def candidate(self) -> Candidate:
+        """The candidate's method and demonstrations as plain data (a valid candidate has a method)."""
+        if self.method is None:
+            raise ValueError(f"candidate {self.index} has no method")
+        return Candidate(method=self.method, demos=tuple(self.demos))
 
 
 class UsageDelta(RoleUsage):
@@ -112,6 +127,8 @@ class StepRecord(BaseModel):
     improved: bool
     excluded_items: list[int] = Field(
         default_factory=list, description="dev items left out of every method's rate after LM errors")
+    new_demos: list[Demo] = Field(
+        default_factory=list, description="demonstrations this step found (successful or teacher-written evolutions)")
     usage: list[UsageDelta] = Field(default_factory=list)
     seconds: float = 0.0
     finished_at: str = ""
@@ -141,6 +158,9 @@ class StepRecord(BaseModel):
             "dropped_candidates": sum(c.dropped is not None for c in self.candidates),
             "winner": self.winner if self.winner is not None else "incumbent kept",
             "failure_rate": self.selected.failure_rate,
+            "candidate_kinds": [c.kind for c in self.candidates],
+            "demos": len(self.selected.demos),
+            "new_demos": len(self.new_demos),
             "calls": {u.role: u.calls for u in self.usage},
             "seconds": round(self.seconds, 2),
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from autoevol.optimizers.history import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
@@ -13,6 +13,35 @@ logger = logging.getLogger("autoevol.optimizers.auto_evol")
 
 #: Earlier candidates shown to an analysis (the most recent ones).
 EARLIER_TRIES = 8
+
+StepCallback = Callable[[int, StepRecord], "bool | None"]
+
+
+class StopCompile(Exception):
+    """Raise from a ``step_callback`` to end the loop after the current step (e.g. Optuna pruning)."""
+
+
+def notify(callback: StepCallback | None, record: StepRecord) -> str | None:
+    """Call the step callback; returns "callback" when it asks to stop."""
+    if callback is None:
+        return None
+    try:
+        answer = callback(record.step, record)
+    except StopCompile as stop:
+        logger.info("step %d: the step callback stopped the compile (%s)", record.step, stop)
+        return "callback"
+    return "callback" if answer is False else None
+
+
+def steps_without_improvement(history: Sequence[StepRecord]) -> int:
+    """Steps since the last improvement; a step without a valid candidate tried nothing and is not counted."""
+    stale = 0
+    for record in history:
+        if record.improved:
+            stale = 0
+        elif record.valid_candidates:
+            stale += 1
+    return stale
 
 
 class CompileFoundNothing(RuntimeError):
@@ -51,7 +80,7 @@ def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> s
     lines = [f"On the development set the current method fails {incumbent.failed} of {incumbent.evaluated} "
              f"items" + (f" (by rule: {rules})." if rules else ".")]
     tries = [(record.step, candidate) for record in history for candidate in record.candidates
-             if not candidate.invalid and candidate.score is not None][-EARLIER_TRIES:]
+             if not candidate.invalid and candidate.score is not None and candidate.kind == "method"][-EARLIER_TRIES:]
     if tries:
         lines.append("Earlier changes and the failure rate they reached (lower is better):")
         for step, candidate in tries:
@@ -85,8 +114,9 @@ def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, h
     if student.metadata.get("optimizer"):
         metadata["started_from"] = {key: student.metadata.get(key) for key in
                                     ("initial_method_fingerprint", "dev_failure_rate", "dataset", "compiled_at")}
-        metadata["started_from"]["method_fingerprint"] = student.fingerprint
-    evolver = student.with_method(final.method)
+        metadata["started_from"].update(method_fingerprint=student.fingerprint, demos=len(student.demos),
+                                        demos_kept=len(initial.demos))
+    evolver = student.with_method(final.method).with_demos(final.demos)
     evolver.metadata = metadata
     evolver.compile_history = history
     return evolver

@@ -27,6 +27,7 @@ from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, TrajectoryCase
 from autoevol.optimizers.split import normalized
+from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
 from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
@@ -314,13 +315,14 @@ def _reraise_if_fatal(error: Exception) -> None:
 
 
 def mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
-    """Mark every candidate whose method repeats an earlier candidate's as invalid."""
-    first: dict[str, int] = {}
+    """Mark every candidate whose method and demonstrations repeat an earlier candidate's as invalid."""
+    first: dict[tuple[str, frozenset[str]], int] = {}
     for candidate in candidates:
         if candidate.invalid or candidate.method is None:
             continue
-        key = normalized(candidate.method)
+        key = (normalized(candidate.method), demo_keys(candidate.demos))
         if key in first:
-            candidate.invalid, candidate.invalid_reason = True, f"the same method as candidate {first[key]}"
+            what = "method" if candidate.kind == "method" else "demonstrations"
+            candidate.invalid, candidate.invalid_reason = True, f"the same {what} as candidate {first[key]}"
         else:
             first[key] = candidate.index

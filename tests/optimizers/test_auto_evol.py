@@ -116,7 +116,8 @@ def lms(evol: EvolScript, optimizer: OptimizerScript):
 
 def teleprompter(evol_lm, optimizer_lm, **settings) -> AutoEvolInstruct:
     options = dict(num_candidates=3, batch_size=4, dev_size=20, max_steps=1, num_threads=2, seed=0,
-                   proposal_mode="rewrite", proposal_attempts=1, trajectory_answers=False, keep_unchanged=True)
+                   proposal_mode="rewrite", proposal_attempts=1, trajectory_answers=False, keep_unchanged=True,
+                   max_demos=0)  # the paper's method-only search; demonstrations: tests/optimizers/test_demos.py
     options.update(settings)
     return AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
 

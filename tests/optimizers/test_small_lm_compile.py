@@ -106,7 +106,7 @@ def compile_world(evol: Evol, optimizer: Optimizer, **settings):
     evol_lm = scripted_lm(evol, role="evol", policy=policy)
     optimizer_lm = scripted_lm(optimizer, role="optimizer", policy=policy)
     options = dict(num_candidates=1, batch_size=3, dev_size=18, max_steps=1, num_threads=1, seed=0,
-                   racing=False, trajectory_answers=False)
+                   racing=False, trajectory_answers=False, max_demos=0)
     options.update(settings)
     tele = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
     return tele, tele.compile(Evolver(), trainset=TRAIN, valset=DEV)
