@@ -1,0 +1,180 @@
+"""GEPAEvolInstruct on a scripted world where one method variant truly fails less.
+
+The evol LM fails item ``n`` when ``n % 6`` is in the method's failing set: e_0 fails {0, 1, 2}
+(half the dev set); the rule "Keep every number" gives {1, 2, 3} (as bad, on other items), "Keep
+the question" {0, 4}, "Name the inputs" {2} (the best). The scripted reflection LM proposes e_0
+plus one rule, cycling through the three; GEPA has to keep the best one by its dev scores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import dspy
+import pytest
+from dspy.utils.exceptions import LMAuthError
+
+from autoevol.lm import Budget, CallPolicy
+from autoevol.lm.policy import BudgetExceeded
+from autoevol.optimizers import AutoEvolInstruct, NoImprovement
+from autoevol.optimizers.gepa import GEPAEvolInstruct, build_teleprompter, matched_metric_calls
+from autoevol.programs.evolver import Evolver, load_evolver
+from autoevol.signatures.evolve import INITIAL_METHOD
+from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+
+NUMBERS = "Keep every number of the original instruction."
+QUESTION = "Keep the question the original instruction asks."
+INPUTS = "Name the inputs the task works on."
+FIXES = {NUMBERS: ({0}, {3}), QUESTION: ({1, 2}, {4}), INPUTS: ({0, 1}, set())}
+DEV_SIZE, MINIBATCH = 18, 3
+
+
+def failing_residues(method: str) -> set[int]:
+    failing = {0, 1, 2}
+    for rule, (fixed, broken) in FIXES.items():
+        if rule in method:
+            failing = (failing - fixed) | broken
+    return failing
+
+
+def items(count: int, start: int = 0) -> list[str]:
+    return [f"Task #{n}: how many parts does item {n} need?" for n in range(start, start + count)]
+
+
+def evol(request: ScriptedRequest) -> dict[str, str]:
+    if request.plain:
+        return {"answer": "It needs four parts: two frames and two joints, each checked twice."}
+    text = request.inputs["instruction"]
+    number = int(re.search(r"#(\d+)", text).group(1))
+    if number % 6 in failing_residues(request.instructions):
+        return {"working_notes": "-", "evolved_instruction": text}
+    return {"working_notes": "-", "evolved_instruction": f"{text} Give the count per part and justify it."}
+
+
+class Reflection:
+    """The reflection LM: proposes e_0 plus the next rule of ``rules`` (JSON, as GEPA's proposer asks)."""
+
+    def __init__(self, rules: tuple[str, ...] = (NUMBERS, QUESTION, INPUTS)) -> None:
+        self.rules = rules
+        self.requests: list[ScriptedRequest] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: ScriptedRequest) -> str:
+        with self._lock:
+            self.requests.append(request)
+            rule = self.rules[(len(self.requests) - 1) % len(self.rules)]
+        return json.dumps({"new_instruction": f"{INITIAL_METHOD}\n\n{rule}"})
+
+
+def teleprompter(reflection: Reflection, evol_lm=None, **settings) -> GEPAEvolInstruct:
+    policy = CallPolicy(max_retries=0)
+    options = dict(dev_size=DEV_SIZE, batch_size=MINIBATCH, reflection_minibatch_size=MINIBATCH,
+                   max_metric_calls=150, num_threads=1, seed=0)
+    options.update(settings)
+    return GEPAEvolInstruct(optimizer_lm=scripted_lm(reflection, role="optimizer", policy=policy),
+                            evol_lm=evol_lm or scripted_lm(evol, policy=policy), **options)
+
+
+TRAIN, DEV = items(54), items(DEV_SIZE, start=100)  # the dev items: three of each residue
+
+
+def test_gepa_finds_the_method_that_truly_fails_less():
+    reflection = Reflection()
+    compiled = teleprompter(reflection).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    assert compiled.method == f"{INITIAL_METHOD}\n\n{INPUTS}"
+    meta = compiled.metadata
+    assert meta["optimizer"] == "gepa"
+    assert meta["initial_dev_failure_rate"] == 0.5 and meta["dev_failure_rate"] == pytest.approx(1 / 6)
+    assert meta["initial_dev_failures"] == {"failed": 9, "total": DEV_SIZE}
+    assert compiled.compile_history[-1].selected.by_rule == {"unchanged": 3}
+    rates = [candidate["dev_failure_rate"] for candidate in meta["gepa"]["candidates"]]
+    assert rates[0] == 0.5 and min(rates) == pytest.approx(1 / 6, abs=1e-3)
+    assert meta["history"] and meta["history"][-1]["failure_rate"] == pytest.approx(1 / 6)
+    # the reflection LM read autoevol's feedback: the rule that fired and the rewrite
+    assert any("Failure (unchanged)" in request.user and "Rewrite:" in request.user for request in reflection.requests)
+
+
+def test_the_budget_in_metric_calls_is_respected():
+    compiled = teleprompter(Reflection(), max_metric_calls=60).compile(Evolver(), trainset=TRAIN, valset=DEV,)
+    spent = compiled.metadata["gepa"]["total_metric_calls"]
+    assert 0 < spent <= 60 + DEV_SIZE + 2 * MINIBATCH  # GEPA stops between iterations: one more at most
+    evol_calls = compiled.metadata["usage"]["evol"]["calls"]
+    assert evol_calls <= 2 * (60 + DEV_SIZE + 2 * MINIBATCH) + 2 * DEV_SIZE  # evolve + answer per metric call
+
+
+def test_the_default_budget_matches_auto_evol_instructs_schedule():
+    assert matched_metric_calls(dev_size=50, batch_size=10, num_candidates=5, max_steps=10) == 50 + 10 * (10 + 250)
+    assert matched_metric_calls(dev_size=10, batch_size=4, num_candidates=2, max_steps=3, evolution_rounds=2) == \
+        10 + 3 * (8 + 20)
+    tele = GEPAEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=10, batch_size=4, num_candidates=2, max_steps=3)
+    assert tele.max_metric_calls == 10 + 3 * (4 + 20)
+
+
+def test_gepa_uses_the_same_split_as_auto_evol_instruct():
+    data = items(60)
+    auto = AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3)
+    gepa = build_teleprompter("gepa", optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3,
+                              racing=False, proposal_mode="edit", max_metric_calls=None)
+    assert isinstance(gepa, GEPAEvolInstruct)
+    assert gepa.split(data) == auto.split(data)
+    assert gepa.split(data, DEV) == auto.split(data, DEV)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_teleprompter("simba", optimizer_lm=scripted_lm(evol))  # type: ignore[arg-type]
+
+
+def test_the_evolver_file_round_trips(tmp_path):
+    compiled = teleprompter(Reflection()).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    path = compiled.save(tmp_path / "gepa-evolver.json")
+    loaded = load_evolver(path)
+    assert loaded.method == compiled.method and loaded.fingerprint == compiled.fingerprint
+    assert loaded.metadata["gepa"] == json.loads(json.dumps(compiled.metadata["gepa"]))
+    assert loaded.metadata["optimizer"] == "gepa"
+
+
+def test_a_compile_that_found_nothing_raises_unless_keep_unchanged():
+    with pytest.raises(NoImprovement) as raised:
+        teleprompter(Reflection(rules=(NUMBERS,)), max_metric_calls=80).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    assert raised.value.evolver.method == INITIAL_METHOD
+    kept = teleprompter(Reflection(rules=(NUMBERS,)), max_metric_calls=80, keep_unchanged=True).compile(
+        Evolver(), trainset=TRAIN, valset=DEV)
+    assert kept.method == INITIAL_METHOD and kept.metadata["dev_failure_rate"] == 0.5
+
+
+def test_a_permanent_lm_error_stops_the_compile():
+    def refusing(request: ScriptedRequest) -> dict[str, str]:
+        if request.plain:
+            raise LMAuthError("invalid api key", model="openai/scripted")
+        return evol(request)
+
+    lm = scripted_lm(refusing, policy=CallPolicy(max_retries=0))
+    with pytest.raises(LMAuthError):
+        teleprompter(Reflection(), evol_lm=lm).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    assert lm.engine.calls < 150  # stopped, not carried on through the budget
+
+
+def test_a_spent_budget_stops_and_the_run_directory_resumes(tmp_path):
+    budgeted = scripted_lm(evol, policy=CallPolicy(max_retries=0), budget=Budget(max_calls=40))
+    with pytest.raises(BudgetExceeded):
+        teleprompter(Reflection(), evol_lm=budgeted).compile(Evolver(), trainset=TRAIN, valset=DEV,
+                                                              run_dir=tmp_path / "run")
+    resumed = teleprompter(Reflection()).compile(Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
+    assert resumed.method == f"{INITIAL_METHOD}\n\n{INPUTS}"
+    assert (tmp_path / "run" / "gepa").is_dir()
+
+
+def test_gepa_runs_under_the_evol_lm_whatever_dspy_is_configured_with():
+    other = scripted_lm(lambda request: {"answer": "wrong LM"})
+    with dspy.context(lm=other):
+        compiled = teleprompter(Reflection()).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    assert compiled.metadata["dev_failure_rate"] == pytest.approx(1 / 6) and other.engine.calls == 0
+
+
+def test_a_permanent_error_of_the_reflection_lm_stops_the_compile():
+    class Refusing(Reflection):
+        def __call__(self, request: ScriptedRequest) -> str:
+            raise LMAuthError("invalid api key", model="openai/scripted")
+
+    with pytest.raises(LMAuthError):
+        teleprompter(Refusing()).compile(Evolver(), trainset=TRAIN, valset=DEV)
