@@ -57,7 +57,7 @@ from autoevol.optimizers.outcome import (
     found_nothing_error,
     log_step,
     notify,
-    steps_without_improvement,
+    stop_reason,
 )
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
@@ -76,6 +76,10 @@ __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidC
 
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
+#: The least value of each numeric setting.
+MINIMUMS = {"num_candidates": 1, "batch_size": 1, "dev_size": 1, "max_steps": 0, "evolution_rounds": 1,
+            "temperature": 0, "patience": 1, "proposal_attempts": 1, "max_method_words": 20, "num_threads": 1,
+            "max_demos": 0, "demo_candidates": 0}
 #: Settings that only matter when demonstrations are on.
 DEMO_SETTINGS = {"max_demos", "demo_candidates", "teacher_demos"}
 
@@ -171,20 +175,12 @@ class AutoEvolInstruct(Teleprompter):
         progress: ProgressCallback | None = None,
     ) -> None:
         super().__init__()
-        _require(num_candidates >= 1, "num_candidates must be at least 1")
-        _require(batch_size >= 1, "batch_size must be at least 1")
-        _require(dev_size >= 1, "dev_size must be at least 1")
-        _require(max_steps >= 0, "max_steps must be at least 0")
-        _require(evolution_rounds >= 1, "evolution_rounds must be at least 1")
-        _require(temperature >= 0, "temperature must be at least 0")
+        given = locals()
+        for name, minimum in MINIMUMS.items():
+            _require(given[name] >= minimum, f"{name} must be at least {minimum}")
         _require(0 < top_p <= 1, "top_p must be in (0, 1]")
-        _require(patience >= 1, "patience must be at least 1")
         _require(0 < racing_alpha < 1, "racing_alpha must be in (0, 1)")
         _require(proposal_mode in ("edit", "rewrite"), "proposal_mode must be 'edit' or 'rewrite'")
-        _require(proposal_attempts >= 1, "proposal_attempts must be at least 1")
-        _require(max_method_words >= 20, "max_method_words must be at least 20")
-        _require(num_threads >= 1, "num_threads must be at least 1")
-        _require(max_demos >= 0 and demo_candidates >= 0, "max_demos and demo_candidates must be at least 0")
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
         self.num_candidates, self.batch_size, self.dev_size = num_candidates, batch_size, dev_size
         self.max_steps, self.evolution_rounds, self.patience = max_steps, evolution_rounds, patience
@@ -248,12 +244,12 @@ class AutoEvolInstruct(Teleprompter):
                   run: RunDirectory | None, loop: _Loop) -> Evolver:
         """The loop of the paper, resumed after the steps ``run`` has already recorded."""
         start = self._start(candidate, run, loop)
-        history = self._completed_steps(run)
+        history = run.completed_steps(self.max_steps) if run is not None else []
         loop.demos.replay(history)
         incumbent = history[-1].selected if history else start.score
         stopped = next(filter(None, (notify(self.step_callback, record) for record in history)), None)
         for step in range(len(history) + 1, self.max_steps + 1):
-            stopped = stopped or self._stop_reason(incumbent, history)
+            stopped = stopped or stop_reason(incumbent, history, self.patience)
             if stopped:
                 break
             record = self._step(step, incumbent, pool, history, loop)
@@ -263,7 +259,7 @@ class AutoEvolInstruct(Teleprompter):
             incumbent = record.selected
             log_step(record)
             stopped = notify(self.step_callback, record)
-        stopped = stopped or self._stop_reason(incumbent, history) or "max_steps"
+        stopped = stopped or stop_reason(incumbent, history, self.patience) or "max_steps"
         logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
                     stopped, 100 * start.score.failure_rate, 100 * incumbent.failure_rate, len(history))
         evolver = compiled_evolver(student, incumbent, start, history, hyperparameters=self.hyperparameters(),
@@ -344,13 +340,6 @@ class AutoEvolInstruct(Teleprompter):
         best = result.best(keys)
         return None if best == INCUMBENT else best
 
-    def _stop_reason(self, incumbent: MethodScore, history: Sequence[StepRecord]) -> str | None:
-        if incumbent.failed == 0:
-            return "no_failures"
-        if steps_without_improvement(history) >= self.patience:
-            return "plateau"
-        return None
-
     # ------------------------------------------------------------------------------ resume
 
     def _start(self, candidate: Candidate, run: RunDirectory | None, loop: _Loop) -> StartRecord:
@@ -369,14 +358,6 @@ class AutoEvolInstruct(Teleprompter):
         if run is not None:
             run.write_start(start)
         return start
-
-    def _completed_steps(self, run: RunDirectory | None) -> list[StepRecord]:
-        if run is None:
-            return []
-        history = run.steps()
-        if history:
-            logger.info("resuming %s after step %d", run.path, min(len(history), self.max_steps))
-        return history[: self.max_steps]
 
     # ------------------------------------------------------------------------------ setup & result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -24,6 +25,8 @@ from autoevol.signatures.analyze import TrajectoryIssue
 #: Identifies run directories; bump RUN_FORMAT_VERSION when their layout changes incompatibly.
 RUN_FORMAT = "autoevol.compile-run"
 RUN_FORMAT_VERSION = 1
+
+logger = logging.getLogger("autoevol.optimizers.auto_evol")
 
 _STEP_FILE = re.compile(r"^step-(\d{3,})\.json$")
 
@@ -291,6 +294,13 @@ class RunDirectory:
                 raise RunDirError(f"{self.steps_dir}: step {expected} is missing (found step {number})")
             records.append(_read_step(file, number))
         return records
+
+    def completed_steps(self, max_steps: int) -> list[StepRecord]:
+        """The completed steps a compile of at most ``max_steps`` steps resumes after."""
+        history = self.steps()
+        if history:
+            logger.info("resuming %s after step %d", self.path, min(len(history), max_steps))
+        return history[:max_steps]
 
     def write_step(self, record: StepRecord) -> Path:
         """Checkpoint one completed step (atomically)."""

@@ -33,6 +33,15 @@ def notify(callback: StepCallback | None, record: StepRecord) -> str | None:
     return "callback" if answer is False else None
 
 
+def stop_reason(incumbent: MethodScore, history: Sequence[StepRecord], patience: int) -> str | None:
+    """Why the loop stops before another step ("no_failures", "plateau"), or ``None``."""
+    if incumbent.failed == 0:
+        return "no_failures"
+    if steps_without_improvement(history) >= patience:
+        return "plateau"
+    return None
+
+
 def steps_without_improvement(history: Sequence[StepRecord]) -> int:
     """Steps since the last improvement; a step without a valid candidate tried nothing and is not counted."""
     stale = 0

@@ -224,5 +224,5 @@ def test_evolving_with_a_loaded_evolver_shows_its_demonstrations(tmp_path):
 
 @pytest.mark.parametrize("value", [-1])
 def test_negative_demo_settings_are_refused(value):
-    with pytest.raises(ValueError, match="max_demos"):
+    with pytest.raises(ValueError, match="max_demos must be at least 0"):
         AutoEvolInstruct(optimizer_lm=scripted_lm(Optimizer()), max_demos=value)
