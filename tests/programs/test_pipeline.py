@@ -127,3 +127,33 @@ def test_an_unfinished_job_with_other_settings_is_not_mixed(tmp_path, seed):
             EvolveJob(Evolver("Another method."), evol_model="scripted").run(seed, out)
     summary = run(scripted_lm(good_model), seed, out, overwrite=True)
     assert summary.resumed_rows == 0 and summary.rows == 4
+
+
+def strong_answers(request: ScriptedRequest):
+    return {"answer": f"Strong answer to: {request.inputs['instruction']}"}
+
+
+def test_the_answer_lms_budget_stops_the_job_and_its_resume_repays_no_answer(tmp_path, seed):
+    out = tmp_path / "out.jsonl"
+    cache = CallCache()
+
+    def job(answer_lm):
+        with dspy.context(lm=scripted_lm(good_model, call_cache=cache)):
+            return EvolveJob(Evolver(), concurrency=1, evol_model="scripted", answer_lm=answer_lm).run(seed, out)
+
+    limited = scripted_lm(strong_answers, model="openai/strong", role="answer", budget=Budget(max_calls=1),
+                          call_cache=cache)
+    stopped = job(limited)
+    assert stopped.stopped and "call budget" in stopped.stopped
+    answered = {row["id"]: row for row in read_rows(Path(str(out) + ".partial.jsonl")) if not row["failed"]}
+    assert len(answered) == 1 and next(iter(answered.values()))["answer"].startswith("Strong answer to:")
+
+    with pytest.raises(DataError, match="answer_model"):  # another answer model is another job
+        job(scripted_lm(strong_answers, model="openai/other", role="answer"))
+    again = scripted_lm(strong_answers, model="openai/strong", role="answer", call_cache=cache)
+    finished = job(again)
+    assert finished.stopped is None
+    rows = {row["id"]: row for row in read_rows(out)}
+    assert all(rows[i]["answer"] == f"Strong answer to: {rows[i]['evolved']}" for i in ("a:r1", "b:r1", "d:r1"))
+    asked = {r.inputs["instruction"] for r in again.engine.requests}
+    assert not asked & {row["evolved"] for row in answered.values()}  # the finished row was not answered again
