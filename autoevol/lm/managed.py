@@ -19,7 +19,7 @@ from dspy.clients.execution import execute, finalize, prepare
 from dspy.utils.callback import with_callbacks
 from dspy.utils.exceptions import LMRateLimitError, LMServerError
 
-from autoevol.lm import _speedups  # noqa: F401  (memoized price lookups)
+from autoevol.lm import _speedups  # noqa: F401  (memoized price lookups, native routing of explicit endpoints)
 from autoevol.lm.cache import CallCache, request_key
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy, is_retryable
 from autoevol.lm.structured import DIALECTS

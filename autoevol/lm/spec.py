@@ -66,6 +66,28 @@ def parse_spec(text: str) -> LMSpec:
     return LMSpec(text=text, model=text)
 
 
+def endpoint_variables(model: str) -> tuple[str, ...]:
+    """The environment variables that can hold the endpoint of ``model``, first one first.
+
+    ``openai/...``: ``OPENAI_BASE_URL`` (the OpenAI SDK's name), then ``OPENAI_API_BASE``
+    (LiteLLM's); any other provider prefix ``P``: ``P_API_BASE``, then ``P_BASE_URL``
+    (``HOSTED_VLLM_API_BASE`` for ``hosted_vllm/...``).
+    """
+    prefix = model.split("/", 1)[0].upper()
+    if prefix == "OPENAI":
+        return ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+    return (f"{prefix}_API_BASE", f"{prefix}_BASE_URL")
+
+
+def endpoint_from_environment(model: str) -> str | None:
+    """The endpoint of ``model`` given in the environment (see :func:`endpoint_variables`), or None.
+
+    Read once when an LM is built: the LM then carries it as its ``api_base``, exactly as if it
+    had been given with ``--api-base``, so both ways cost the same per call.
+    """
+    return next((os.environ[name] for name in endpoint_variables(model) if os.environ.get(name)), None)
+
+
 class LMSession(AbstractContextManager["LMSession"]):
     """Builds the LMs of one job and owns what they need: local servers, cache, budget.
 
@@ -115,6 +137,10 @@ class LMSession(AbstractContextManager["LMSession"]):
     ) -> ManagedLM:
         """A ManagedLM for ``spec`` in ``role`` (evol, optimizer, judge...).
 
+        ``api_base``: the endpoint; default: the one in the environment
+        (:func:`endpoint_from_environment`), else the provider's own. LMs of one endpoint share
+        one adaptive limiter.
+
         ``structured_output``: ``None`` follows the session (local models: on, others: the
         session's setting), ``True`` constrains signature calls to their output schema, ``False``
         never does. Plain chat calls are never constrained.
@@ -133,7 +159,7 @@ class LMSession(AbstractContextManager["LMSession"]):
                 kwargs.update(structured_output=LOCAL_DIALECT, structured_max_tokens=LOCAL_STRUCTURED_MAX_TOKENS)
         else:
             model = str(parsed.model)
-            api_base = api_base or (os.environ.get("OPENAI_BASE_URL") if model.startswith("openai/") else None)
+            api_base = api_base or endpoint_from_environment(model)
             if api_base:
                 kwargs["api_base"] = api_base
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
