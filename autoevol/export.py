@@ -372,7 +372,9 @@ def dataset_card(
            "Instructions made harder and more diverse with [autoevol](https://arxiv.org/abs/2406.00770) "
            "(Auto Evol-Instruct as a compiled DSPy program).", "", "## How the data was made", "",
            "Each seed instruction was rewritten by the evol model following the evolving method below; the "
-           "evol model then answered the rewrite, and failure rules judged the rewrite and its answer. With "
+           "evol model then answered the rewrite, and failure rules judged the rewrite and its answer. When a "
+           "separate answer model is listed below, it answered the rewrites that passed, and its answer is the "
+           "one kept. With "
            "several rounds, round *r* rewrites the successful rows of round *r - 1* again. Failed rewrites "
            "are kept in the raw output with the rule and reason, but not in the exported training files.", ""]
     out += ["## Evolving method", ""]
