@@ -57,6 +57,7 @@ DEFAULT_SPACE: dict[str, Param] = {
     "evolution_rounds": Param("evolution_rounds", 1, 3, "int"),
     "temperature": Param("temperature", 0.3, 1.2, "float"),
     "dev_size": Param("dev_size", 10, 50, "int"),
+    "max_demos": Param("max_demos", 0, 3, "int"),
 }
 
 #: The paper's settings (the teleprompter's defaults): enqueued as a study's first trial.
@@ -67,6 +68,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "evolution_rounds": 1,
     "temperature": 0.6,
     "dev_size": 50,
+    "max_demos": 0,  # the paper evolves with the method text alone
 }
 
 
@@ -179,6 +181,6 @@ def _param(key: str, value: Any, source: str) -> Param:
 
 
 def _check_minimum(key: str, value: float, source: str) -> None:
-    minimum = 0.0 if key == "temperature" else 1
+    minimum = 0.0 if key in ("temperature", "max_demos") else 1
     if value < minimum:
         raise SearchSpaceError(f"{source}: parameter '{key}' must be at least {minimum}, got {value}")
