@@ -58,6 +58,7 @@ def tune_command(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes running trials of the study at once.")] = 1,
     heldout: Annotated[Optional[Path], typer.Option(help="Held-out instructions for the objective (default: 20% of DATA).")] = None,
     space: Annotated[Optional[Path], typer.Option(help="Search space overrides (.yaml or .json).")] = None,
+    optimizer_names: Annotated[Optional[list[str]], typer.Option("--optimizer", help="Optimizer(s) the trials compile with: auto-evol, gepa; repeat it to make the optimizer a categorical hyperparameter (default: the space's, else auto-evol).")] = None,
     column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
     evol_lm: Annotated[str, typer.Option(help="Evol LM spec.")] = "local",
     optimizer_lm: Annotated[Optional[str], typer.Option(help="Optimizer LM spec (default: the evol LM).")] = None,
@@ -81,6 +82,8 @@ def tune_command(
         fail(f"--pruner must be median, halving or none, not '{pruner}'")
     try:
         search_space = SearchSpace.from_file(space) if space else SearchSpace()
+        if optimizer_names:
+            search_space = search_space.with_optimizers(optimizer_names)
     except SearchSpaceError as error:
         fail(str(error))
     items = _items(data, column)

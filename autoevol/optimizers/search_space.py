@@ -6,6 +6,10 @@ A search-space file (YAML or JSON) maps a parameter to either a fixed value or `
     num_candidates: {low: 3, high: 9}
     max_steps: 4
     temperature: {low: 0.4, high: 0.8}
+    optimizer: {choices: [auto-evol, gepa]}   # optional; default: Auto Evol-Instruct only
+
+``optimizer`` is categorical: ``auto-evol`` or ``gepa`` (a GEPA trial gets the budget Auto
+Evol-Instruct's schedule would spend with the trial's other values, see ``optimizers/gepa.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 import optuna
 
+from autoevol.optimizers.gepa import OPTIMIZERS as OPTIMIZER_CHOICES
+
 
 class SearchSpaceError(ValueError):
     """A search space names an unknown parameter or gives it an invalid value."""
@@ -24,7 +30,7 @@ class SearchSpaceError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One hyperparameter: a range ``[low, high]`` (int or float) or a fixed value."""
+    """One hyperparameter: a range ``[low, high]`` (int or float), ``choices`` (categorical) or a fixed value."""
 
     name: str
     low: float | None = None
@@ -32,6 +38,7 @@ class Param:
     kind: str = "int"
     log: bool = False
     fixed: Any = None
+    choices: tuple[Any, ...] | None = None
 
     @property
     def is_fixed(self) -> bool:
@@ -40,11 +47,15 @@ class Param:
     def to_dict(self) -> dict[str, Any]:
         if self.is_fixed:
             return {"value": self.fixed}
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
         return {"low": self.low, "high": self.high, "kind": self.kind, "log": self.log}
 
     def clip(self, value: Any) -> Any:
         if self.is_fixed:
             return self.fixed
+        if self.choices is not None:
+            return value if value in self.choices else self.choices[0]
         value = min(max(value, self.low), self.high)
         return int(round(value)) if self.kind == "int" else float(value)
 
@@ -59,6 +70,9 @@ DEFAULT_SPACE: dict[str, Param] = {
     "dev_size": Param("dev_size", 10, 50, "int"),
     "max_demos": Param("max_demos", 0, 3, "int"),
 }
+
+#: The optional categorical parameter choosing the teleprompter (absent: Auto Evol-Instruct).
+OPTIMIZER_PARAM = "optimizer"
 
 #: The paper's settings (the teleprompter's defaults): enqueued as a study's first trial.
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -94,10 +108,19 @@ class SearchSpace:
             raise SearchSpaceError(f"{source}: must be a mapping of parameter -> value or {{low, high}}, "
                                    f"not {type(overrides).__name__}")
         for key, value in overrides.items():
+            if key == OPTIMIZER_PARAM:
+                params[key] = _optimizer_param(value, source)
+                continue
             if key not in DEFAULT_SPACE:
-                raise SearchSpaceError(f"{source}: unknown parameter '{key}' (known: {', '.join(DEFAULT_SPACE)})")
+                raise SearchSpaceError(f"{source}: unknown parameter '{key}' "
+                                       f"(known: {', '.join([*DEFAULT_SPACE, OPTIMIZER_PARAM])})")
             params[key] = _param(key, value, source)
         return cls(params)
+
+    def with_optimizers(self, names: list[str]) -> SearchSpace:
+        """This space with the optimizer fixed to one name, or categorical over several."""
+        value: Any = names[0] if len(set(names)) == 1 else {"choices": list(dict.fromkeys(names))}
+        return SearchSpace({**self.params, OPTIMIZER_PARAM: _optimizer_param(value, "--optimizer")})
 
     @classmethod
     def from_file(cls, path: str | Path) -> SearchSpace:
@@ -129,6 +152,8 @@ class SearchSpace:
         for name, param in self.params.items():
             if param.is_fixed:
                 values[name] = param.fixed
+            elif param.choices is not None:
+                values[name] = trial.suggest_categorical(name, list(param.choices))
             elif param.kind == "int":
                 values[name] = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
             else:
@@ -178,6 +203,27 @@ def _param(key: str, value: Any, source: str) -> Param:
     _check_minimum(key, value, source)
     fixed = int(value) if DEFAULT_SPACE[key].kind == "int" else float(value)
     return Param(key, kind=DEFAULT_SPACE[key].kind, fixed=fixed)
+
+
+def _optimizer_param(value: Any, source: str) -> Param:
+    """The optimizer: one name (fixed) or ``{choices: [...]}`` of ``OPTIMIZER_CHOICES``."""
+    if isinstance(value, dict) and "value" in value and len(value) == 1:
+        value = value["value"]
+    if isinstance(value, dict):
+        choices = value.get("choices")
+        if set(value) != {"choices"} or not isinstance(choices, list) or not choices:
+            raise SearchSpaceError(f"{source}: parameter '{OPTIMIZER_PARAM}' takes a name or {{choices: [...]}} "
+                                   f"of {', '.join(OPTIMIZER_CHOICES)}")
+    else:
+        choices = [value]
+    unknown = [choice for choice in choices if choice not in OPTIMIZER_CHOICES]
+    if unknown:
+        raise SearchSpaceError(f"{source}: parameter '{OPTIMIZER_PARAM}': unknown optimizer {unknown[0]!r} "
+                               f"(known: {', '.join(OPTIMIZER_CHOICES)})")
+    unique = tuple(dict.fromkeys(choices))
+    if len(unique) == 1:
+        return Param(OPTIMIZER_PARAM, kind="categorical", fixed=unique[0])
+    return Param(OPTIMIZER_PARAM, kind="categorical", choices=unique)
 
 
 def _check_minimum(key: str, value: float, source: str) -> None:

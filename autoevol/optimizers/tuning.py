@@ -27,7 +27,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 from optuna.trial import TrialState
 
-from autoevol.optimizers.search_space import PAPER_DEFAULTS, SearchSpace, SearchSpaceError
+from autoevol.optimizers.gepa import build_teleprompter
+from autoevol.optimizers.search_space import OPTIMIZER_PARAM, PAPER_DEFAULTS, SearchSpace, SearchSpaceError
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +440,11 @@ class Objective:
                    "num_threads": self.num_threads, "keep_unchanged": True, **self.options}
         if self.detector is not None:
             options["detector"] = self.detector
-        return AutoEvolInstruct(**options, **params, step_callback=on_step)
+        settings = dict(params)
+        optimizer = settings.pop(OPTIMIZER_PARAM, "auto-evol")
+        if optimizer != "auto-evol":  # GEPA has no steps to report: its trials are not pruned
+            return build_teleprompter(optimizer, **options, **settings)
+        return AutoEvolInstruct(**options, **settings, step_callback=on_step)
 
 
 class StudyBudget:
