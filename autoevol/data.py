@@ -51,11 +51,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CONVERSATION_COLUMNS",
-    "DataError",
     "INPUT_FORMATS",
     "INSTRUCTION_COLUMNS",
     "MAX_INSTRUCTION_CHARS",
     "OUTPUT_FORMATS",
+    "DataError",
     "count_rows",
     "detect_column",
     "is_human_turn",

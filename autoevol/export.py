@@ -29,7 +29,12 @@ from pydantic import BaseModel, Field
 
 from autoevol import formats
 from autoevol.data import DataError, output_format, read_rows, write_rows
-from autoevol.formats import ConversationCounts, ConversationInput, ExportFormat, LineageMode
+from autoevol.formats import (
+    ConversationCounts,
+    ConversationInput,
+    ExportFormat,
+    LineageMode,
+)
 from autoevol.metrics.embeddings import Embedder
 from autoevol.metrics.quality import QualityReport, dedup_indices, quality_report
 from autoevol.records import fingerprint

@@ -53,8 +53,8 @@ FORMAT_FIELDS: dict[str, dict[str, str]] = {
                "input": "always empty (the evolved instruction is self-contained)",
                "output": "the answer model's answer"},
 }
-LINEAGE_FIELD = ("lineage", "a JSON object: id, root_id, parent_id, round, original, method_fingerprint, "
-                            "evol_model, answer_model (conversations: turns instead of parent_id and original)")
+LINEAGE_FIELD = ("lineage", ("a JSON object: id, root_id, parent_id, round, original, method_fingerprint, "
+                             "evol_model, answer_model (conversations: turns instead of parent_id and original)"))
 #: How each layout is described in the dataset card.
 FORMAT_DESCRIPTIONS: dict[str, str] = {
     "raw": "autoevol's rows: one row per successful evolution, with its lineage columns.",

@@ -21,7 +21,11 @@ import datasets
 
 from autoevol.data import read_rows
 from autoevol.testing.answer_model import ANSWER_PREFIX
-from autoevol.testing.fake_openai import FakeOpenAIServer, request_key, serve_in_subprocess
+from autoevol.testing.fake_openai import (
+    FakeOpenAIServer,
+    request_key,
+    serve_in_subprocess,
+)
 
 RESPONDER = "autoevol.testing.answer_model:answer_model_responder"
 PROBE_KEY = request_key([{"role": "user", "content": "Reply with OK."}])
@@ -31,7 +35,7 @@ FAST = ["--timeout", "30", "--retries", "2", "--backoff", "0.01"]
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:
     command = [shutil.which("autoevol") or "autoevol", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=120)
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=ENV, timeout=120)
 
 
 def models(evol_url: str, answer_url: str) -> list[str]:
@@ -124,7 +128,7 @@ def test_a_job_killed_while_answering_resumes_without_losing_or_repaying_answers
                 process.wait()
             assert answered(strong) >= target, (tmp_path / f"run-{run_no}.log").read_text()[-2000:]
             assert not out.exists()  # killed mid-job, while the answer model was answering
-        final = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=120)
+        final = subprocess.run(command, check=False, capture_output=True, text=True, env=ENV, timeout=120)
         assert final.returncode == 0, final.stderr
         strong_stats, evol_stats = strong.stats(), evol.stats()
     rows = list(read_rows(out))

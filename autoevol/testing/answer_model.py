@@ -7,7 +7,11 @@ Serve it with ``serve_in_subprocess(responder="autoevol.testing.answer_model:ans
 
 from __future__ import annotations
 
-from autoevol.testing.fake_openai import chat_adapter_responder, message_text, parse_output_fields
+from autoevol.testing.fake_openai import (
+    chat_adapter_responder,
+    message_text,
+    parse_output_fields,
+)
 
 #: What every answer of this model starts with.
 ANSWER_PREFIX = "Answer model:"
