@@ -201,8 +201,8 @@ def test_a_compile_without_a_valid_candidate_exits_non_zero_and_writes_no_evolve
     data = write_items(tmp_path / "train.jsonl", 40)
     out = tmp_path / "evolver.json"
     with FakeOpenAIServer(responder=RepeatingOptimizer()) as server:
-        args = [arg for arg in compile_args(server, data, out, "--proposal-attempts", "2")
-                if arg != "--keep-unchanged"]
+        args = [arg for arg in compile_args(server, data, out, "--proposal-attempts", "2", "--max-demos", "0")
+                if arg != "--keep-unchanged"]  # only method candidates, so none is valid
         result = autoevol(*args)
     assert result.returncode == 4, result.stderr[-3000:]
     assert not out.exists()

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, usage_table
+from autoevol.cli.demos import demos_line
 from autoevol.data import iter_items
 from autoevol.lm import CallPolicy, LMSession
 from autoevol.programs.evolver import Evolver
@@ -53,7 +54,7 @@ def compare_command(
     outcomes: Annotated[bool, typer.Option(help="With --out: include every item's evolution, answer and verdict.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Compare evolvers on the same held-out items, side by side.
+    """Compare evolvers on the same held-out items, side by side (each with its demonstrations).
 
     Shows failure rates with a paired bootstrap interval of the difference to the first evolver,
     failures by rule, and quality metrics of the successful evolutions.
@@ -88,9 +89,13 @@ def compare_command(
                                       confidence=confidence, seed=seed)
         usage = merged_usage(session)
     console.print(results_table(result))
+    demos = {name: program.demos for name, program in programs.items() if isinstance(program, Evolver)}
+    console.print("demonstrations: " + "; ".join(f"{name} {demos_line(shown)}" for name, shown in demos.items()),
+                  highlight=False)
     console.print(usage_table(usage))
     if out is not None:
         document = result.model_dump(mode="json") if outcomes else result.summary()
+        document["demos"] = {name: [demo.model_dump(mode="json") for demo in shown] for name, shown in demos.items()}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         console.print(f"results written to {out}", highlight=False)

@@ -14,6 +14,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
+from autoevol.cli.demos import demos_line, demos_table
 from autoevol.data import iter_items
 from autoevol.estimate import estimate_compile, format_estimate
 from autoevol.lm import CallPolicy, LMSession, parse_spec
@@ -61,6 +62,10 @@ def compile_command(
     optimizer_name: Annotated[str, typer.Option("--optimizer", help="'auto-evol' (Auto Evol-Instruct, the default) or 'gepa' (DSPy's GEPA with autoevol's failure feedback; see docs/gepa.md).")] = "auto-evol",
     max_metric_calls: Annotated[Optional[int], typer.Option(min=1, help="GEPA's budget in metric calls (one evolution answered and judged each); default: what Auto Evol-Instruct's schedule would measure with --steps, --candidates, --batch-size, --dev-size and --rounds.")] = None,
     keep_unchanged: Annotated[bool, typer.Option(help="Write the evolver even when the compile found no better method (it then exits 0).")] = False,
+    max_demos: Annotated[int, typer.Option(min=0, help="Most demonstrations (worked examples from DATA's training part, never dev items) the evolver shows the evol LM; 0: the method text alone, as in the paper.")] = 2,
+    demo_candidates: Annotated[int, typer.Option(min=0, help="New demonstration sets tried per step (with --max-demos above 0).")] = 2,
+    teacher_demos: Annotated[bool, typer.Option(help="Also let the optimizer LM rewrite failed trajectory cases; rewrites that pass every rule become demonstrations.")] = False,
+    keep_demos: Annotated[bool, typer.Option(help="With --from: keep the evolver's demonstrations (default: draw new ones from DATA).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
@@ -121,6 +126,7 @@ def compile_command(
             patience=patience, racing=racing, proposal_mode=proposal_mode,  # type: ignore[arg-type]
             proposal_attempts=proposal_attempts, max_method_words=max_method_words,
             answer_max_tokens=answer_max_tokens, trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
+            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
             num_threads=threads, progress=display.update,
         )
         console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)
@@ -159,10 +165,11 @@ def _judge(session: LMSession, spec: str | None, api_base: str | None, optimizer
 def show_command(
     evolver: Annotated[Path, typer.Argument(help="A compiled evolver file (.json).")],
 ) -> None:
-    """Show a compiled evolver: its method, metadata, and the failure rates of every step."""
+    """Show a compiled evolver: its method, demonstrations, metadata, and the failure rates of every step."""
     loaded = Evolver().load(evolver)
     out = Console()
     out.print(Panel(loaded.method, title=f"method {loaded.fingerprint}", expand=False))
+    out.print(demos_table(loaded.demos) if loaded.demos else "no demonstrations")
     out.print(_metadata_table(loaded.metadata))
     history = loaded.metadata.get("history") or []
     if history:
@@ -240,6 +247,7 @@ def _print_summary(compiled: Evolver, out: Path, *, start_label: str) -> None:
     table.add_row("dev failure rate", _rate(meta.get("initial_dev_failure_rate"), meta.get("initial_dev_failures")),
                   _rate(meta.get("dev_failure_rate"), meta.get("dev_failures")))
     table.add_row("method", str(meta.get("initial_method_fingerprint")), compiled.fingerprint)
+    table.add_row("demonstrations", str(meta.get("initial_demos", 0)), demos_line(compiled.demos))
     console.print(table)
     if meta.get("history"):
         console.print(_steps_table(meta["history"]))

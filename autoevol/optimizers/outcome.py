@@ -111,6 +111,7 @@ def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, h
         "initial_method_fingerprint": initial.fingerprint,
         "initial_dev_failure_rate": initial.failure_rate,
         "initial_dev_failures": {"failed": initial.failed, "total": initial.evaluated},
+        "initial_demos": len(initial.demos),
         "dev_failure_rate": final.failure_rate,
         "dev_failures": {"failed": final.failed, "total": final.evaluated},
         "steps": len(history), "stopped": stopped,
@@ -153,7 +154,7 @@ def found_nothing_error(initial: MethodScore, final: MethodScore, history: Seque
     if not any(record.valid_candidates for record in history):
         reasons = [c.invalid_reason or "invalid" for record in history for c in record.candidates]
         return NoValidCandidate(reasons, evolver)
-    return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidate methods beat the "
+    return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidates beat the "
                          f"starting method's dev failure rate of {100 * initial.failure_rate:.0f}%", evolver)
 
 

@@ -31,6 +31,7 @@ class StepPoint(BaseModel):
     candidates: list[float | None] = Field(default_factory=list)
     selected: float | None = None
     winner: int | None = None
+    kinds: list[str] = Field(default_factory=list, description="per candidate: 'method' or 'demos'")
 
 
 class RunSummary(BaseModel):
@@ -43,6 +44,8 @@ class RunSummary(BaseModel):
     final_by_rule: dict[str, int] = Field(default_factory=dict)
     initial_method: str = INITIAL_METHOD
     final_method: str | None = None
+    final_demos: list[dict[str, Any]] = Field(default_factory=list, description="the final demonstrations")
+    demos_found: dict[str, int] = Field(default_factory=dict, description="demonstrations found, by origin")
 
 
 class RoundSummary(BaseModel):
@@ -97,11 +100,12 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def collect_run(path: str | Path) -> RunSummary:
-    """Steps, candidate rates, issue categories and the final method of a compile run directory."""
+    """Steps, candidate rates, issue categories, the final method and demonstrations of a compile run directory."""
     path = Path(path)
     header = _load_json(path / "run.json") or {}
     summary = RunSummary(path=str(path), settings=dict(header.get("settings") or {}))
     issues: Counter[str] = Counter()
+    found: Counter[str] = Counter()
     step_files = sorted((path / "steps").glob("step-*.json")) if (path / "steps").is_dir() else []
     for file in step_files:
         record = _load_json(file)
@@ -114,7 +118,11 @@ def collect_run(path: str | Path) -> RunSummary:
             candidates=[_rate(c.get("score")) for c in candidates],
             selected=_rate(record.get("selected")),
             winner=record.get("winner") if isinstance(record.get("winner"), int) else None,
+            kinds=[str(c.get("kind") or "method") for c in candidates],
         ))
+        for demo in record.get("new_demos") or []:
+            if isinstance(demo, dict):
+                found[str(demo.get("origin") or "given")] += 1
         for candidate in candidates:
             for issue in candidate.get("issues") or []:
                 if isinstance(issue, dict):
@@ -123,8 +131,10 @@ def collect_run(path: str | Path) -> RunSummary:
         if isinstance(selected, dict):
             summary.final_method = selected.get("method") or summary.final_method
             summary.final_by_rule = dict(selected.get("by_rule") or {})
+            summary.final_demos = [d for d in selected.get("demos") or [] if isinstance(d, dict)]
     summary.steps.sort(key=lambda s: s.step)
     summary.issue_categories = dict(issues.most_common())
+    summary.demos_found = dict(found.most_common())
     return summary
 
 

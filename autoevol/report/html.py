@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from autoevol.report import plots
-from autoevol.report.collect import OutputSummary, ReportModel, RunSummary
+from autoevol.report.collect import OutputSummary, ReportModel, RunSummary, StepPoint
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
@@ -84,8 +84,8 @@ def run_section(run: RunSummary) -> str:
         parts.append(_table(["setting", "value"], [(k, v) for k, v in run.settings.items()]))
     if run.steps:
         parts += ["<h2>Dev failure rate per step</h2>", _image(plots.step_plot(run.steps), "failure rate per step"),
-                  _table(["step", "incumbent", "candidates", "selected", "winner"],
-                         [(s.step, s.incumbent, ", ".join(_cell(c) for c in s.candidates), s.selected,
+                  _table(["step", "incumbent", "candidates (d: a new demonstration set)", "selected", "winner"],
+                         [(s.step, s.incumbent, _candidates(s), s.selected,
                            "incumbent kept" if s.winner is None else f"candidate {s.winner}") for s in run.steps])]
     if run.issue_categories:
         parts += ["<h2>Issue categories found by the trajectory analyses</h2>",
@@ -100,7 +100,19 @@ def run_section(run: RunSummary) -> str:
     if run.final_method:
         parts += ["<h2>Final method</h2>", f"<pre>{escape(run.final_method)}</pre>",
                   "<h2>Diff against e_0</h2>", diff_html(run.initial_method, run.final_method)]
+    if run.final_demos or run.demos_found:
+        found = ", ".join(f"{origin} {count}" for origin, count in run.demos_found.items()) or "none"
+        parts += ["<h2>Final demonstrations</h2>", f'<p class="meta">found during the compile: {escape(found)}</p>',
+                  _table(["instruction", "working notes", "evolved instruction", "from"],
+                         [(d.get("instruction"), d.get("working_notes"), d.get("evolved_instruction"),
+                           f"{d.get('origin')}, item {d.get('item_id')}, step {d.get('step')}")
+                          for d in run.final_demos])]
     return "\n".join(parts)
+
+
+def _candidates(step: StepPoint) -> str:
+    kinds = step.kinds or ["method"] * len(step.candidates)
+    return ", ".join(_cell(rate) + (" d" if kind == "demos" else "") for rate, kind in zip(step.candidates, kinds))
 
 
 def output_section(output: OutputSummary) -> str:
