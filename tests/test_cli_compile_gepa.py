@@ -115,6 +115,11 @@ def test_gepa_compile_writes_an_evolver_that_show_report_and_evolve_read(tmp_pat
     rows = [json.loads(line) for line in evolved.read_text().splitlines()]
     assert [row["id"] for row in rows if row["failed"]] == ["t300:r1"]  # CAREFUL fails numbers ending in 0
 
+    compared = autoevol("compare", "e0", str(out), "--data", str(other), "--evol-lm", "openai/fake",
+                        "--api-base", server.url, "--no-quality", "--out", str(tmp_path / "compare.json"))
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert "e0" in compared.stdout + compared.stderr and (tmp_path / "compare.json").exists()
+
     warm = tmp_path / "warm.json"
     again = autoevol(*gepa_args(server, write_items(tmp_path / "more.jsonl", 40, start=1000), warm,
                                 "--from", str(out), "--keep-unchanged"))
