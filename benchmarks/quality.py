@@ -11,6 +11,14 @@ compiled minus e_0, the compile's proposals and LM calls per role.
     python benchmarks/quality.py --lm openai/MODEL --api-base http://host:8000/v1 --seed-file seeds.jsonl
     python benchmarks/quality.py ... --evolver evolver.json            # skip compiling
     python benchmarks/quality.py ... --compile-arg proposal_mode=edit  # any AutoEvolInstruct keyword
+    python benchmarks/quality.py ... --max-demos 2                     # demonstrations as well
+
+Without ``--max-demos`` the compile optimizes the method text alone (the paper; ``max_demos=0``) and
+the methods are e_0, the compiled evolver and Evol-Instruct. With ``--max-demos K`` the compile also
+chooses up to K demonstrations, and four rows compare: e_0, e_0 with K demonstrations bootstrapped
+from the compile part (its own first successes), the compiled method alone, and the compiled method
+with its demonstrations. Their files carry ``demosK`` in their names, so the runs without
+demonstrations stay reusable with ``--resume``.
 
 Per-item outcomes go to ``<json stem>.<method>.items.jsonl`` next to ``--json`` (or under
 ``--work-dir``) as they finish, the compile checkpoints to ``<stem>.compile.run/``; rerun the same
@@ -33,6 +41,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import dspy  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -45,6 +55,7 @@ from autoevol.lm import CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E4
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing  # noqa: E402
+from autoevol.optimizers.demos import bootstrap_demos  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
@@ -163,6 +174,7 @@ def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetecto
         optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
         batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
         seed=args.seed, num_threads=args.threads, progress=StageReporter(), answer_max_tokens=args.answer_max_tokens,
+        max_demos=args.max_demos or 0,  # without --max-demos: the method text alone, as every earlier run
     )
     settings.update(compile_args(args.compile_arg))
     try:
@@ -190,8 +202,26 @@ def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[s
         "dev_failure_rate": meta.get("dev_failure_rate"), "proposals_valid": valid, "proposals_total": total,
         "invalid_reasons": dict(reasons.most_common()), "usage": meta.get("usage") or {},
         "recorded_seconds": meta.get("seconds"), "wall_seconds": None if wall is None else round(wall, 1),
-        "hyperparameters": meta.get("hyperparameters"),
+        "hyperparameters": meta.get("hyperparameters"), "demos": len(evolver.demos),
     }
+
+
+def bootstrapped_e0(train: list[SeedItem], args: argparse.Namespace, detector: FailureDetector, path: Path,
+                    session: LMSession) -> tuple[Evolver, dict[str, Any]]:
+    """e_0 with ``--max-demos`` demonstrations of its own successes on the compile part (saved to ``path``).
+
+    With ``--resume`` an earlier run's file is reused, so its demonstrations (and the item keys of
+    its evaluation) stay the same.
+    """
+    if args.resume and path.exists():
+        loaded = Evolver().load(path)
+        return loaded, {"demos": len(loaded.demos), "reused": str(path)}
+    before = role_usage(session)
+    demos = bootstrap_demos(Evolver(), train, args.max_demos, detector=detector,
+                            responder=Responder(max_tokens=args.answer_max_tokens), num_threads=args.threads)
+    evolver = Evolver(demos=demos)
+    evolver.save(path)
+    return evolver, {"demos": len(demos), "usage": usage_delta(role_usage(session), before), "file": str(path)}
 
 
 # ------------------------------------------------------------------------------ the run
@@ -231,13 +261,19 @@ def run(args: argparse.Namespace) -> Report:
             return result
 
         optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args)  # fails fast
+        demos = f"-demos{args.max_demos}" if args.max_demos else ""  # files of runs with demonstrations
         e0 = evaluate("e0", "e_0 (initial method)", Evolver())
+        if args.max_demos:
+            with dspy.context(lm=evol):
+                bootstrapped = bootstrapped_e0(train, args, detector, Path(f"{prefix}.e0{demos}.json"), session)
+            report.compile["bootstrap"] = bootstrapped[1]
+            evaluate(f"e0{demos}", f"e_0 + {len(bootstrapped[0].demos)} bootstrapped demonstrations", bootstrapped[0])
         if args.evolver:
             compiled = Evolver().load(args.evolver)
-            report.compile = compile_figures(compiled, None, str(args.evolver))
+            report.compile.update(compile_figures(compiled, None, str(args.evolver)))
             label = f"compiled ({Path(args.evolver).name})"
         else:
-            run_dir = Path(f"{prefix}.compile.run")
+            run_dir = Path(f"{prefix}.compile{demos}.run")
             if not args.resume and run_dir.exists():
                 shutil.rmtree(run_dir)
             started, before = time.monotonic(), role_usage(session)
@@ -246,15 +282,23 @@ def run(args: argparse.Namespace) -> Report:
                 compiled = optimize.compile(Evolver(), trainset=train, run_dir=run_dir)
             except CompileFoundNothing as error:  # the result is the starting method: say so, measure it anyway
                 compiled, found_nothing = error.evolver, str(error)
-            compiled.save(f"{prefix}.compiled.json")
-            report.compile = compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled.json")
+            compiled.save(f"{prefix}.compiled{demos}.json")
+            report.compile.update(compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled{demos}.json"))
             report.compile.update(session_usage=usage_delta(role_usage(session), before), found_nothing=found_nothing)
             label = f"compiled here ({report.compile['steps']} steps" + (", found nothing)" if found_nothing else ")")
+        if demos and compiled.demos:
+            alone = compiled.with_demos([])
+            if alone.fingerprint == e0.fingerprint:
+                report.methods.append(replace(e0, key=f"compiled-method{demos}", label="compiled method alone = e_0",
+                                              seconds=0.0, usage={}))
+            else:
+                evaluate(f"compiled-method{demos}", "compiled method alone", alone)
+            label += f" + {len(compiled.demos)} demonstrations"
         if compiled.fingerprint == e0.fingerprint:  # the same method: its outcomes are e_0's
-            compiled_result = replace(e0, key="compiled", label=f"{label} = e_0", seconds=0.0, usage={})
+            compiled_result = replace(e0, key=f"compiled{demos}", label=f"{label} = e_0", seconds=0.0, usage={})
             report.methods.append(compiled_result)
         else:
-            compiled_result = evaluate("compiled", label, compiled)
+            compiled_result = evaluate(f"compiled{demos}", label, compiled)
         # the baseline last: the comparison the benchmark is for (compiled against e_0) comes first
         evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed))
     for other in report.methods[1:]:
@@ -273,16 +317,24 @@ def _calls(usage: dict[str, Any]) -> str:
     return ", ".join(f"{role} {int(counts.get('calls', 0))}" for role, counts in usage.items()) or "-"
 
 
+def _prompt_tokens(result: MethodResult) -> str:
+    """Prompt tokens of the evol role per item (the evolution, with its demonstrations, and the answer)."""
+    tokens = (result.usage.get("evol") or {}).get("input_tokens", 0)
+    return f"{tokens / result.items:.0f}" if tokens and result.items else "-"
+
+
 def _rules(by_rule: dict[str, int]) -> str:
     return ", ".join(f"{rule} {count}" for rule, count in by_rule.items()) or "-"
 
 
 def markdown(report: Report) -> str:
     """The table, the paired differences with e_0, and the compile's figures."""
-    lines = ["| method | held-out failure rate | failed / items | failures by rule | LM calls | wall time |",
-             "|---|---:|---:|---|---|---:|"]
+    lines = ["| method | held-out failure rate | failed / items | failures by rule | LM calls | "
+             "evol prompt tokens / item | wall time |",
+             "|---|---:|---:|---|---|---:|---:|"]
     lines += [f"| {m.label} | {m.failure_rate:.1%} | {m.failed} / {m.items} | {_rules(m.by_rule)} | "
-              f"{_calls(m.usage)} | {quality_eval.format_seconds(m.seconds)} |" for m in report.methods]
+              f"{_calls(m.usage)} | {_prompt_tokens(m)} | {quality_eval.format_seconds(m.seconds)} |"
+              for m in report.methods]
     labels = {m.key: m.label for m in report.methods}
     lines.append("")
     for d in report.differences:
@@ -290,7 +342,11 @@ def markdown(report: Report) -> str:
                      f"{d['confidence']:.0%} paired bootstrap interval [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
                      f"({d['items']} items)")
     c = report.compile
-    if c:
+    if c.get("bootstrap"):
+        b = c["bootstrap"]
+        lines.append(f"- bootstrapped demonstrations of e_0: {b['demos']} from the compile part"
+                     + (f" (LM calls: {_calls(b['usage'])})" if b.get("usage") else f" (reused {b.get('reused')})"))
+    if c.get("source"):
         rates = (f"{100 * c['initial_dev_failure_rate']:.0f}% -> {100 * c['dev_failure_rate']:.0f}%"
                  if c.get("dev_failure_rate") is not None else "-")
         invalid = "; ".join(f"{reason}: {n}" for reason, n in c["invalid_reasons"].items())
@@ -298,7 +354,7 @@ def markdown(report: Report) -> str:
         recorded = quality_eval.format_seconds(c["recorded_seconds"] or 0)
         found = f"; found nothing: {c['found_nothing']}" if c.get("found_nothing") else ""
         lines += [f"- compile ({c['source']}): {c['steps']} step(s), stopped: {c['stopped']}, "
-                  f"dev failure rate {rates}{found}",
+                  f"dev failure rate {rates}{found}, demonstrations {c.get('demos', 0)}",
                   f"- proposals valid {c['proposals_valid']}/{c['proposals_total']}"
                   + (f" (invalid: {invalid})" if invalid else ""),
                   f"- compile LM calls: {_calls(c['usage'])}; recorded compile time {recorded}, "
@@ -325,6 +381,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--batch-size", type=int, default=4)
     parse.add_argument("--patience", type=int, default=2)
     parse.add_argument("--threads", type=int, default=1)
+    parse.add_argument("--max-demos", type=int, default=None, metavar="K",
+                       help="also compile with up to K demonstrations and compare e_0 + bootstrapped demonstrations, "
+                            "the compiled method alone and with its demonstrations (default: the method text alone)")
     parse.add_argument("--compile-arg", action="append", metavar="KEY=VALUE",
                        help="another AutoEvolInstruct keyword (repeatable; JSON values, else text)")
     parse.add_argument("--judge-lm", default="same", help="information-gain judge: 'none', 'same' (the --lm) or a spec")

@@ -15,6 +15,8 @@ same pool) and proposes ``candidates`` new demonstration sets from it, each with
 method: one of demonstrations not tried yet, one of those whose sets measured best so far, the
 rest drawn at random with the seed. They are measured on the dev set with the method candidates, paired and
 raced, so the selection decides between a better method and better demonstrations.
+
+:func:`bootstrap_demos` gives any evolver demonstrations of its own successes without a compile.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ from collections.abc import Iterable, Sequence
 
 import dspy
 
+from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.rate import Program, evaluate_item
 from autoevol.optimizers.evaluation import EvolRole, Item
 from autoevol.optimizers.history import CandidateRecord, MethodScore, StepRecord, TrajectoryCase
-from autoevol.optimizers.split import normalized
+from autoevol.optimizers.split import distinct, items_of, normalized
 from autoevol.programs.demonstration import Demo, candidate_fingerprint, demo_keys
 from autoevol.programs.evolver import Evolver
+from autoevol.records import SeedItem
+from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -188,3 +194,31 @@ def describe(demos: Sequence[Demo]) -> str:
     """A demonstration set in one line, as step records and displays show it."""
     parts = [f"{demo.item_id or '?'} ({demo.origin}" + (f", step {demo.step})" if demo.step else ")") for demo in demos]
     return "demonstrations: " + (", ".join(parts) if parts else "none")
+
+
+def bootstrap_demos(evolver: Evolver, instructions: Sequence[str | dspy.Example | SeedItem], count: int, *,
+                    detector: FailureDetector | None = None, responder: Program | None = None,
+                    num_threads: int = 1) -> list[Demo]:
+    """Up to ``count`` demonstrations of ``evolver``'s own successes, without a compile.
+
+    The instructions are evolved in order (a few more than still needed at a time) under the
+    configured LM, answered and judged; the first ``count`` evolutions that pass every rule become
+    demonstrations (origin ``observed``), as BootstrapFewShot keeps a program's successful traces.
+    Use it to give a method demonstrations on new data, e.g. ``e_0`` plus examples.
+    """
+    items = distinct(items_of(instructions, "train"))
+    found: list[Demo] = []
+    start = 0
+    while len(found) < count and start < len(items):
+        chunk = items[start:start + 2 * (count - len(found))]
+        start += len(chunk)
+
+        def judge(item: Item) -> Demo | None:
+            outcome = evaluate_item(item.text, evolver, responder=responder, detector=detector)
+            if outcome.verdict.failed or outcome.evolved is None:
+                return None
+            return Demo(instruction=item.text, working_notes=outcome.notes or "", evolved_instruction=outcome.evolved,
+                        origin="observed", item_id=item.id)
+
+        found += [demo for demo in run_in_threads(judge, chunk, num_threads) if demo is not None]
+    return found[:count]

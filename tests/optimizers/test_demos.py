@@ -226,3 +226,13 @@ def test_evolving_with_a_loaded_evolver_shows_its_demonstrations(tmp_path):
 def test_negative_demo_settings_are_refused(value):
     with pytest.raises(ValueError, match="max_demos must be at least 0"):
         AutoEvolInstruct(optimizer_lm=scripted_lm(Optimizer()), max_demos=value)
+
+
+def test_bootstrapping_keeps_the_first_successes_that_pass_every_rule():
+    from autoevol.optimizers.demos import bootstrap_demos
+
+    with dspy.context(lm=scripted_lm(Evol(), role="evol")):
+        demos = bootstrap_demos(Evolver(), items(range(100, 120)), 3)
+    # items 100, 101 fail (residues 0 and 1 without a good demonstration); 102 and 103 pass, then 106
+    assert [number_of(demo.instruction) for demo in demos] == [102, 103, 106]
+    assert all(demo.origin == "observed" for demo in demos)
