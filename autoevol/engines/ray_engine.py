@@ -1,20 +1,20 @@
-"""Evolve a dataset on Ray Data: a pool of actors, each with its own LM client and bounded concurrency.
+"""Evolve a dataset on Ray: one pool of actors per job, each with its own LM client and bounded concurrency.
 
 The driver reads the seed items with :func:`autoevol.data.iter_items` (validation and stable ids
 exactly as the local engine), cuts each round into shards of ``shard_size`` sources in input order,
-and sends the sources still to do through ``Dataset.map_batches(EvolveActor, ...)`` on an actor
-pool. In round 1 of a ``.jsonl`` or ``.parquet`` input with an id column (and no ``limit``), the
+and sends the sources still to do, in batches, to the job's :class:`~autoevol.engines.ray_pool.EvolvePool`:
+its actors start once and serve every round and wave of the job (see :mod:`autoevol.engines.ray_pool`).
+In round 1 of a ``.jsonl`` or ``.parquet`` input with an id column (and no ``limit``), the
 driver's pass only validates and keeps the ids to do: the rows themselves are read by Ray Data
 tasks (byte ranges of the JSON lines file, or ``read_parquet``) and turned into seed items by the
 local reader's own helpers (:func:`seed_sources`); see :func:`ray_read_plan` for the rule.
-Each :class:`EvolveActor` builds its ``LMSession`` once and evaluates every batch with a
-thread pool of ``concurrency`` workers (``autoevol.metrics.rate.evaluate_item``, like the local
-engine), so rows, lineage and verdicts are the local engine's. The driver is the only writer: it
-appends each returned row to its shard file (see :mod:`autoevol.engines.shards`), marks finished
-shards ``.done``, and writes the same final output file as the local engine once every round is
-complete.
+Each actor builds its ``LMSession`` once and evaluates every batch with a thread pool of
+``concurrency`` workers (``autoevol.metrics.rate.evaluate_item``, like the local engine), so rows,
+lineage and verdicts are the local engine's. The driver is the only writer: it appends each
+returned row to its shard file (see :mod:`autoevol.engines.shards`), marks finished shards
+``.done``, and writes the same final output file as the local engine once every round is complete.
 
-Faults: Ray Data restarts a dead actor (``max_restarts=-1``) and retries its batch on the new one
+Faults: Ray restarts a dead actor (``max_restarts=-1``) and retries its batches on the new one
 (``max_task_retries=-1``); a batch's rows are returned together, so a batch lost with its actor is
 recomputed whole and the driver still writes each id once. LM retries, back-off and the adaptive
 limiter on 429s are the ``ManagedLM``'s, per actor. Budgets are global (:mod:`autoevol.engines.budget`).
@@ -26,17 +26,11 @@ import itertools
 import json
 import logging
 import math
-import os
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import dspy
 
 from autoevol.data import (
     SOURCE_OPENERS,
@@ -45,123 +39,19 @@ from autoevol.data import (
     record_items,
     resolve_columns,
 )
+from autoevol.engines.ray_pool import USAGE_FIELDS, ActorSettings, EvolvePool, as_source
 from autoevol.engines.shards import ShardStore
 from autoevol.export import write_output_card
-from autoevol.lm import CallPolicy, LMSession, parse_spec
-from autoevol.lm.policy import BudgetExceeded
+from autoevol.lm import CallPolicy, parse_spec
+from autoevol.lm.spec import endpoint_from_environment
 from autoevol.lm.usage import RoleUsage
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import ItemOutcome
 from autoevol.programs.evolver import Evolver
-from autoevol.programs.pipeline import JobSummary, Source, evaluate_and_answer, make_row, tally_rows
+from autoevol.programs.pipeline import JobSummary, make_row, tally_rows
 from autoevol.records import BAD_INPUT, EvolvedRow, Verdict
-from autoevol.threads import carry_dspy_context
 
 logger = logging.getLogger(__name__)
-
-_USAGE_FIELDS = ("calls", "cache_hits", "failed_calls", "retries", "input_tokens", "output_tokens", "cost")
-
-
-@dataclass(frozen=True)
-class ActorSettings:
-    """Everything an evolve actor needs, as plain picklable data.
-
-    ``crash_once`` is a fault-injection hook for tests: ``(row_id, flag_file)`` makes the actor
-    process exit abruptly when it starts ``row_id`` while ``flag_file`` exists (removing it first,
-    so the restarted actor goes on). ``structured_output`` is ``LMSession``'s setting of that name.
-    """
-
-    method: str
-    evol_lm: str
-    evol_model: str
-    api_base: str | None = None
-    judge_lm: str | None = None
-    #: a separate answer LM (spec, API base, recorded name); None: the evol LM's answers are kept
-    answer_lm: str | None = None
-    answer_api_base: str | None = None
-    answer_model: str | None = None
-    disable_rules: tuple[str, ...] = ()
-    concurrency: int = 8
-    max_output_tokens: int = 768
-    policy: CallPolicy = field(default_factory=CallPolicy)
-    structured_output: bool | None = None
-    crash_once: tuple[str, str] | None = None
-
-
-def _as_source(source: dict[str, Any]) -> Source:
-    return Source(root_id=source["root_id"], parent_id=source["parent_id"], text=source["text"], id=source["id"],
-                  turn=source.get("turn"))
-
-
-class EvolveActor:
-    """A Ray Data actor: one LM session, a thread pool of ``concurrency`` rows at a time.
-
-    ``__call__`` takes a batch ``{"source": [json...]}`` and returns ``{"shard", "row", "status",
-    "usage"}``: ``status`` is ``ok`` (``row`` is an ``EvolvedRow`` as JSON) or ``stopped`` (the
-    budget refused the call; ``row`` is the reason, and the source stays to do). ``usage`` carries
-    this actor's LM usage since its previous batch, on the first element only.
-    """
-
-    def __init__(self, settings: ActorSettings, round: int, budget: Any = None) -> None:
-        from autoevol.engines.budget import RemoteBudget
-
-        self.settings = settings
-        self.round = round
-        self.session = LMSession(concurrency=settings.concurrency, policy=settings.policy,
-                                 budget=RemoteBudget(budget) if budget is not None else None,
-                                 structured_output=settings.structured_output)
-        self.lm = self.session.lm(settings.evol_lm, role="evol", api_base=settings.api_base,
-                                  max_tokens=settings.max_output_tokens)
-        judge = self.session.lm(settings.judge_lm, role="judge", max_tokens=64) if settings.judge_lm else None
-        self.detector = FailureDetector(judge_lm=judge, disable=settings.disable_rules)
-        self.answer_lm = self.session.lm(settings.answer_lm, role="answer", api_base=settings.answer_api_base,
-                                         max_tokens=settings.max_output_tokens) if settings.answer_lm else None
-        self.evolver = Evolver(settings.method)
-        self.pool = ThreadPoolExecutor(settings.concurrency)
-        self._reported: dict[str, dict[str, float]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        sources = [json.loads(text) for text in batch["source"]]
-        with dspy.context(lm=self.lm, disable_history=True):
-            work = carry_dspy_context(self._one)
-            futures = [self.pool.submit(work, source) for source in sources]
-        results = [future.result() for future in futures]
-        usage = [""] * len(results)
-        if usage:
-            usage[0] = json.dumps(self._usage_delta())
-        return {"shard": [source["shard"] for source in sources], "row": [row for _, row in results],
-                "status": [status for status, _ in results], "usage": usage}
-
-    def _one(self, source: dict[str, Any]) -> tuple[str, str]:
-        self._maybe_crash(source["id"])
-        try:
-            outcome = evaluate_and_answer(source["text"], self.evolver, detector=self.detector,
-                                          answer_lm=self.answer_lm)
-        except BudgetExceeded as error:
-            return "stopped", str(error)
-        row = make_row(_as_source(source), self.round, outcome, fingerprint=self.evolver.fingerprint,
-                       evol_model=self.settings.evol_model, answer_model=self.settings.answer_model)
-        return "ok", row.model_dump_json()
-
-    def _maybe_crash(self, row_id: str) -> None:
-        crash = self.settings.crash_once
-        if crash and crash[0] == row_id and os.path.exists(crash[1]):
-            os.remove(crash[1])
-            os._exit(1)
-
-    def _usage_delta(self) -> dict[str, dict[str, Any]]:
-        """Usage per role since the last report (so the driver can add the deltas up)."""
-        with self._lock:
-            delta: dict[str, dict[str, Any]] = {}
-            for lm in self.session.lms:
-                now = lm.usage.model_dump()
-                before = self._reported.get(lm.role, {})
-                delta[lm.role] = {"model": now["model"],
-                                  **{name: now[name] - before.get(name, 0) for name in _USAGE_FIELDS}}
-                self._reported[lm.role] = {name: now[name] for name in _USAGE_FIELDS}
-            return delta
-
 
 #: Input formats whose round 1 is read through Ray Data (see :func:`ray_read_plan`).
 RAY_READ_FORMATS = (".jsonl", ".parquet")
@@ -270,7 +160,7 @@ class _Progress:
     def add_usage(self, text: str) -> None:
         for role, numbers in json.loads(text).items():
             total = self.usage.setdefault(role, RoleUsage(role=role, model=numbers["model"]))
-            for name in _USAGE_FIELDS:
+            for name in USAGE_FIELDS:
                 setattr(total, name, getattr(total, name) + numbers[name])
 
 
@@ -313,17 +203,24 @@ class RayEvolveJob:
                    overwrite=overwrite)
         summary = JobSummary(resumed_rows=sum(1 for _ in store.rows(rounds=rounds)))
         progress = _Progress()
-        if not store.complete:
-            plan = ray_read_plan(data, column, id_column, limit)
-            for round in range(1, rounds + 1):
-                ray_read = plan if round == 1 else None
-                for wave in self._waves(store, progress, round, data, column, id_column, limit,
-                                        ids_only=ray_read is not None):
-                    self._run_wave(store, progress, round, wave, data=data, plan=ray_read)
+        pool: EvolvePool | None = None  # started at the first wave, for every round and wave of the job
+        try:
+            if not store.complete:
+                plan = ray_read_plan(data, column, id_column, limit)
+                for round in range(1, rounds + 1):
+                    ray_read = plan if round == 1 else None
+                    for wave in self._waves(store, progress, round, data, column, id_column, limit,
+                                            ids_only=ray_read is not None):
+                        pool = pool or EvolvePool(self.settings, actors=self.actors, actor_cpus=self.actor_cpus,
+                                                  budget=self.budget)
+                        self._run_wave(pool, store, progress, round, wave, data=data, plan=ray_read)
+                        if progress.stopped:
+                            break
                     if progress.stopped:
                         break
-                if progress.stopped:
-                    break
+        finally:
+            if pool is not None:
+                pool.close()
         tally_rows(summary, store.rows(rounds=rounds))
         summary.usage = list(progress.usage.values())
         if progress.stopped:
@@ -405,16 +302,17 @@ class RayEvolveJob:
 
     def _bad_input_row(self, source: dict[str, Any], round: int) -> EvolvedRow:
         outcome = ItemOutcome(original=source["text"], verdict=Verdict.failure(BAD_INPUT, source["problem"]))
-        return make_row(_as_source(source), round, outcome, fingerprint=self.fingerprint, evol_model=self.settings.evol_model)
+        return make_row(as_source(source), round, outcome, fingerprint=self.fingerprint, evol_model=self.settings.evol_model)
 
-    def _wave_dataset(self, wave: list[dict[str, Any]], data: Path, plan: tuple[str, str] | None) -> Any:
-        """The wave's sources as a Ray dataset of ``{"source": JSON}`` rows."""
+    def _wave_batches(self, wave: list[dict[str, Any]], data: Path,
+                      plan: tuple[str, str] | None) -> Iterator[list[str]]:
+        """The wave's sources as batches of ``batch_size`` JSON texts, read by Ray Data under ``plan``."""
+        if plan is None:
+            for start in range(0, len(wave), self.batch_size):
+                yield [json.dumps(source) for source in wave[start:start + self.batch_size]]
+            return
         import ray.data
 
-        if plan is None:
-            items = [{"source": json.dumps(source)} for source in wave]
-            blocks = max(1, min(len(items), math.ceil(len(items) / self.batch_size)))
-            return ray.data.from_items(items, override_num_blocks=blocks)
         column, id_column = plan
         json_lines = data.suffix.lower() == ".jsonl"
         cpus = min(0.25, self.actor_cpus)  # reading waits on the disk; never starve the actor pool
@@ -428,23 +326,17 @@ class RayEvolveJob:
                                             partitioning=None).select_columns(
                 list(dict.fromkeys([column, id_column])))
         todo = {source["id"]: source["shard"] for source in wave}
-        return records.map_batches(
+        sources = records.map_batches(
             seed_sources, batch_format="pyarrow", num_cpus=cpus, batch_size=1 if json_lines else None,
             fn_kwargs={"path": str(data), "column": column, "id_column": id_column, "todo": todo,
                        "json_lines": json_lines},
-        ).repartition(target_num_rows_per_block=self.batch_size)
-
-    def _run_wave(self, store: ShardStore, progress: _Progress, round: int, wave: list[dict[str, Any]], *,
-                  data: Path, plan: tuple[str, str] | None = None) -> None:
-        import ray.data
-
-        dataset = self._wave_dataset(wave, data, plan).map_batches(
-            EvolveActor,
-            fn_constructor_kwargs={"settings": self.settings, "round": round, "budget": self.budget},
-            compute=ray.data.ActorPoolStrategy(size=self.actors, max_concurrent_calls_per_actor=2),
-            batch_size=self.batch_size, num_cpus=self.actor_cpus, batch_format="numpy",
         )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in sources.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
+            yield [str(text) for text in batch["source"]]
+
+    def _run_wave(self, pool: EvolvePool, store: ShardStore, progress: _Progress, round: int,
+                  wave: list[dict[str, Any]], *, data: Path, plan: tuple[str, str] | None = None) -> None:
+        for batch in pool.map(round, self._wave_batches(wave, data, plan)):
             by_shard: dict[int, list[str]] = {}
             for shard, row, status, usage in zip(batch["shard"], batch["row"], batch["status"], batch["usage"]):
                 if usage:
@@ -479,6 +371,12 @@ class RayEvolveJob:
             key = (round, shard)
             if key in progress.remaining:
                 progress.remaining[key] -= len(fresh)
+
+
+def _endpoint_from_environment(spec: str) -> str | None:
+    """The driver's environment endpoint for a non-local spec: actors on other machines do not see it."""
+    parsed = parse_spec(spec)
+    return None if parsed.is_local else endpoint_from_environment(str(parsed.model))
 
 
 def run_ray_evolve(
@@ -547,7 +445,8 @@ def run_ray_evolve(
     evolver = evolver or Evolver()
     settings = ActorSettings(
         method=evolver.method, evol_lm=evol_lm, evol_model=evol_model or parse_spec(evol_lm).display_name,
-        api_base=api_base, judge_lm=judge_lm, answer_lm=answer_lm, answer_api_base=answer_api_base,
+        api_base=api_base or _endpoint_from_environment(evol_lm), judge_lm=judge_lm, answer_lm=answer_lm,
+        answer_api_base=answer_api_base or (_endpoint_from_environment(answer_lm) if answer_lm else None),
         answer_model=parse_spec(answer_lm).display_name if answer_lm else None, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
         max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), structured_output=structured_output,
         crash_once=crash_once,
@@ -568,11 +467,8 @@ def run_ray_evolve(
             budget = start_budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost)
         job = RayEvolveJob(settings, actors=actors, shard_size=shard_size, batch_size=batch_size,
                            actor_cpus=actor_cpus, budget=budget, on_row=on_row)
-        with warnings.catch_warnings():
-            # Ray counts one input file as one input; the read is split into batch-sized blocks later
-            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
-            return job.run(data, out, column=column, id_column=id_column, limit=limit, rounds=rounds,
-                           overwrite=overwrite)
+        return job.run(data, out, column=column, id_column=id_column, limit=limit, rounds=rounds,
+                       overwrite=overwrite)
     finally:
         context.enable_progress_bars = bars
         if started_ray:

@@ -546,7 +546,7 @@ def _cli_args(latency: float, faults: FaultPlan, responder: str | None, seed: in
 @contextlib.contextmanager
 def serve_in_subprocess(*, latency: float = 0.0, faults: FaultPlan | None = None,
                         responder: str | None = None, seed: int = 0,
-                        startup_timeout: float = 30.0) -> Iterator[SubprocessServer]:
+                        startup_timeout: float = 120.0) -> Iterator[SubprocessServer]:
     """Run ``python -m autoevol.testing.fake_openai`` in a child process for the ``with`` block.
 
     ``responder`` is a ``"module:function"`` the child can import. The child is terminated (and
@@ -555,7 +555,9 @@ def serve_in_subprocess(*, latency: float = 0.0, faults: FaultPlan | None = None
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "autoevol.testing.fake_openai",
+    # the file itself, not ``-m``: the child imports the standard library only (not autoevol, DSPy...),
+    # so it listens within a fraction of a second even on a loaded machine (``-P``: no script folder on the path)
+    command = [sys.executable, "-P", os.path.abspath(__file__),
                *_cli_args(latency, faults or FaultPlan(), responder, seed)]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)

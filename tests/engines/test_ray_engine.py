@@ -221,3 +221,27 @@ def test_parquet_and_dataset_folder_outputs_hold_the_same_rows_on_both_engines(c
             assert (out / "dataset_info.json").is_file()  # written by datasets' save_to_disk
     assert {row["round"] for row in local.values()} == {1, 2} and any(row["failed"] for row in local.values())
     assert by_id(ray_out) == local
+
+
+def test_one_actor_pool_serves_every_round_and_wave_of_a_job(cluster, server, seed, tmp_path, monkeypatch):
+    from autoevol.engines import ray_engine
+    from autoevol.engines.ray_pool import ActorSettings, EvolvePool
+
+    pools: list[EvolvePool] = []
+
+    class CountedPool(EvolvePool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(ray_engine, "EvolvePool", CountedPool)
+    settings = ActorSettings(method=Evolver().method, evol_lm="openai/fake", evol_model="openai/fake",
+                             api_base=server.url, concurrency=4, policy=FAST)
+    job = ray_engine.RayEvolveJob(settings, actors=2, shard_size=5, wave_rows=5)
+    job.run(seed, tmp_path / "ray.jsonl", rounds=2)
+    assert len(pools) == 1 and pools[0].actors == []  # one pool for 2 rounds of several waves, stopped at the end
+    local = local_rows(seed, tmp_path / "local.jsonl", server.url, rounds=2)
+    assert by_id(tmp_path / "ray.jsonl") == local
+    server.reset()
+    job.run(seed, tmp_path / "ray.jsonl", rounds=2)  # a finished job starts no actors
+    assert len(pools) == 1 and server.stats().ok == 0
