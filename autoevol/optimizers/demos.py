@@ -30,7 +30,12 @@ import dspy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import Program, evaluate_item
 from autoevol.optimizers.evaluation import EvolRole, Item
-from autoevol.optimizers.history import CandidateRecord, MethodScore, StepRecord, TrajectoryCase
+from autoevol.optimizers.history import (
+    CandidateRecord,
+    MethodScore,
+    StepRecord,
+    TrajectoryCase,
+)
 from autoevol.optimizers.split import distinct, items_of, normalized
 from autoevol.programs.demonstration import Demo, candidate_fingerprint, demo_keys
 from autoevol.programs.evolver import Evolver

@@ -115,7 +115,7 @@ class Evolver(dspy.Module):
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "autoevol_version": __version__,
-            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "method": self.method,
             "method_fingerprint": self.fingerprint,
             "demos": [demo.model_dump(mode="json") for demo in self.demos],

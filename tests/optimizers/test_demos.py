@@ -91,8 +91,8 @@ def compile_world(student: Evolver | None = None, *, trainset=None, valset=None,
     policy = CallPolicy(max_retries=0)
     evol_lm = scripted_lm(evol or Evol(), role="evol", policy=policy)
     optimizer_lm = scripted_lm(optimizer or Optimizer(), role="optimizer", policy=policy)
-    options = dict(num_candidates=1, batch_size=6, dev_size=16, max_steps=4, patience=4, num_threads=1, seed=0,
-                   racing=False, max_demos=2, demo_candidates=3, keep_unchanged=True)
+    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 16, "max_steps": 4, "patience": 4, "num_threads": 1,
+               "seed": 0, "racing": False, "max_demos": 2, "demo_candidates": 3, "keep_unchanged": True}
     options.update(settings)
     tele = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
     return tele, tele.compile(student or Evolver(), trainset=TRAIN if trainset is None else trainset,
@@ -196,8 +196,8 @@ def test_a_resumed_run_rebuilds_the_same_pool_and_result(tmp_path):
     _, first = compile_world(max_steps=2)
     run_dir = tmp_path / "run"
     policy = CallPolicy(max_retries=0)
-    options = dict(num_candidates=1, batch_size=6, dev_size=16, patience=4, num_threads=1, seed=0, racing=False,
-                   max_demos=2, demo_candidates=3, keep_unchanged=True)
+    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 16, "patience": 4, "num_threads": 1, "seed": 0,
+               "racing": False, "max_demos": 2, "demo_candidates": 3, "keep_unchanged": True}
     for steps in (1, 2):  # one step, then the same run extended by a second one
         evol_lm = scripted_lm(Evol(), role="evol", policy=policy)
         optimizer_lm = scripted_lm(Optimizer(), role="optimizer", policy=policy)
