@@ -22,6 +22,7 @@ Example: ``GEPAEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 import time
@@ -39,7 +40,18 @@ from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
 from autoevol.optimizers.evaluation import Item
-from autoevol.optimizers.history import CandidateRecord, MethodScore, RunDirectory, RunHeader, StartRecord, StepRecord, now
+from autoevol.optimizers.history import (
+    CandidateRecord,
+    MethodScore,
+    RunDirectory,
+    RunDirError,
+    RunHeader,
+    StartRecord,
+    StepRecord,
+    UsageDelta,
+    now,
+    write_json,
+)
 from autoevol.optimizers.outcome import CompileFoundNothing, NoImprovement, compiled_evolver
 from autoevol.optimizers.roles import CompileLMs, model_name
 from autoevol.optimizers.split import Instructions, data_summary, split_pool_and_dev
@@ -91,6 +103,32 @@ class _FatalErrors(BaseCallback):
         return self.error is not None
 
 
+class _LMCallBudget:
+    """GEPA's stopper for ``max_lm_calls``: the compile's LM calls (cache hits not counted) reached the limit.
+
+    With a ``record`` file (in the run directory) the calls of earlier, interrupted runs count too,
+    so a resumed compile spends only what is left.
+    """
+
+    def __init__(self, lms: CompileLMs, before: dict[str, Any], limit: int, record: Path | None) -> None:
+        self.lms, self.before, self.limit, self.record, self.fired = lms, before, limit, record, False
+        self.earlier = 0
+        if record is not None and record.exists():
+            try:
+                self.earlier = int(json.loads(record.read_text(encoding="utf-8"))["lm_calls"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise RunDirError(f"{record}: unreadable record of the LM calls spent") from None
+
+    def __call__(self, gepa_state: Any) -> bool:
+        spent = self.earlier + sum(usage.calls for usage in self.lms.usage_since(self.before))
+        if self.record is not None:
+            write_json(self.record, {"lm_calls": spent})
+        if spent >= self.limit and not self.fired:
+            logger.info("GEPA: %d LM calls made, the budget of %d is spent", spent, self.limit)
+            self.fired = True
+        return self.fired
+
+
 class GEPAEvolInstruct(Teleprompter):
     """Optimize an Evolver's evolving method with ``dspy.GEPA`` and autoevol's failure feedback.
 
@@ -103,6 +141,9 @@ class GEPAEvolInstruct(Teleprompter):
             here they only set the default budget (:func:`matched_metric_calls`); ``batch_size``
             also checks the pool is large enough, as the split does for Auto Evol-Instruct.
         max_metric_calls: GEPA's budget in metric calls (default: matched, see above).
+        max_lm_calls: also stop once the compile made this many LM calls, every role counted
+            (calls answered from the run's cache are free and not counted); for comparisons at
+            equal LM-call budgets. Checked between GEPA iterations, so the last one may pass it.
         reflection_minibatch_size: training items per GEPA iteration (GEPA's default 3).
         candidate_selection_strategy: ``"pareto"`` (GEPA's default) or ``"current_best"``.
         evol_temperature: temperature of the evol LM (0 as in the paper); ``None`` keeps the LM's.
@@ -125,6 +166,7 @@ class GEPAEvolInstruct(Teleprompter):
         max_steps: int = 10,
         evolution_rounds: int = 1,
         max_metric_calls: int | None = None,
+        max_lm_calls: int | None = None,
         reflection_minibatch_size: int = 3,
         candidate_selection_strategy: Literal["pareto", "current_best"] = "pareto",
         evol_temperature: float | None = 0.0,
@@ -145,6 +187,8 @@ class GEPAEvolInstruct(Teleprompter):
         if max_metric_calls is not None and max_metric_calls < dev_size:
             raise ValueError(f"max_metric_calls must be at least dev_size ({dev_size}): GEPA first measures "
                              "the starting method on the whole dev set")
+        if max_lm_calls is not None and max_lm_calls < 1:
+            raise ValueError("max_lm_calls must be at least 1")
         if candidate_selection_strategy not in ("pareto", "current_best"):
             raise ValueError("candidate_selection_strategy must be 'pareto' or 'current_best'")
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
@@ -153,6 +197,7 @@ class GEPAEvolInstruct(Teleprompter):
         self.max_metric_calls = max_metric_calls if max_metric_calls is not None else matched_metric_calls(
             dev_size=dev_size, batch_size=batch_size, num_candidates=num_candidates, max_steps=max_steps,
             evolution_rounds=evolution_rounds)
+        self.max_lm_calls = max_lm_calls
         self.reflection_minibatch_size = reflection_minibatch_size
         self.candidate_selection_strategy = candidate_selection_strategy
         self.evol_temperature, self.answer_max_tokens = evol_temperature, answer_max_tokens
@@ -162,7 +207,8 @@ class GEPAEvolInstruct(Teleprompter):
         """The settings that shape the result (in run.json and the evolver's metadata)."""
         return {"dev_size": self.dev_size, "batch_size": self.batch_size, "num_candidates": self.num_candidates,
                 "max_steps": self.max_steps, "evolution_rounds": self.evolution_rounds,
-                "max_metric_calls": self.max_metric_calls, "reflection_minibatch_size": self.reflection_minibatch_size,
+                "max_metric_calls": self.max_metric_calls, "max_lm_calls": self.max_lm_calls,
+                "reflection_minibatch_size": self.reflection_minibatch_size,
                 "candidate_selection_strategy": self.candidate_selection_strategy,
                 "evol_temperature": self.evol_temperature, "answer_max_tokens": self.answer_max_tokens,
                 "seed": self.seed}
@@ -193,19 +239,21 @@ class GEPAEvolInstruct(Teleprompter):
         lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
                          CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
+        before = lms.usage()  # the LMs may have worked before this compile
+        earlier = run.start() if run is not None else None  # what earlier runs of this compile spent
         try:
             metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
-            result = self._run_gepa(student, pool, dev, metric, lms, run)
+            result, stopped = self._run_gepa(student, pool, dev, metric, lms, run, before)
             with dspy.context(lm=lms.evol):
                 start, final = (self._rescore(student, method, dev, metric) for method in
                                 (student.method, result.candidates[result.best_idx].evolve.signature.instructions))
             if not _better(final, start):
                 final = start
             history = _history(result, start, final)
-            usage = lms.usage_since({})
+            usage = _added(earlier.usage if earlier is not None else [], lms.usage_since(before))
         finally:
             lms.close()
-        seconds = round(time.monotonic() - clock, 3)
+        seconds = round(time.monotonic() - clock + (earlier.seconds if earlier is not None else 0.0), 3)
         start_record = StartRecord(score=start, usage=usage, seconds=seconds)
         if run is not None:
             run.write_start(start_record)
@@ -213,7 +261,7 @@ class GEPAEvolInstruct(Teleprompter):
                 run.write_step(record)
         evolver = compiled_evolver(student, final, start_record, history, hyperparameters=self.hyperparameters(),
                                    models=self._models(), detector_rules=lms.detector.rule_names,
-                                   data=header.data, stopped="max_metric_calls")
+                                   data=header.data, stopped=stopped)
         evolver.metadata["optimizer"] = "gepa"
         evolver.metadata["gepa"] = _gepa_summary(result, self.max_metric_calls)
         found_nothing = _found_nothing(start, final, result, evolver)
@@ -222,15 +270,19 @@ class GEPAEvolInstruct(Teleprompter):
         return evolver
 
     def _run_gepa(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item], metric: EvolutionFeedback,
-                  lms: CompileLMs, run: RunDirectory | None) -> Any:
+                  lms: CompileLMs, run: RunDirectory | None, before: dict[str, Any]) -> tuple[Any, str]:
+        """GEPA's detailed results, and why it stopped (``max_metric_calls`` or ``max_lm_calls``)."""
         fatal = _FatalErrors()
+        record = run.path / "gepa-lm-calls.json" if run is not None else None
+        calls = _LMCallBudget(lms, before, self.max_lm_calls, record) if self.max_lm_calls is not None else None
+        stoppers: list[Any] = [fatal] + ([calls] if calls is not None else [])
         optimizer = dspy.GEPA(
             metric=metric, max_metric_calls=self.max_metric_calls, reflection_lm=lms.optimizer,
             reflection_minibatch_size=self.reflection_minibatch_size,
             candidate_selection_strategy=self.candidate_selection_strategy, use_merge=False,
             num_threads=self.num_threads, log_dir=str(run.path / "gepa") if run is not None else None,
             track_stats=True, warn_on_score_mismatch=False, seed=self.seed,
-            gepa_kwargs={"stop_callbacks": [fatal]})
+            gepa_kwargs={"stop_callbacks": stoppers})
         logger.info("GEPA: %d training items, %d dev items, at most about %d metric calls", len(pool), len(dev),
                     self.max_metric_calls)
         callbacks = [*(dspy.settings.get("callbacks") or []), fatal]
@@ -243,7 +295,7 @@ class GEPAEvolInstruct(Teleprompter):
             raise
         if fatal.error is not None:
             raise fatal.error
-        return optimized.detailed_results
+        return optimized.detailed_results, "max_lm_calls" if calls is not None and calls.fired else "max_metric_calls"
 
     def _rescore(self, student: Evolver, method: str, dev: Sequence[Item], metric: EvolutionFeedback) -> MethodScore:
         """A method's dev verdicts by rule (GEPA's own calls answer them again from the cache)."""
@@ -270,7 +322,7 @@ class GEPAEvolInstruct(Teleprompter):
 
         settings: dict[str, Any] = {"optimizer": "gepa"}
         settings.update((key, value) for key, value in self.hyperparameters().items()
-                        if key not in ("max_metric_calls", "max_steps", "num_candidates"))  # a budget may grow
+                        if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow
         detector = self.detector or FailureDetector()
         settings.update(models=self._models(), detector_rules=detector.rule_names)
         return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
@@ -310,6 +362,14 @@ def build_teleprompter(optimizer: OptimizerName, **settings: Any) -> Teleprompte
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _added(earlier: Sequence[UsageDelta], now_spent: Sequence[UsageDelta]) -> list[UsageDelta]:
+    """Usage per role of earlier runs of the compile plus this run's."""
+    totals = {usage.role: usage for usage in earlier}
+    for usage in now_spent:
+        totals[usage.role] = totals[usage.role].plus(usage) if usage.role in totals else usage
+    return list(totals.values())
 
 
 def _examples(items: Sequence[Item]) -> list[dspy.Example]:

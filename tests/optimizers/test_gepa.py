@@ -178,3 +178,19 @@ def test_a_permanent_error_of_the_reflection_lm_stops_the_compile():
 
     with pytest.raises(LMAuthError):
         teleprompter(Refusing()).compile(Evolver(), trainset=TRAIN, valset=DEV)
+
+
+def test_an_lm_call_budget_stops_gepa_and_a_rerun_replays_it(tmp_path):
+    evol_lm = scripted_lm(evol, policy=CallPolicy(max_retries=0))
+    first = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True).compile(
+        Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
+    assert first.metadata["stopped"] == "max_lm_calls"
+    spent = sum(role["calls"] for role in first.metadata["usage"].values())
+    assert 40 <= spent <= 40 + 2 * (DEV_SIZE + 2 * MINIBATCH) + 2  # one iteration past it at most
+    calls = evol_lm.engine.calls
+    again = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True).compile(
+        Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
+    assert evol_lm.engine.calls == calls  # the spent budget is remembered: nothing more to do
+    assert again.method == first.method
+    assert {role: u["calls"] for role, u in again.metadata["usage"].items()} == \
+        {role: u["calls"] for role, u in first.metadata["usage"].items()}

@@ -1,0 +1,238 @@
+"""Auto Evol-Instruct against GEPA on the same job, at equal LM-call budgets, with one real LM.
+
+The seed file is split exactly as ``benchmarks/quality.py`` splits it (same seed, same held-out
+items); the same LM spec serves the evol, optimizer (GEPA's reflection) and judge roles. Three
+methods are evaluated on the held-out items with the same failure rules: e_0, the evolver
+Auto Evol-Instruct compiles on the compile part, and the evolver GEPA compiles on the same part
+(the same train/dev split inside the compile). GEPA's budget is what Auto Evol-Instruct really
+spent: GEPA stops once its compile made as many LM calls, every role counted (``max_lm_calls``,
+checked between GEPA iterations), and never passes the metric calls of Auto Evol-Instruct's
+schedule (``max_metric_calls``, or ``--gepa-max-metric-calls``).
+Prints the held-out failure rates with paired bootstrap intervals, and each compile's LM calls and
+wall time.
+
+    python benchmarks/head_to_head.py --lm local:/models/model.gguf --seed-set self-instruct --held-out 40 \\
+        --json runs/h2h.json --e0-from runs/quality.json --resume
+
+Per-item outcomes go to ``<prefix>.<method>.items.jsonl`` as in ``quality.py`` (``--resume`` reuses
+them and both compiles' run directories). ``--e0-from QUALITY_JSON`` reads and extends e_0's item
+file of a ``quality.py`` run made with ``--json QUALITY_JSON`` and the same LM settings (its keys
+match, so finished items are reused); run it when that ``quality.py`` run has finished.
+The Auto Evol-Instruct settings are ``quality.py``'s flags (``--steps``, ``--candidates``, ...,
+``--compile-arg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import quality  # noqa: E402
+import quality_eval  # noqa: E402
+from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
+
+from autoevol.data import iter_items  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
+from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
+from autoevol.optimizers import CompileFoundNothing  # noqa: E402
+from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
+from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.programs.responder import Responder  # noqa: E402
+
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Report:
+    """Everything one run measured (``--json`` writes it as is)."""
+
+    settings: dict[str, Any]
+    seed_file: str
+    compile_items: int
+    held_out_ids: list[str]
+    methods: list[MethodResult]
+    compiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    differences: list[dict[str, Any]] = field(default_factory=list)
+
+
+def outcome_settings(args: argparse.Namespace, detector: Any) -> dict[str, Any]:
+    """What decides an item's outcome: the same keys and values as ``quality.py``'s, so e_0's lines are shared."""
+    judge = quality.judge_spec(args)
+    return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
+            "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_names,
+            "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
+
+
+def calls_of(usage: dict[str, Any]) -> int:
+    """LM calls over every role of a usage mapping."""
+    return int(sum(int(counts.get("calls", 0)) for counts in usage.values()))
+
+
+def run_compile(name: str, optimizer: Any, train: list[Any], run_dir: Path, session: LMSession,
+                resume: bool) -> tuple[Evolver, dict[str, Any]]:
+    """Compile e_0 with ``optimizer`` (resumable in ``run_dir``); the result, even when it found nothing."""
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    started, before = time.monotonic(), role_usage(session)
+    found_nothing = None
+    try:
+        compiled = optimizer.compile(Evolver(), trainset=train, run_dir=run_dir)
+    except CompileFoundNothing as error:  # the result is e_0: say so, measure it anyway
+        compiled, found_nothing = error.evolver, str(error)
+    meta = compiled.metadata
+    figures = {
+        "optimizer": name, "method_fingerprint": compiled.fingerprint, "found_nothing": found_nothing,
+        "initial_dev_failure_rate": meta.get("initial_dev_failure_rate"), "dev_failure_rate": meta.get("dev_failure_rate"),
+        "steps": meta.get("steps"), "stopped": meta.get("stopped"), "usage": meta.get("usage") or {}, "recorded_seconds": meta.get("seconds"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "session_usage": usage_delta(role_usage(session), before), "hyperparameters": meta.get("hyperparameters"),
+    }
+    if "gepa" in meta:
+        figures["gepa"] = {key: meta["gepa"][key] for key in ("max_metric_calls", "total_metric_calls", "best_idx")}
+        figures["gepa"]["max_lm_calls"] = (meta.get("hyperparameters") or {}).get("max_lm_calls")
+        figures["gepa"]["candidates"] = len(meta["gepa"]["candidates"])
+    return compiled, figures
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Split, evaluate e_0, compile with both optimizers at equal budgets, evaluate both, compare."""
+    data = quality.seed_file(args)
+    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
+    train, held_out = quality.split(items, args.held_out, args.seed)
+    prefix = quality.output_prefix(args, data)
+    shared = args.e0_from.parent / args.e0_from.stem if args.e0_from is not None else prefix
+    print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
+          file=sys.stderr, flush=True)
+    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
+    with LMSession(concurrency=args.threads, policy=policy) as session:
+        evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
+        quality.probe(evol, args.lm)
+        optimizer_lm = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
+        detector = quality.build_detector(session, args)
+        settings = outcome_settings(args, detector)
+        report = Report(settings={**settings, "api_base": args.api_base, "threads": args.threads},
+                        seed_file=str(data), compile_items=len(train), held_out_ids=[i.id for i in held_out],
+                        methods=[])
+
+        def evaluate(key: str, label: str, program: Any, path: Path, resume: bool) -> MethodResult:
+            result = evaluate_method(key, label, program, held_out, session=session, lm=evol,
+                                     responder=Responder(max_tokens=args.answer_max_tokens), detector=detector,
+                                     settings=settings, path=path, resume=resume, threads=args.threads)
+            report.methods.append(result)
+            return result
+
+        auto_optimizer = quality.teleprompter(evol, optimizer_lm, detector, args)  # fails fast on bad settings
+        # e_0's file may be quality.py's: always resumed, so that none of its lines is dropped
+        e0 = evaluate("e0", "e_0 (initial method)", Evolver(), Path(f"{shared}.e0.items.jsonl"), True)
+        results = {}
+        auto, report.compiles["auto-evol"] = run_compile("auto-evol", auto_optimizer, train,
+                                                         Path(f"{prefix}.h2h-auto-evol.run"), session, args.resume)
+        auto.save(f"{prefix}.h2h-auto-evol.json")
+        budget = calls_of(report.compiles["auto-evol"]["usage"])
+        gepa_optimizer = GEPAEvolInstruct(
+            optimizer_lm=optimizer_lm, evol_lm=evol, detector=detector, dev_size=args.dev_size,
+            batch_size=args.batch_size, num_candidates=args.candidates, max_steps=args.steps,
+            max_metric_calls=args.gepa_max_metric_calls, max_lm_calls=max(1, budget),
+            reflection_minibatch_size=args.reflection_minibatch_size, answer_max_tokens=args.answer_max_tokens,
+            seed=args.seed, num_threads=args.threads)
+        gepa, report.compiles["gepa"] = run_compile("gepa", gepa_optimizer, train, Path(f"{prefix}.h2h-gepa.run"),
+                                                    session, args.resume)
+        gepa.save(f"{prefix}.h2h-gepa.json")
+        for key, label, compiled in (("h2h-auto-evol", "Auto Evol-Instruct", auto), ("h2h-gepa", "GEPA", gepa)):
+            figures = report.compiles[key.removeprefix("h2h-")]
+            label += " (found nothing = e_0)" if figures["found_nothing"] else ""
+            if compiled.fingerprint == e0.fingerprint:  # the same method: its outcomes are e_0's
+                results[key] = replace(e0, key=key, label=label, seconds=0.0, usage={})
+                report.methods.append(results[key])
+            else:
+                results[key] = evaluate(key, label, compiled, Path(f"{prefix}.{key}.items.jsonl"), args.resume)
+    pairs = [(e0, results["h2h-auto-evol"]), (e0, results["h2h-gepa"]), (results["h2h-auto-evol"], results["h2h-gepa"])]
+    for reference, other in pairs:
+        diff, low, high = paired_bootstrap(reference.failed_flags, other.failed_flags, n_boot=args.n_boot,
+                                           confidence=CONFIDENCE, seed=args.seed)
+        report.differences.append({"method": other.key, "reference": reference.key, "diff": diff, "low": low,
+                                   "high": high, "confidence": CONFIDENCE, "items": len(held_out)})
+    return report
+
+
+def markdown(report: Report) -> str:
+    """The held-out table, the paired differences, and each compile's calls and time."""
+    lines = ["| method | held-out failure rate | failed / items | failures by rule | evaluation LM calls | "
+             "evaluation wall time |", "|---|---:|---:|---|---|---:|"]
+    lines += [f"| {m.label} | {m.failure_rate:.1%} | {m.failed} / {m.items} | "
+              f"{', '.join(f'{r} {n}' for r, n in m.by_rule.items()) or '-'} | {calls_of(m.usage)} | "
+              f"{quality_eval.format_seconds(m.seconds)} |" for m in report.methods]
+    labels = {m.key: m.label for m in report.methods}
+    lines.append("")
+    for d in report.differences:
+        lines.append(f"- {labels[d['method']]} minus {labels[d['reference']]}: {100 * d['diff']:+.1f} points, "
+                     f"{d['confidence']:.0%} paired bootstrap interval [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
+                     f"({d['items']} items)")
+    for name, c in report.compiles.items():
+        roles = ", ".join(f"{role} {int(counts.get('calls', 0))}" for role, counts in c["usage"].items()) or "-"
+        rates = (f"{100 * c['initial_dev_failure_rate']:.0f}% -> {100 * c['dev_failure_rate']:.0f}%"
+                 if c.get("dev_failure_rate") is not None else "-")
+        extra = ""
+        if "gepa" in c:
+            g = c["gepa"]
+            extra = (f"; LM-call budget {g['max_lm_calls']} (Auto Evol-Instruct's), {g['total_metric_calls']} of at "
+                     f"most {g['max_metric_calls']} metric calls, {g['candidates']} candidates, stopped: {c['stopped']}")
+        lines.append(f"- compile {name}: {calls_of(c['usage'])} LM calls ({roles}), dev failure rate {rates}, "
+                     f"recorded time {quality_eval.format_seconds(c['recorded_seconds'] or 0)}, wall time of this run "
+                     f"{quality_eval.format_seconds(c['wall_seconds'])}{extra}"
+                     + (f"; found nothing: {c['found_nothing']}" if c["found_nothing"] else ""))
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    """``quality.py``'s flags (the split, the LM, Auto Evol-Instruct's settings) and GEPA's."""
+    parse = quality.parser()
+    parse.description = __doc__.splitlines()[0]
+    parse.add_argument("--gepa-max-metric-calls", type=int, default=None,
+                       help="GEPA's metric-call bound (default: Auto Evol-Instruct's schedule; the LM-call budget "
+                            "is Auto Evol-Instruct's compile LM calls in any case)")
+    parse.add_argument("--reflection-minibatch-size", type=int, default=3, help="GEPA's items per iteration")
+    parse.add_argument("--e0-from", type=Path, default=None, metavar="QUALITY_JSON",
+                       help="share e_0's item file with the quality.py run that wrote QUALITY_JSON")
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run, print the table; write ``--json`` and append to ``--markdown-out`` when given."""
+    args = parser().parse_args(argv)
+    if args.evolver or args.max_demos:
+        raise SystemExit("error: head_to_head.py compiles both evolvers itself, on the method text alone "
+                         "(--evolver and --max-demos are quality.py's)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if args.json is not None and args.e0_from is not None and args.json.resolve() == args.e0_from.resolve():
+        raise SystemExit("error: --json must not be quality.py's file (--e0-from): it would be overwritten")
+    report = run(args)
+    title = (f"Auto Evol-Instruct against GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
+             f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
+    table = markdown(report)
+    print(f"{title}\n\n{table}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {"command": sys.argv, **asdict(report)}
+        args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    if args.markdown_out:
+        with args.markdown_out.open("a", encoding="utf-8") as out:
+            out.write(f"\n## Head to head: {title}\n\n`python benchmarks/head_to_head.py {' '.join(sys.argv[1:])}`"
+                      f"\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
