@@ -95,7 +95,7 @@ def test_missing_given_columns_are_named(tmp_path):
 
 
 def test_json_array_is_parsed_incrementally(tmp_path, monkeypatch):
-    import autoevol.data as data
+    import autoevol.data.json_files as data
 
     monkeypatch.setattr(data, "_READ_CHUNK", 7)  # force elements to straddle chunk boundaries
     rows = [{"question": f"q{i} ünïcode " + "y" * i, "n": 123456789 + i} for i in range(50)]

@@ -17,7 +17,7 @@ import pytest
 
 from autoevol.data import DataError, read_rows
 from autoevol.export import export_rounds, write_dataset_card
-from autoevol.formats import ConversationInput, fields
+from autoevol.export.layouts import ConversationInput, fields
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm

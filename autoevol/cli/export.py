@@ -9,7 +9,7 @@ import typer
 
 from autoevol.cli.common import console, fail
 from autoevol.data import output_format
-from autoevol.formats import fields as fields_of
+from autoevol.export.layouts import fields as fields_of
 from autoevol.programs.evolver import Evolver
 
 
@@ -38,7 +38,7 @@ def export_command(
     messages or sharegpt (give --data): evolved turns in place, failed turns with their original text.
     """
     from autoevol import export as exporting
-    from autoevol.formats import EXPORT_FORMATS, LINEAGE_MODES, ConversationInput
+    from autoevol.export.layouts import EXPORT_FORMATS, LINEAGE_MODES, ConversationInput
 
     if mode not in ("separate", "mixed"):
         fail(f"--mode must be 'separate' or 'mixed', not '{mode}'")

@@ -1,54 +1,31 @@
-"""Post-processing of a finished evolve output: training files per round or mixed, and a dataset card.
+"""The dataset card (``README.md``) of an evolve output or an export.
 
-An evolve output holds one row per input and per round, failed rows included. An export keeps the
-successful evolutions only (the training data), one row per evolved instruction with its lineage:
-
-    id, root_id, parent_id, round, instruction, original, answer, method_fingerprint, evol_model,
-    answer_model, turn
-
-With ``include_seed`` the seed instructions join as round 0 rows (``id == root_id``, no parent).
-``export_format`` writes those rows in a layout trainers read instead (chat messages, ShareGPT,
-Alpaca; conversations put back together), with the lineage in a side file or column: see
-:mod:`autoevol.formats`.
-``mode="separate"`` writes one file per round; ``mode="mixed"`` one file with every round (the
-paper's mixed-round data). The dataset card (``README.md``) follows the Hugging Face convention:
-YAML front matter, then a Markdown description of how the data was made.
+The card follows the Hugging Face convention: YAML front matter (with a ``configs`` entry that
+lets ``datasets.load_dataset`` find the data files), then Markdown describing how the data was
+made: the evolving method, the models, the settings, rows and failures per round, failures by
+rule, quality figures, the fields and the files. Only a card autoevol wrote (it carries
+:data:`CARD_MARKER`) is ever replaced.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autoevol import formats
-from autoevol.data import DataError, output_format, read_rows, write_rows
-from autoevol.formats import (
-    ConversationCounts,
-    ConversationInput,
-    ExportFormat,
-    LineageMode,
-)
+from autoevol.data import output_format, read_rows
+from autoevol.data.writers import temporary_sibling
+from autoevol.export.layouts import FORMAT_DESCRIPTIONS, ConversationCounts
 from autoevol.metrics.embeddings import Embedder
-from autoevol.metrics.quality import QualityReport, dedup_indices, quality_report
+from autoevol.metrics.quality import QualityReport, quality_report
 from autoevol.records import fingerprint
 from autoevol.signatures.evolve import INITIAL_METHOD
 
 logger = logging.getLogger(__name__)
 
-ExportMode = Literal["separate", "mixed"]
-
-#: The columns of an exported row, in order.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "id", "root_id", "parent_id", "round", "instruction", "original", "answer", "method_fingerprint", "evol_model",
-    "answer_model", "turn",
-)
 CARD_NAME = "README.md"
 #: The line that marks a card as written by autoevol: only such a card is ever replaced.
 CARD_MARKER = "<!-- dataset card written by autoevol; it is rewritten when the data is written again -->"
@@ -88,173 +65,6 @@ OUTPUT_FIELDS: dict[str, str] = {
 
 class CardError(RuntimeError):
     """A ``README.md`` that autoevol did not write is in the way of a dataset card."""
-
-
-class ExportResult(BaseModel):
-    """What an export wrote."""
-
-    files: list[Path]
-    rows_by_round: dict[int, int] = Field(description="rows written per round (0 = seed)")
-    duplicates_dropped: int = 0
-    splits: dict[str, str] = Field(default_factory=dict, description="split name -> file, for a card")
-    export_format: str = "raw"
-    lineage_files: list[Path] = Field(default_factory=list)
-    conversations: ConversationCounts | None = Field(
-        default=None, description="conversations put back together (conversation inputs only)")
-
-
-def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False) -> list[dict[str, Any]]:
-    """The exported rows of an evolve output's rows: successful evolutions, seeds first when asked."""
-    seeds: dict[str, dict[str, Any]] = {}
-    evolved: list[dict[str, Any]] = []
-    for row in rows:
-        round_no = int(row.get("round") or 1)
-        if round_no == 1 and row.get("root_id") is not None and row["root_id"] not in seeds:
-            seeds[row["root_id"]] = {
-                "id": row["root_id"], "root_id": row["root_id"], "parent_id": None, "round": 0,
-                "instruction": row.get("original"), "original": None, "answer": None,
-                "method_fingerprint": None, "evol_model": None, "answer_model": None, "turn": row.get("turn"),
-            }
-        if row.get("failed") or not row.get("evolved"):
-            continue
-        evolved.append({
-            "id": row.get("id"), "root_id": row.get("root_id"), "parent_id": row.get("parent_id"),
-            "round": round_no, "instruction": row.get("evolved"), "original": row.get("original"),
-            "answer": row.get("answer"), "method_fingerprint": row.get("method_fingerprint"),
-            "evol_model": row.get("evol_model"), "answer_model": row.get("answer_model"), "turn": row.get("turn"),
-        })
-    evolved.sort(key=lambda r: r["round"])  # stable: input order within a round
-    return ([*seeds.values()] if include_seed else []) + evolved
-
-
-def _dedup(rows: list[dict[str, Any]], *, embedder: Embedder | None, dup_threshold: float) -> list[dict[str, Any]]:
-    texts = [str(r["instruction"] or "") for r in rows]
-    if not texts:
-        return rows
-    emb = None
-    if embedder is not None:
-        from autoevol.metrics.embeddings import normalize_rows
-
-        emb = normalize_rows(embedder.embed(texts))
-    return [rows[i] for i in dedup_indices(texts, emb, threshold=dup_threshold)]
-
-
-def separate_paths(out: str | Path, rounds: Sequence[int]) -> dict[int, Path]:
-    """Where ``mode="separate"`` writes each round.
-
-    A ``.jsonl``/``.parquet`` path is a prefix (``data.jsonl`` -> ``data.round-1.jsonl``); a path
-    without a suffix is a folder holding ``round-<r>.parquet`` files (the Hub's folder layout).
-    """
-    out = Path(out)
-    if output_format(out) == "dataset":
-        return {r: out / f"round-{r}.parquet" for r in rounds}
-    return {r: out.with_name(f"{out.stem}.round-{r}{out.suffix}") for r in rounds}
-
-
-def export_rounds(
-    rows_path: str | Path,
-    out_dir_or_prefix: str | Path,
-    *,
-    mode: ExportMode = "separate",
-    include_seed: bool = False,
-    dedup: bool = False,
-    dup_threshold: float = 0.95,
-    embedder: Embedder | None = None,
-    export_format: ExportFormat = "raw",
-    lineage: LineageMode = "file",
-    conversations: ConversationInput | None = None,
-) -> ExportResult:
-    """Export the successful rows of an evolve output, per round or mixed, in a training layout.
-
-    Args:
-        rows_path: an evolve output (``.jsonl``, ``.parquet`` or a ``save_to_disk`` folder).
-        out_dir_or_prefix: ``mode="mixed"``: the output file or dataset folder; ``mode="separate"``:
-            see :func:`separate_paths`.
-        include_seed: add the seed instructions as round 0.
-        dedup: drop exact repeats and, with ``embedder``, near-duplicates (cosine >= ``dup_threshold``)
-            of an earlier row; within each file, first occurrence wins (seeds come first).
-        embedder: for near-duplicates; without one only exact (normalized text) repeats are dropped.
-        export_format: ``raw`` (the rows above), ``messages``, ``sharegpt`` or ``alpaca`` (see
-            :mod:`autoevol.formats`).
-        lineage: where a non-raw layout keeps the lineage: ``file`` (``<export>.lineage.jsonl``
-            beside each data file), ``column`` (a ``lineage`` JSON column) or ``none``.
-        conversations: the input evolve read, when it held conversations: needed by
-            ``messages`` and ``sharegpt`` to put them back together.
-
-    Raises:
-        ValueError: an unknown mode, format or lineage mode, or seeds or dedup asked with a non-raw
-            layout that cannot hold them.
-        DataError: conversation rows without ``conversations``, or an input that lacks them.
-    """
-    if mode not in ("separate", "mixed"):
-        raise ValueError(f"mode must be 'separate' or 'mixed', not {mode!r}")
-    formats.check_format(export_format, lineage)
-    if include_seed and export_format != "raw":
-        raise ValueError("seed rows have no answers: include_seed works with the raw format only")
-    rows = export_rows(read_rows(rows_path), include_seed=include_seed)
-    rebuilding = export_format in ("messages", "sharegpt") and any(row.get("turn") is not None for row in rows)
-    if rebuilding and conversations is None:
-        raise DataError(rows_path, "holds turns of conversations; give the input evolve read (--data) to put "
-                                   "them back together, or export them one by one with --format alpaca or raw")
-    if rebuilding and dedup:
-        raise ValueError("dedup would drop single turns out of conversations; export conversations without it")
-    groups: dict[int, list[dict[str, Any]]] = {}
-    if mode == "mixed":
-        groups[-1] = rows
-    else:
-        for row in rows:
-            groups.setdefault(row["round"], []).append(row)
-    dropped = 0
-    if dedup:
-        for key, group in groups.items():
-            kept = _dedup(group, embedder=embedder, dup_threshold=dup_threshold)
-            dropped += len(group) - len(kept)
-            groups[key] = kept
-    root = Path(out_dir_or_prefix)
-    result = ExportResult(files=[], rows_by_round={}, duplicates_dropped=dropped, export_format=export_format,
-                          conversations=ConversationCounts() if rebuilding else None)
-    targets = {-1: root} if mode == "mixed" else separate_paths(root, sorted(groups))
-    written: Counter[int] = Counter()
-    for key, group in sorted(groups.items()):
-        target = targets[key]
-        written.update(_write_layout(group, target, root, result, export_format=export_format, lineage=lineage,
-                                     conversations=conversations if rebuilding else None))
-        result.files.append(target)
-        if mode == "mixed":
-            result.splits["train"] = target.name if output_format(target) != "dataset" else ""
-        else:
-            result.splits[f"round_{key}"] = target.name
-    result.rows_by_round = dict(sorted(written.items()))
-    logger.info("exported %d rows to %d file(s)", sum(written.values()), len(result.files))
-    return result
-
-
-def _write_layout(group: list[dict[str, Any]], target: Path, root: Path, result: ExportResult, *,
-                  export_format: str, lineage: str, conversations: ConversationInput | None) -> Counter[int]:
-    """Write one export file (and its lineage file) in ``export_format``; returns rows per round."""
-    if export_format == "raw":
-        write_rows(group, target, schema_hint=None)
-        return Counter(row["round"] for row in group)
-    if conversations is not None and result.conversations is not None:
-        pairs = formats.conversation_rows(group, export_format, lineage, conversations, result.conversations)
-    else:
-        pairs = formats.single_turn_rows(group, export_format, lineage)
-    records: list[dict[str, Any]] = []
-
-    def layout_rows() -> Any:
-        for row, record in pairs:
-            records.append(record)
-            yield row
-
-    write_rows(layout_rows(), target, schema_hint=formats.schema(export_format, lineage))
-    if lineage == "file":
-        side = formats.lineage_path(target, root)
-        write_rows(records, side)
-        result.lineage_files.append(side)
-    return Counter(int(record["round"]) for record in records)
-
-
-# --------------------------------------------------------------------------- dataset card
 
 
 class CardFacts(BaseModel):
@@ -436,7 +246,7 @@ def _format_text(export_format: str | None) -> str:
         return ("autoevol's evolve output: one row per input and round, failed rows included with the rule "
                 "and reason (`autoevol export --format` writes training layouts from it).")
     loaders = "`datasets.load_dataset` (json or parquet files) or `datasets.load_from_disk` (a saved folder)"
-    return f"`{export_format}`: {formats.FORMAT_DESCRIPTIONS[export_format]} Loads as it is with {loaders}."
+    return f"`{export_format}`: {FORMAT_DESCRIPTIONS[export_format]} Loads as it is with {loaders}."
 
 
 def is_own_card(path: str | Path) -> bool:
@@ -482,14 +292,8 @@ def write_dataset_card(
                         splits=splits, exported_rows=exported_rows, fields=fields, export_format=export_format,
                         conversations=conversations)
     folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CARD_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-        os.replace(temporary, card)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with temporary_sibling(card) as temporary:
+        temporary.write_text(text + "\n", encoding="utf-8")
     return card
 
 
@@ -517,40 +321,3 @@ def write_output_card(
         return None
     logger.info("wrote the dataset card %s", card)
     return card
-
-
-# --------------------------------------------------------------------------- hub
-
-
-class HubError(RuntimeError):
-    """Pushing to the Hugging Face Hub is not possible (library missing, no access, no network)."""
-
-
-def push_to_hub(path: str | Path, repo: str, *, private: bool = False) -> None:
-    """Upload an export (a file, a ``save_to_disk`` folder or a folder of round files) with ``datasets``.
-
-    Raises:
-        HubError: ``datasets`` is missing or the upload fails (one line, naming the repo).
-    """
-    try:
-        import datasets
-    except ImportError as error:  # pragma: no cover - datasets is a dependency
-        raise HubError(f"pushing to the Hub needs the 'datasets' package ({error})") from None
-    path = Path(path)
-    try:
-        if path.is_dir() and (path / "state.json").exists():
-            data: Any = datasets.load_from_disk(str(path))
-        elif path.is_dir():
-            files = {p.stem.replace("-", "_"): str(p) for p in sorted(path.glob("*.parquet"))}
-            if not files:
-                raise HubError(f"{path}: no parquet files or saved dataset to push")
-            data = datasets.load_dataset("parquet", data_files=files)
-        else:
-            kind = "json" if path.suffix == ".jsonl" else "parquet"
-            data = datasets.load_dataset(kind, data_files={"train": str(path)})
-        data.push_to_hub(repo, private=private)
-    except HubError:
-        raise
-    except Exception as error:  # network, authentication, repository errors
-        detail = " ".join(str(error).split())[:300]
-        raise HubError(f"cannot push {path} to the Hub repo '{repo}': {type(error).__name__}: {detail}") from None
