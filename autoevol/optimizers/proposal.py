@@ -286,9 +286,22 @@ def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     for position, paragraph in enumerate(paragraphs):
         found = _STEP_LABEL.match(paragraph)
         if found and normalized(found.group(1)) == wanted:
-            paragraphs[position] = revised.strip()
+            paragraphs[position] = _one_step(revised)
             return "\n\n".join(paragraphs), None
     return method, f"the revised step names {label.group(1)!r}, which the method does not have"
+
+
+def _one_step(revised: str) -> str:
+    """The revised step alone, cut where a later step label begins.
+
+    Small optimizer LMs often write the steps after the revised one too; pasting those in would
+    repeat them in the method.
+    """
+    lines = revised.strip().splitlines()
+    for position, line in enumerate(lines[1:], start=1):
+        if _STEP_LABEL.match(line):
+            return "\n".join(lines[:position]).strip()
+    return revised.strip()
 
 
 def _split_rules(method: str) -> tuple[str, list[str]]:

@@ -182,6 +182,16 @@ def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():
     assert problem is None and NUMBERS not in shortened and QUESTION in shortened and INPUTS in shortened
 
 
+def test_a_revised_step_that_runs_on_into_the_next_steps_replaces_its_own_step_only():
+    revised = ("Step 1 - Options: list ways to make it harder and keep every input line.\n\n"
+               "Step 2 - Plan: choose several options from your list.\n\nStep 3 - Rewrite: carry it out.")
+    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400)
+    assert problem is None and "keep every input line." in changed
+    for label in ("Step 1 -", "Step 2 -", "Step 3 -", "Step 4 -"):
+        assert changed.count(label) == 1, label
+    assert "Step 2 - Plan: choose several options from your list that fit together" in changed
+
+
 def test_a_rewrite_over_the_length_budget_is_invalid():
     long_method = INITIAL_METHOD + " Also" * 300
     tele, result = compile_world(Evol(), Optimizer([long_method]), proposal_mode="rewrite", proposal_attempts=1,
