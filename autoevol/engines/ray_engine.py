@@ -180,7 +180,7 @@ class RayEvolveJob:
         self.actor_cpus = actor_cpus
         self.budget = budget
         self.on_row = on_row or (lambda row: None)
-        self.fingerprint = Evolver(settings.method).fingerprint
+        self.fingerprint = Evolver(settings.method, demos=settings.demos).fingerprint
 
     def identity(self, data: Path, *, column: str | None, id_column: str | None, limit: int | None,
                  rounds: int) -> dict[str, Any]:
@@ -449,7 +449,7 @@ def run_ray_evolve(
         answer_api_base=answer_api_base or (_endpoint_from_environment(answer_lm) if answer_lm else None),
         answer_model=parse_spec(answer_lm).display_name if answer_lm else None, disable_rules=tuple(disable_rules), concurrency=max(1, concurrency),
         max_output_tokens=max_output_tokens, policy=policy or CallPolicy(), structured_output=structured_output,
-        crash_once=crash_once,
+        crash_once=crash_once, demos=tuple(evolver.demos),
     )
     FailureDetector(disable=[rule for rule in settings.disable_rules if rule != "equal"])  # fail fast on typos
     started_ray = not ray.is_initialized()

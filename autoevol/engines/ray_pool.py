@@ -26,6 +26,7 @@ import dspy
 from autoevol.lm import CallPolicy, LMSession
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.metrics.failure import FailureDetector
+from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import Source, evaluate_and_answer, make_row
 from autoevol.threads import carry_dspy_context
@@ -58,6 +59,8 @@ class ActorSettings:
     policy: CallPolicy = field(default_factory=CallPolicy)
     structured_output: bool | None = None
     crash_once: tuple[str, str] | None = None
+    #: the evolver's demonstrations (plain data), shown to the evol LM like the method
+    demos: tuple[Demo, ...] = ()
 
 
 def as_source(source: dict[str, Any]) -> Source:
@@ -88,7 +91,7 @@ class EvolveActor:
         self.detector = FailureDetector(judge_lm=judge, disable=settings.disable_rules)
         self.answer_lm = self.session.lm(settings.answer_lm, role="answer", api_base=settings.answer_api_base,
                                          max_tokens=settings.max_output_tokens) if settings.answer_lm else None
-        self.evolver = Evolver(settings.method)
+        self.evolver = Evolver(settings.method, demos=settings.demos)
         self.pool = ThreadPoolExecutor(settings.concurrency)
         self._reported: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()

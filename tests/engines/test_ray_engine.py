@@ -16,6 +16,7 @@ from autoevol.data import DataError, read_rows
 from autoevol.engines import ray_available, run_ray_evolve
 from autoevol.engines.shards import ShardStore
 from autoevol.lm import CallPolicy, LMSession
+from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
 from autoevol.testing.fake_openai import chat_adapter_responder, parse_output_fields, serve_in_subprocess
@@ -245,3 +246,12 @@ def test_one_actor_pool_serves_every_round_and_wave_of_a_job(cluster, server, se
     server.reset()
     job.run(seed, tmp_path / "ray.jsonl", rounds=2)  # a finished job starts no actors
     assert len(pools) == 1 and server.stats().ok == 0
+
+
+def test_an_evolver_with_demonstrations_keeps_them_on_the_ray_engine(cluster, server, seed, tmp_path):
+    demo = Demo(instruction="Name a colour.", working_notes="Ask for a reason too.",
+                evolved_instruction="Name a colour and say why it suits a kitchen.")
+    evolver = Evolver(demos=[demo])
+    ray_run(seed, tmp_path / "ray.jsonl", server.url, evolver=evolver, actors=1)
+    fingerprints = {row["method_fingerprint"] for row in by_id(tmp_path / "ray.jsonl").values()}
+    assert fingerprints == {evolver.fingerprint} and evolver.fingerprint != Evolver().fingerprint
