@@ -62,7 +62,7 @@ def compile_command(
     optimizer_name: Annotated[str, typer.Option("--optimizer", help="'auto-evol' (Auto Evol-Instruct, the default) or 'gepa' (DSPy's GEPA with autoevol's failure feedback; see docs/gepa.md).")] = "auto-evol",
     max_metric_calls: Annotated[Optional[int], typer.Option(min=1, help="GEPA's budget in metric calls (one evolution answered and judged each); default: what Auto Evol-Instruct's schedule would measure with --steps, --candidates, --batch-size, --dev-size and --rounds.")] = None,
     keep_unchanged: Annotated[bool, typer.Option(help="Write the evolver even when the compile found no better method (it then exits 0).")] = False,
-    max_demos: Annotated[int, typer.Option(min=0, help="Most demonstrations (worked examples from DATA's training part, never dev items) the evolver shows the evol LM; 0: the method text alone, as in the paper.")] = 2,
+    max_demos: Annotated[int, typer.Option(min=0, help="Most demonstrations (worked examples from DATA's training part, never dev items) the evolver shows the evol LM; 0 (default): the method text alone, as in the paper.")] = 0,
     demo_candidates: Annotated[int, typer.Option(min=0, help="New demonstration sets tried per step (with --max-demos above 0).")] = 2,
     teacher_demos: Annotated[bool, typer.Option(help="Also let the optimizer LM rewrite failed trajectory cases; rewrites that pass every rule become demonstrations.")] = False,
     keep_demos: Annotated[bool, typer.Option(help="With --from: keep the evolver's demonstrations (default: draw new ones from DATA).")] = False,

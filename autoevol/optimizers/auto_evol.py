@@ -165,7 +165,7 @@ class AutoEvolInstruct(Teleprompter):
         answer_max_tokens: int | None = None,
         trajectory_answers: bool = True,
         keep_unchanged: bool = False,
-        max_demos: int = 2,
+        max_demos: int = 0,
         demo_candidates: int = 2,
         teacher_demos: bool = False,
         keep_demos: bool = False,
