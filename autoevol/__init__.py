@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 
 from autoevol.lm import Budget, CallPolicy, LMSession, ManagedLM  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.metrics.feedback import EvolutionFeedback  # noqa: E402
 from autoevol.metrics.rate import FailureRate, failure_rate  # noqa: E402
 from autoevol.optimizers.auto_evol import AutoEvolInstruct  # noqa: E402
+from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
 from autoevol.optimizers.tuning import tune  # noqa: E402
 from autoevol.programs.demonstration import Demo  # noqa: E402
 from autoevol.programs.evolver import Evolver, load_evolver  # noqa: E402
@@ -28,6 +30,6 @@ load = load_evolver
 
 __all__ = [
     "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "Demo", "EvolveJob", "EvolvedRow", "Evolver",
-    "FailureDetector", "FailureRate", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
+    "EvolutionFeedback", "FailureDetector", "FailureRate", "GEPAEvolInstruct", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
     "__version__", "failure_rate", "load", "tune",
 ]
