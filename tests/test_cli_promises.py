@@ -153,7 +153,18 @@ def test_a_spec_that_cannot_be_used_fails_before_any_row(tmp_path, spec, api_bas
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr
-    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.partial.jsonl").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["seed.jsonl"]  # no output, journal or call cache
+
+
+def test_an_unknown_rule_to_disable_fails_before_any_lm_is_contacted(tmp_path):
+    with FakeOpenAIServer() as server:
+        result = cli("evolve", seed(tmp_path / "seed.jsonl", 3), "-o", tmp_path / "out.jsonl", "--evol-lm",
+                     "openai/fake", "--api-base", server.url, "--disable-rule", "no_such_rule")
+        assert server.stats.requests == 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "no_such_rule" in lines[0] and "valid rules" in lines[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["seed.jsonl"]
 
 
 def test_parquet_and_folder_outputs_hold_the_jsonl_rows(tmp_path):

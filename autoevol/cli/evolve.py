@@ -105,6 +105,10 @@ def evolve(
     check_output(out, overwrite)
     _check_card(out, overwrite)
     evolver = Evolver().load(program) if program else Evolver()
+    try:
+        FailureDetector(disable=disable_rule or ())  # an unknown rule stops here, before any LM starts
+    except ValueError as error:
+        fail(str(error))
     if answer_lm is not None and answer_lm.strip() == evol_lm.strip() and answer_api_base in (None, api_base):
         answer_lm = None  # the evol LM itself: its answers are already there
     if answer_lm is None and answer_api_base is not None:
@@ -154,7 +158,10 @@ def evolve(
                                           "structured_output": structured_output})
             summary.usage = merged_usage(session)
     finally:
+        empty = len(calls) == 0
         calls.close()
+        if empty and not journal.exists():  # nothing began (e.g. the LM was unusable): leave nothing behind
+            journal.discard_calls()
     if summary.output and not summary.stopped:
         journal.discard_calls()
     again = "the same command" if retry_failed is None else "the same command (same --retry-failed)"
