@@ -62,7 +62,7 @@ from autoevol.optimizers.outcome import (
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
-from autoevol.optimizers.roles import CompileLMs, model_name
+from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.split import NotEnoughData, data_summary, split_pool_and_dev
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
@@ -388,17 +388,10 @@ class AutoEvolInstruct(Teleprompter):
                          settings=settings, data=data_summary(pool, dev))
 
     def _evol_lm(self) -> dspy.LM:
-        lm = self.evol_lm or dspy.settings.lm
-        if lm is None:
-            raise ValueError("no evol LM: pass evol_lm=... or configure one with dspy.configure(lm=...)")
-        return lm
+        return configured_evol_lm(self.evol_lm)
 
     def _models(self) -> dict[str, str]:
-        models = {"evol": model_name(self._evol_lm()), "optimizer": model_name(self.optimizer_lm)}
-        judge = self.detector.judge_lm if self.detector is not None else None
-        if judge is not None:
-            models["judge"] = model_name(judge)
-        return models
+        return role_models(self._evol_lm(), self.optimizer_lm, self.detector)
 
 class _Loop:
     """What the steps of one compile share: the LMs, the evol role, the dev evaluator, the proposers."""

@@ -56,7 +56,7 @@ from autoevol.optimizers.outcome import (
     NoImprovement,
     compiled_evolver,
 )
-from autoevol.optimizers.roles import CompileLMs, model_name
+from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.split import Instructions, data_summary, split_pool_and_dev
 from autoevol.programs.evolver import Evolver
 from autoevol.threads import run_in_threads
@@ -270,17 +270,10 @@ class GEPAEvolInstruct(Teleprompter):
                          settings=settings, data=data_summary(pool, dev))
 
     def _evol_lm(self) -> dspy.LM:
-        lm = self.evol_lm or dspy.settings.lm
-        if lm is None:
-            raise ValueError("no evol LM: pass evol_lm=... or configure one with dspy.configure(lm=...)")
-        return lm
+        return configured_evol_lm(self.evol_lm)
 
     def _models(self) -> dict[str, str]:
-        models = {"evol": model_name(self._evol_lm()), "optimizer": model_name(self.optimizer_lm)}
-        judge = self.detector.judge_lm if self.detector is not None else None
-        if judge is not None:
-            models["judge"] = model_name(judge)
-        return models
+        return role_models(self._evol_lm(), self.optimizer_lm, self.detector)
 
 
 def build_teleprompter(optimizer: OptimizerName, **settings: Any) -> Teleprompter:

@@ -18,6 +18,23 @@ def model_name(lm: Any) -> str:
     return str(getattr(lm, "display_name", None) or getattr(lm, "model", None) or type(lm).__name__)
 
 
+def configured_evol_lm(lm: dspy.LM | None) -> dspy.LM:
+    """The evol LM a teleprompter was given, else the one configured with ``dspy.configure(lm=...)``."""
+    lm = lm or dspy.settings.lm
+    if lm is None:
+        raise ValueError("no evol LM: pass evol_lm=... or configure one with dspy.configure(lm=...)")
+    return lm
+
+
+def role_models(evol_lm: dspy.LM, optimizer_lm: dspy.LM, detector: FailureDetector | None) -> dict[str, str]:
+    """The model of each compile role, recorded in run headers and evolver metadata."""
+    models = {"evol": model_name(evol_lm), "optimizer": model_name(optimizer_lm)}
+    judge = detector.judge_lm if detector is not None else None
+    if judge is not None:
+        models["judge"] = model_name(judge)
+    return models
+
+
 class CompileLMs:
     """Copies of the compile's LMs that share one call cache (the run's, or an in-memory one).
 
