@@ -42,15 +42,12 @@ import quality_eval  # noqa: E402
 from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.optimizers import CompileFoundNothing  # noqa: E402
 from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
-
-CONFIDENCE = 0.95
-
 
 @dataclass
 class Report:
@@ -63,14 +60,6 @@ class Report:
     methods: list[MethodResult]
     compiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     differences: list[dict[str, Any]] = field(default_factory=list)
-
-
-def outcome_settings(args: argparse.Namespace, detector: Any) -> dict[str, Any]:
-    """What decides an item's outcome: the same keys and values as ``quality.py``'s, so e_0's lines are shared."""
-    judge = quality.judge_spec(args)
-    return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
-            "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_names,
-            "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
 
 
 def calls_of(usage: dict[str, Any]) -> int:
@@ -119,7 +108,7 @@ def run(args: argparse.Namespace) -> Report:
         quality.probe(evol, args.lm)
         optimizer_lm = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = quality.build_detector(session, args)
-        settings = outcome_settings(args, detector)
+        settings = quality.outcome_settings(args, detector)
         report = Report(settings={**settings, "api_base": args.api_base, "threads": args.threads},
                         seed_file=str(data), compile_items=len(train), held_out_ids=[i.id for i in held_out],
                         methods=[])
@@ -159,9 +148,9 @@ def run(args: argparse.Namespace) -> Report:
     pairs = [(e0, results["h2h-auto-evol"]), (e0, results["h2h-gepa"]), (results["h2h-auto-evol"], results["h2h-gepa"])]
     for reference, other in pairs:
         diff, low, high = paired_bootstrap(reference.failed_flags, other.failed_flags, n_boot=args.n_boot,
-                                           confidence=CONFIDENCE, seed=args.seed)
+                                           confidence=quality.CONFIDENCE, seed=args.seed)
         report.differences.append({"method": other.key, "reference": reference.key, "diff": diff, "low": low,
-                                   "high": high, "confidence": CONFIDENCE, "items": len(held_out)})
+                                   "high": high, "confidence": quality.CONFIDENCE, "items": len(held_out)})
     return report
 
 

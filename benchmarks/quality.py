@@ -206,6 +206,14 @@ def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[s
     }
 
 
+def outcome_settings(args: argparse.Namespace, detector: FailureDetector) -> dict[str, Any]:
+    """What decides an item's outcome (part of every item's key; other scripts share e_0's lines through it)."""
+    judge = judge_spec(args)
+    return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
+            "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_names,
+            "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
+
+
 def bootstrapped_e0(train: list[SeedItem], args: argparse.Namespace, detector: FailureDetector, path: Path,
                     session: LMSession) -> tuple[Evolver, dict[str, Any]]:
     """e_0 with ``--max-demos`` demonstrations of its own successes on the compile part (saved to ``path``).
@@ -243,10 +251,7 @@ def run(args: argparse.Namespace) -> Report:
         probe(evol, args.lm)
         optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = build_detector(session, args)
-        judge = judge_spec(args)
-        settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,  # what decides outcomes
-                    "answer_max_tokens": args.answer_max_tokens,
-                    "rules": detector.rule_names, "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
+        settings = outcome_settings(args, detector)
         report = Report(settings={**settings, "api_base": args.api_base, "local_servers": len(session.servers),
                                   "threads": args.threads},
                         seed_file=str(data), compile_items=len(train),
