@@ -9,8 +9,6 @@ import os
 # Offline by default: DSPy would otherwise try to download LiteLLM's model price map.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-__version__ = "0.1.0"
-
 from autoevol.lm import Budget, CallPolicy, LMSession, ManagedLM  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.metrics.feedback import EvolutionFeedback  # noqa: E402
@@ -24,6 +22,7 @@ from autoevol.programs.pipeline import EvolveJob  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import EvolvedRow, SeedItem, Verdict  # noqa: E402
 from autoevol.signatures import INITIAL_METHOD, WEAK_METHOD  # noqa: E402
+from autoevol.version import __version__  # noqa: E402
 
 #: ``autoevol.load(path)``: a new Evolver read from an evolver file (``Evolver().load(path)`` loads into one).
 load = load_evolver

@@ -60,6 +60,7 @@ from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_model
 from autoevol.optimizers.split import Instructions, data_summary, split_pool_and_dev
 from autoevol.programs.evolver import Evolver
 from autoevol.threads import run_in_threads
+from autoevol.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -259,8 +260,6 @@ class GEPAEvolInstruct(Teleprompter):
         return _score(evolver, failed=sum(by_rule.values()), evaluated=len(dev), by_rule=by_rule)
 
     def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
-        from autoevol import __version__
-
         settings: dict[str, Any] = {"optimizer": "gepa"}
         settings.update((key, value) for key, value in self.hyperparameters().items()
                         if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow

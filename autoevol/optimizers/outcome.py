@@ -8,6 +8,7 @@ from typing import Any
 
 from autoevol.optimizers.history import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
 from autoevol.programs.evolver import Evolver
+from autoevol.version import __version__
 
 logger = logging.getLogger("autoevol.optimizers.auto_evol")
 
@@ -102,8 +103,6 @@ def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, h
                      hyperparameters: dict[str, Any], models: dict[str, str], detector_rules: list[str],
                      data: dict[str, Any], stopped: str) -> Evolver:
     """The compile's result: ``student`` following ``final``'s method, with metadata and ``compile_history``."""
-    from autoevol import __version__
-
     initial = start.score
     metadata: dict[str, Any] = {
         "optimizer": "AutoEvolInstruct", "autoevol_version": __version__, "compiled_at": now(),
