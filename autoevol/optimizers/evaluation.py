@@ -17,10 +17,10 @@ import dspy
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item, run_program
+from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item
 from autoevol.optimizers.history import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
-from autoevol.programs.evolver import Evolver
+from autoevol.programs.evolver import Evolver, Trajectory
 from autoevol.programs.responder import Responder
 from autoevol.records import LM_ERROR, Verdict
 from autoevol.threads import run_in_threads
@@ -85,51 +85,31 @@ class EvolRole:
 
 def evolve_trajectory(role: EvolRole, candidate: Candidate, batch: Sequence[Item], rounds: int, *, answers: bool,
                       on_done: Callable[[int], None] | None = None) -> list[TrajectoryCase]:
-    """S_t: every item evolved ``rounds`` times in a row with ``candidate``, stage 0 the original.
+    """S_t: every item evolved ``rounds`` times in a row with ``candidate`` (:meth:`Evolver.trajectory`).
 
-    With ``answers`` the last stage is also answered and judged by every rule (the answer rules
-    and the judge included), so the analysis sees how the evol LM reacted to it.
+    Each stage is checked by the detector's evolution rules. With ``answers`` the last stage is
+    also answered and judged by every rule (the answer rules and the judge included), so the
+    analysis sees how the evol LM reacted to it.
     """
+    evolver = role.evolver(candidate)  # built here, not concurrently in the worker threads
+
+    def evaluate_last(instruction: str) -> ItemOutcome:
+        return role.evaluate(instruction, candidate)
+
     def evolve_case(numbered: tuple[int, Item]) -> TrajectoryCase:
         number, item = numbered
-        return _evolve_case(role, str(number), item, candidate, rounds, answers)
+        trajectory = evolver.trajectory(item.text, rounds, detector=role.detector,
+                                        evaluate_last=evaluate_last if answers else None)
+        return _case(str(number), item, trajectory)
 
     return role.run(evolve_case, list(enumerate(batch, start=1)), on_done)
 
 
-def _evolve_case(role: EvolRole, case_id: str, item: Item, candidate: Candidate, rounds: int,
-                 answers: bool) -> TrajectoryCase:
-    stages, notes = [item.text], []
-    evolver = role.evolver(candidate)
-    for round_number in range(1, rounds + 1):
-        if round_number == rounds and answers:
-            outcome = role.evaluate(stages[-1], candidate)
-            if outcome.evolved is not None:
-                stages.append(outcome.evolved)
-                notes.append(outcome.notes or "")
-            return _case(case_id, item, stages, notes, outcome.verdict, outcome.answer)
-        predictions: list[dspy.Prediction] = []
-
-        def evolve(instruction: str) -> dspy.Prediction:
-            predictions.append(evolver(instruction=instruction))
-            return predictions[-1]
-
-        evolved, problem = run_program(evolve, "evolution", stages[-1], "evolved_instruction")
-        if problem is not None:
-            return _case(case_id, item, stages, notes, problem, None)
-        stages.append(evolved)
-        notes.append(str(getattr(predictions[-1], "working_notes", "") or ""))
-        verdict = role.detector.detect_evolution(stages[-2], evolved)
-        if verdict is not None and verdict.failed:
-            return _case(case_id, item, stages, notes, verdict, None)
-    return _case(case_id, item, stages, notes, Verdict.passed(), None)
-
-
-def _case(case_id: str, item: Item, stages: list[str], notes: list[str], verdict: Verdict,
-          answer: str | None) -> TrajectoryCase:
+def _case(case_id: str, item: Item, trajectory: Trajectory) -> TrajectoryCase:
+    verdict = trajectory.verdict
     description = "passed" if not verdict.failed else f"failed ({verdict.rule}): {verdict.reason}"
-    return TrajectoryCase(case_id=case_id, item_id=item.id, stages=stages, notes=notes, answer=answer,
-                          failed=verdict.failed, rule=verdict.rule, verdict=description)
+    return TrajectoryCase(case_id=case_id, item_id=item.id, stages=trajectory.stages, notes=trajectory.notes,
+                          answer=trajectory.answer, failed=verdict.failed, rule=verdict.rule, verdict=description)
 
 
 # ---------------------------------------------------------------------------------- development set

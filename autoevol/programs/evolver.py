@@ -12,15 +12,21 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 from dspy.utils.saving import get_dependency_versions
 
+from autoevol.metrics.rate import ItemOutcome, run_program
 from autoevol.programs.demonstration import Candidate, Demo, candidate_fingerprint
+from autoevol.records import Verdict
 from autoevol.signatures.evolve import INITIAL_METHOD, EvolveInstruction
+
+if TYPE_CHECKING:
+    from autoevol.metrics.failure import FailureDetector
 
 #: Identifies evolver files; bump FORMAT_VERSION when the file layout changes incompatibly.
 FORMAT_NAME = "autoevol.evolver"
@@ -35,6 +41,21 @@ DemoLike = Demo | dspy.Example | Mapping[str, Any]
 
 class EvolverFileError(ValueError):
     """An evolver file is missing, corrupt, foreign, or of an incompatible format version."""
+
+
+@dataclass
+class Trajectory:
+    """One instruction evolved round after round: every stage (stage 0 the original) and how it ended.
+
+    ``notes`` holds each evolution's working notes (one per stage after the original). ``verdict``
+    is why the trajectory stopped early (its last stage failed), or passed; ``answer`` is the evol
+    LM's answer to the last stage when the last round was answered.
+    """
+
+    stages: list[str]
+    notes: list[str]
+    verdict: Verdict
+    answer: str | None = None
 
 
 class Evolver(dspy.Module):
@@ -90,12 +111,44 @@ class Evolver(dspy.Module):
         """Evolve one instruction; returns ``evolved_instruction`` and ``working_notes``."""
         return self.evolve(instruction=instruction)
 
-    def trajectory(self, instruction: str, rounds: int = 1) -> list[str]:
-        """Evolve ``rounds`` times in a row; returns every stage, stage 0 being the original."""
-        stages = [instruction]
-        for _ in range(rounds):
-            stages.append(self(instruction=stages[-1]).evolved_instruction)
-        return stages
+    def trajectory(self, instruction: str, rounds: int = 1, *, detector: FailureDetector | None = None,
+                   evaluate_last: Callable[[str], ItemOutcome] | None = None) -> Trajectory:
+        """Evolve ``rounds`` times in a row, each stage from the previous one (S_t of the paper).
+
+        A stage whose evolution fails (an LM error, no parseable ``evolved_instruction``) ends the
+        trajectory with that verdict; with a ``detector``, so does a stage its evolution rules
+        reject (``detect_evolution``: unchanged, copied the prompt, ...). With ``evaluate_last``,
+        the last round is that function of the previous stage instead of a plain evolution
+        (evolve, answer and judge by every rule, as the optimizer's analysis wants to see).
+        ``BudgetExceeded`` and permanent LM errors propagate.
+
+        Example:
+            >>> with dspy.context(lm=lm):                          # doctest: +SKIP
+            ...     Evolver().trajectory("Add 2 and 3.", rounds=2).stages
+        """
+        stages, notes = [instruction], []
+        predictions: list[dspy.Prediction] = []
+
+        def evolve(instruction: str) -> dspy.Prediction:
+            predictions.append(self(instruction=instruction))
+            return predictions[-1]
+
+        for round_number in range(1, rounds + 1):
+            if round_number == rounds and evaluate_last is not None:
+                outcome = evaluate_last(stages[-1])
+                if outcome.evolved is not None:
+                    stages.append(outcome.evolved)
+                    notes.append(outcome.notes or "")
+                return Trajectory(stages, notes, outcome.verdict, outcome.answer)
+            evolved, problem = run_program(evolve, "evolution", stages[-1], "evolved_instruction")
+            if problem is not None:
+                return Trajectory(stages, notes, problem)
+            stages.append(evolved)
+            notes.append(str(getattr(predictions[-1], "working_notes", "") or ""))
+            verdict = detector.detect_evolution(stages[-2], evolved) if detector is not None else None
+            if verdict is not None and verdict.failed:
+                return Trajectory(stages, notes, verdict)
+        return Trajectory(stages, notes, Verdict.passed())
 
     def save(self, path: str | Path, save_program: bool = False, modules_to_serialize: Any = None) -> Path:
         """Write the method, demonstrations and metadata as one JSON file (never any secret).

@@ -7,8 +7,11 @@ import json
 import dspy
 import pytest
 
+from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.rate import ItemOutcome
 from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.programs.evolver import FORMAT_VERSION, Evolver, EvolverFileError
+from autoevol.records import Verdict
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
 from autoevol.testing.scripted import scripted_lm
 
@@ -45,8 +48,49 @@ def test_forward_sends_the_method_as_instructions_and_returns_both_fields():
 
 def test_trajectory_evolves_each_stage_from_the_previous_one():
     with dspy.context(lm=scripted_lm(appender)):
-        stages = Evolver("Widen it.").trajectory("Q", rounds=3)
-    assert stages == ["Q", "Q +Widen", "Q +Widen +Widen", "Q +Widen +Widen +Widen"]
+        trajectory = Evolver("Widen it.").trajectory("Q", rounds=3)
+    assert trajectory.stages == ["Q", "Q +Widen", "Q +Widen +Widen", "Q +Widen +Widen +Widen"]
+    assert trajectory.notes == ["planned"] * 3
+    assert not trajectory.verdict.failed and trajectory.answer is None
+
+
+def test_a_stage_the_detector_rejects_ends_the_trajectory():
+    def stuck_after_one(request):
+        text = request.inputs["instruction"]
+        return {"working_notes": "n", "evolved_instruction": text if "+" in text else f"{text} +more"}
+
+    with dspy.context(lm=scripted_lm(stuck_after_one)):
+        checked = Evolver("Widen it.").trajectory("Add 2 and 3.", rounds=3, detector=FailureDetector())
+        unchecked = Evolver("Widen it.").trajectory("Add 2 and 3.", rounds=3)
+    assert checked.stages == ["Add 2 and 3.", "Add 2 and 3. +more", "Add 2 and 3. +more"]
+    assert checked.verdict.failed and checked.verdict.rule == "unchanged"
+    assert len(unchecked.stages) == 4 and not unchecked.verdict.failed
+
+
+def test_an_unparseable_stage_ends_the_trajectory_with_its_verdict():
+    def garbled_second(request):
+        text = request.inputs["instruction"]
+        return "no fields here" if "+" in text else {"working_notes": "n", "evolved_instruction": f"{text} +x"}
+
+    with dspy.context(lm=scripted_lm(garbled_second)):
+        trajectory = Evolver("Widen it.").trajectory("Q", rounds=3)
+    assert trajectory.stages == ["Q", "Q +x"] and trajectory.notes == ["n"]
+    assert trajectory.verdict.failed and trajectory.verdict.rule == "unparseable"
+
+
+def test_evaluate_last_replaces_the_last_round_and_gives_its_answer():
+    seen: list[str] = []
+
+    def evaluate_last(instruction):
+        seen.append(instruction)
+        return ItemOutcome(original=instruction, evolved=f"{instruction} +last", notes="judged", answer="42",
+                           verdict=Verdict.failure("sorry", "apologised"))
+
+    with dspy.context(lm=scripted_lm(appender)):
+        trajectory = Evolver("Widen it.").trajectory("Q", rounds=2, evaluate_last=evaluate_last)
+    assert seen == ["Q +Widen"]
+    assert trajectory.stages == ["Q", "Q +Widen", "Q +Widen +last"] and trajectory.notes == ["planned", "judged"]
+    assert trajectory.answer == "42" and trajectory.verdict.rule == "sorry"
 
 
 def test_save_and_load_round_trip(tmp_path):
