@@ -42,6 +42,9 @@ class ManagedLM(dspy.LM):
             llama-cpp-python, ``json_schema`` for vLLM and OpenAI); signature calls are then
             constrained to their output fields (see :mod:`autoevol.lm.structured`).
         structured_max_tokens: the fewest output tokens a constrained signature call gets.
+        marked_text: on a llama.cpp server (``json_object``), answer signatures whose outputs are
+            all text in DSPy's field-marker format under a grammar rather than as JSON (see
+            :mod:`autoevol.lm.grammar`).
         **lm_kwargs: passed to ``dspy.LM`` (temperature, max_tokens, api_base, api_key, engine...).
     """
 
@@ -56,6 +59,7 @@ class ManagedLM(dspy.LM):
         call_cache: CallCache | None = None,
         structured_output: str | None = None,
         structured_max_tokens: int | None = None,
+        marked_text: bool = False,
         **lm_kwargs: Any,
     ) -> None:
         if structured_output is not None and structured_output not in DIALECTS:
@@ -72,6 +76,7 @@ class ManagedLM(dspy.LM):
         self.call_cache = call_cache
         self.structured_output = structured_output
         self.structured_max_tokens = structured_max_tokens
+        self.marked_text = marked_text
         self._usage = UsageCounter(role, model)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()

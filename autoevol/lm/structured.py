@@ -15,7 +15,10 @@ Two dialects of the OpenAI API exist for this:
 
 An LM opts in by carrying ``structured_output = "<dialect>"`` (``LMSession`` sets it for local
 models and for ``structured_output=...``). :class:`RoutingAdapter` is the DSPy adapter that reads it:
-constrained JSON for such LMs, DSPy's ``ChatAdapter`` (unchanged) for every other LM.
+constrained JSON for such LMs, DSPy's ``ChatAdapter`` (unchanged) for every other LM. A local LM
+with ``marked_text`` answers signatures whose outputs are all text in ChatAdapter's format under a
+grammar instead (:mod:`autoevol.lm.grammar`), because constrained JSON makes small models drop
+every line after the first.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter, _get_structured_outputs_response_format
 from dspy.clients.base_lm import BaseLM
 from dspy.signatures.signature import Signature
+
+from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only, raise_to_output_floor
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +102,7 @@ class StructuredAdapter(JSONAdapter):
     def _prepare_response_format(self, lm: BaseLM, lm_kwargs: dict[str, Any],
                                  signature: type[Signature]) -> None:
         lm_kwargs["response_format"] = response_format(signature, self.dialect)
-        floor = getattr(lm, "structured_max_tokens", None)
-        if floor:
-            current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
-            lm_kwargs["max_tokens"] = max(int(current), int(floor))
+        raise_to_output_floor(lm, lm_kwargs)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read the constrained object as JSON first (servers may leave raw newlines in strings).
@@ -122,11 +124,12 @@ class RoutingAdapter(ChatAdapter):
     """The adapter of every autoevol job: constrained JSON where the LM supports it, else chat.
 
     An LM with a ``structured_output`` dialect (see :func:`structured_dialect`) is called through
-    :class:`StructuredAdapter`; a signature whose outputs have no closed schema, and every other
-    LM, go through ``ChatAdapter`` exactly as DSPy would call them.
+    :class:`StructuredAdapter` (or, for a local LM with ``marked_text`` and a signature of text
+    outputs only, :class:`~autoevol.lm.grammar.MarkedTextAdapter`); a signature whose outputs have
+    no closed schema, and every other LM, go through ``ChatAdapter`` exactly as DSPy would call them.
     """
 
-    def _route(self, lm: BaseLM, signature: type[Signature]) -> StructuredAdapter | None:
+    def _route(self, lm: BaseLM, signature: type[Signature]) -> ChatAdapter | None:
         dialect = structured_dialect(lm)
         if dialect is None:
             return None
@@ -135,8 +138,11 @@ class RoutingAdapter(ChatAdapter):
         except StructuredOutputError as error:
             logger.info("no constrained output for %s: %s", signature.__name__, error)
             return None
-        return StructuredAdapter(dialect, callbacks=self.callbacks,
-                                 use_native_function_calling=self.use_native_function_calling)
+        structured = StructuredAdapter(dialect, callbacks=self.callbacks,
+                                       use_native_function_calling=self.use_native_function_calling)
+        if dialect == LOCAL_DIALECT and getattr(lm, "marked_text", False) and has_text_outputs_only(signature):
+            return MarkedTextAdapter(structured, callbacks=self.callbacks)
+        return structured
 
     def __call__(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature],
                  demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,103 @@
+"""Text outputs under a grammar: DSPy's field-marker format, enforced while decoding on llama.cpp.
+
+Constrained JSON is a poor fit for free text. A small model that writes a JSON string closes it
+where it would have started a new line: asked to evolve "Write a conversation based on the given
+facts.\\n\\nFacts: ...", Qwen2.5-Coder-1.5B returns the first line alone in JSON mode, and the
+whole instruction, facts included, in DSPy's chat format. So a signature whose outputs are all
+text is sent to llama-cpp-python's server with ChatAdapter's prompt and a GBNF ``grammar`` that
+allows exactly that format: each output field's ``[[ ## name ## ]]`` marker in order, free text
+(newlines included) under each, and the closing ``[[ ## completed ## ]]`` marker. The model still
+cannot skip, reorder or invent fields, which is what the embedded SmolLM2 needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dspy.adapters.chat_adapter import ChatAdapter
+from dspy.clients.base_lm import BaseLM
+from dspy.signatures.signature import Signature
+from dspy.utils.exceptions import AdapterParseError
+
+logger = logging.getLogger(__name__)
+
+#: Free text under a marker: anything but the start of a new marker (``[[ #``), never empty and
+#: not opening with a newline. ``[x``, ``[[0]]`` and ``[[x`` stay possible.
+TEXT_RULES = """\
+text ::= lead piece*
+lead ::= [^\\[\\n] | "[" [^\\[]
+piece ::= [^\\[] | "[" [^\\[] | "[[" [^ \\[] | "[[ " [^#]
+"""
+
+
+def has_text_outputs_only(signature: type[Signature]) -> bool:
+    """Whether every output field of ``signature`` is a plain string."""
+    return all(field.annotation is str for field in signature.output_fields.values())
+
+
+def _literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def marker_grammar(signature: type[Signature]) -> str:
+    """The GBNF grammar of ChatAdapter's answer to ``signature``: every output field, in order."""
+    names = list(signature.output_fields)
+    if not names:
+        raise ValueError(f"{signature.__name__} has no output fields")
+    parts = [_literal(("" if index == 0 else "\n\n") + f"[[ ## {name} ## ]]\n") + " text"
+             for index, name in enumerate(names)]
+    parts.append(_literal("\n\n[[ ## completed ## ]]"))
+    return "root ::= " + " ".join(parts) + "\n" + TEXT_RULES
+
+
+def raise_to_output_floor(lm: BaseLM, lm_kwargs: dict[str, Any]) -> None:
+    """Give a constrained call at least the LM's ``structured_max_tokens`` output tokens."""
+    floor = getattr(lm, "structured_max_tokens", None)
+    if floor:
+        current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
+        lm_kwargs["max_tokens"] = max(int(current), int(floor))
+
+
+class MarkedTextAdapter(ChatAdapter):
+    """DSPy's ``ChatAdapter`` with its field markers enforced by a llama.cpp grammar.
+
+    The prompt and the parser are ChatAdapter's; the request carries a GBNF ``grammar`` (in the
+    request body, as llama-cpp-python's server reads it) built by :func:`marker_grammar`. An
+    answer that still does not parse (cut off at the token limit) is asked again through
+    ``fallback``, the JSON-constrained adapter, instead of DSPy's unconstrained JSON retry.
+
+    Args:
+        fallback: the adapter that answers when a marked answer cannot be read.
+    """
+
+    def __init__(self, fallback: ChatAdapter, **kwargs: Any) -> None:
+        super().__init__(use_json_adapter_fallback=False, **kwargs)
+        self.fallback = fallback
+
+    def _constrained(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature]) -> dict[str, Any]:
+        lm_kwargs = dict(lm_kwargs)
+        extra_body = dict(lm_kwargs.get("extra_body") or {})
+        extra_body["grammar"] = marker_grammar(signature)
+        lm_kwargs["extra_body"] = extra_body
+        raise_to_output_floor(lm, lm_kwargs)
+        return lm_kwargs
+
+    def __call__(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature],
+                 demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return super().__call__(lm, self._constrained(lm, lm_kwargs, signature), signature, demos, inputs)
+        except AdapterParseError as error:
+            logger.info("marked answer to %s unreadable (%s); asking for constrained JSON",
+                        signature.__name__, str(error).splitlines()[0])
+            return self.fallback(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature],
+                    demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return await super().acall(lm, self._constrained(lm, lm_kwargs, signature), signature, demos, inputs)
+        except AdapterParseError as error:
+            logger.info("marked answer to %s unreadable (%s); asking for constrained JSON",
+                        signature.__name__, str(error).splitlines()[0])
+            return await self.fallback.acall(lm, lm_kwargs, signature, demos, inputs)

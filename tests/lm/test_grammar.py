@@ -1,0 +1,100 @@
+"""Text-only signatures on llama.cpp: ChatAdapter's field markers under a grammar, not JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dspy
+import pytest
+from llama_cpp import LlamaGrammar
+
+from autoevol.lm import LMSession, ManagedLM, RoutingAdapter
+from autoevol.lm.grammar import has_text_outputs_only, marker_grammar
+from autoevol.lm.local import default_model_path
+from autoevol.programs.evolver import Evolver
+from autoevol.signatures.judge import JudgeEquality
+from autoevol.testing.fake_openai import FakeOpenAIServer
+
+EVOLVED = "Write a dialogue from the facts below.\n\nFacts:\nTemp: 10 C, Loc: Beijing"
+
+
+class Responder:
+    """Answers a grammar request in markers (or cut off), a schema request in JSON."""
+
+    def __init__(self, cut_off: bool = False) -> None:
+        self.cut_off = cut_off
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, messages: list[dict], body: dict) -> str:
+        self.bodies.append(body)
+        if "grammar" in body:
+            marked = f"[[ ## working_notes ## ]]\nKeep the facts.\n\n[[ ## evolved_instruction ## ]]\n{EVOLVED}"
+            return marked[:30] if self.cut_off else marked + "\n\n[[ ## completed ## ]]"
+        form = body.get("response_format")
+        if form and "working_notes" in form["schema"]["properties"]:
+            return json.dumps({"working_notes": "n", "evolved_instruction": "Write a dialogue."})
+        if form:
+            return json.dumps({"reasoning": "r", "verdict": "Not Equal"})
+        return "plain"
+
+
+def _run(responder: Responder, marked_text: bool = True) -> tuple[str, str]:
+    with FakeOpenAIServer(responder=responder) as server:
+        lm = ManagedLM("hosted_vllm/fake", api_base=server.url, api_key="x", structured_output="json_object",
+                       marked_text=marked_text, structured_max_tokens=900, max_tokens=256)
+        with dspy.context(lm=lm, adapter=RoutingAdapter()):
+            evolved = Evolver()(instruction="Write a conversation based on the given facts.").evolved_instruction
+            verdict = dspy.Predict(JudgeEquality)(first_instruction="a", second_instruction="b").verdict
+    return evolved, verdict
+
+
+def test_the_grammar_names_every_output_field_in_order_and_is_valid_gbnf():
+    grammar = marker_grammar(Evolver().evolve.signature)
+    notes, evolved, completed = (grammar.index(f"[[ ## {name} ## ]]")
+                                 for name in ("working_notes", "evolved_instruction", "completed"))
+    assert notes < evolved < completed
+    LlamaGrammar.from_string(grammar, verbose=False)  # raises on a syntax error
+
+
+def test_only_signatures_of_plain_text_outputs_qualify():
+    assert has_text_outputs_only(Evolver().evolve.signature)
+    assert not has_text_outputs_only(JudgeEquality)
+
+
+def test_text_outputs_keep_their_lines_and_other_signatures_keep_json():
+    responder = Responder()
+    evolved, verdict = _run(responder)
+    assert evolved == EVOLVED and verdict == "Not Equal"
+    text_call, judge_call = responder.bodies
+    assert "response_format" not in text_call and text_call["max_tokens"] == 900
+    assert "[[ ## evolved_instruction ## ]]" in text_call["grammar"]
+    assert "[[ ## evolved_instruction ## ]]" in text_call["messages"][-1]["content"]
+    assert "grammar" not in judge_call and judge_call["response_format"]["type"] == "json_object"
+
+
+def test_a_cut_off_marked_answer_is_asked_again_as_constrained_json():
+    responder = Responder(cut_off=True)
+    evolved, _ = _run(responder)
+    assert evolved == "Write a dialogue."
+    assert "grammar" in responder.bodies[0] and responder.bodies[1]["response_format"]["type"] == "json_object"
+
+
+def test_without_marked_text_every_signature_is_json():
+    responder = Responder()
+    evolved, _ = _run(responder, marked_text=False)
+    assert evolved == "Write a dialogue." and not any("grammar" in body for body in responder.bodies)
+
+
+@pytest.mark.parametrize("own_model", [True, False])
+def test_local_models_write_marked_text_except_the_embedded_default(monkeypatch, tmp_path, own_model):
+    class Stub:
+        api_base = "http://127.0.0.1:9"
+
+    monkeypatch.setattr(LMSession, "_server", lambda self, gguf: Stub())
+    gguf = tmp_path / "own.gguf"
+    gguf.write_bytes(b"GGUF")
+    with LMSession() as session:
+        lm = session.lm(f"local:{gguf}" if own_model else "local", role="evol")
+    assert lm.marked_text is own_model
+    assert default_model_path().is_file()
