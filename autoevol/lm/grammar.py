@@ -52,21 +52,15 @@ def marker_grammar(signature: type[Signature]) -> str:
     return "root ::= " + " ".join(parts) + "\n" + TEXT_RULES
 
 
-def raise_to_output_floor(lm: BaseLM, lm_kwargs: dict[str, Any]) -> None:
-    """Give a constrained call at least the LM's ``structured_max_tokens`` output tokens."""
-    floor = getattr(lm, "structured_max_tokens", None)
-    if floor:
-        current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
-        lm_kwargs["max_tokens"] = max(int(current), int(floor))
-
-
 class MarkedTextAdapter(ChatAdapter):
     """DSPy's ``ChatAdapter`` with its field markers enforced by a llama.cpp grammar.
 
     The prompt and the parser are ChatAdapter's; the request carries a GBNF ``grammar`` (in the
-    request body, as llama-cpp-python's server reads it) built by :func:`marker_grammar`. An
-    answer that still does not parse (cut off at the token limit) is asked again through
-    ``fallback``, the JSON-constrained adapter, instead of DSPy's unconstrained JSON retry.
+    request body, as llama-cpp-python's server reads it) built by :func:`marker_grammar`. The
+    call keeps the caller's ``max_tokens``: free text has no closing quote to wait for, and a
+    model that rambles stops there instead of at the JSON floor (a 2,047-token ramble took 151 s
+    on two cores). An answer that does not parse (cut off before its last field) is asked again
+    through ``fallback``, the JSON-constrained adapter, instead of DSPy's unconstrained JSON retry.
 
     Args:
         fallback: the adapter that answers when a marked answer cannot be read.
@@ -81,7 +75,6 @@ class MarkedTextAdapter(ChatAdapter):
         extra_body = dict(lm_kwargs.get("extra_body") or {})
         extra_body["grammar"] = marker_grammar(signature)
         lm_kwargs["extra_body"] = extra_body
-        raise_to_output_floor(lm, lm_kwargs)
         return lm_kwargs
 
     def __call__(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature],

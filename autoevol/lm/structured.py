@@ -34,7 +34,7 @@ from dspy.adapters.json_adapter import JSONAdapter, _get_structured_outputs_resp
 from dspy.clients.base_lm import BaseLM
 from dspy.signatures.signature import Signature
 
-from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only, raise_to_output_floor
+from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,14 @@ def structured_dialect(lm: Any) -> Dialect | None:
     """The structured-output dialect ``lm`` declares, or ``None`` for an ordinary LM."""
     dialect = getattr(lm, "structured_output", None)
     return dialect if dialect in DIALECTS else None
+
+
+def raise_to_output_floor(lm: BaseLM, lm_kwargs: dict[str, Any]) -> None:
+    """Give a constrained call at least the LM's ``structured_max_tokens`` output tokens."""
+    floor = getattr(lm, "structured_max_tokens", None)
+    if floor:
+        current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
+        lm_kwargs["max_tokens"] = max(int(current), int(floor))
 
 
 class StructuredAdapter(JSONAdapter):

@@ -67,7 +67,7 @@ def test_text_outputs_keep_their_lines_and_other_signatures_keep_json():
     evolved, verdict = _run(responder)
     assert evolved == EVOLVED and verdict == "Not Equal"
     text_call, judge_call = responder.bodies
-    assert "response_format" not in text_call and text_call["max_tokens"] == 900
+    assert "response_format" not in text_call and text_call["max_tokens"] == 256  # the caller's, not the floor
     assert "[[ ## evolved_instruction ## ]]" in text_call["grammar"]
     assert "[[ ## evolved_instruction ## ]]" in text_call["messages"][-1]["content"]
     assert "grammar" not in judge_call and judge_call["response_format"]["type"] == "json_object"
@@ -77,7 +77,9 @@ def test_a_cut_off_marked_answer_is_asked_again_as_constrained_json():
     responder = Responder(cut_off=True)
     evolved, _ = _run(responder)
     assert evolved == "Write a dialogue."
-    assert "grammar" in responder.bodies[0] and responder.bodies[1]["response_format"]["type"] == "json_object"
+    marked, retried = responder.bodies[:2]
+    assert "grammar" in marked and retried["response_format"]["type"] == "json_object"
+    assert retried["max_tokens"] == 900  # JSON needs room for its closing fields
 
 
 def test_without_marked_text_every_signature_is_json():
