@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autoevol.data import iter_items
 
@@ -75,9 +75,9 @@ def count_tokens(text: str) -> int:
     return max(1, round(len(text) / CHARS_PER_TOKEN))
 
 
-def prompt_tokens(signature: type[dspy.Signature], inputs: Mapping[str, Any]) -> int:
-    """Tokens of the messages DSPy's ChatAdapter sends for ``signature`` with ``inputs``."""
-    messages = dspy.ChatAdapter().format(signature, demos=[], inputs=dict(inputs))
+def prompt_tokens(signature: type[dspy.Signature], inputs: Mapping[str, Any], demos: Sequence[Any] = ()) -> int:
+    """Tokens of the messages DSPy's ChatAdapter sends for ``signature`` with ``inputs`` (after ``demos``)."""
+    messages = dspy.ChatAdapter().format(signature, demos=list(demos), inputs=dict(inputs))
     return sum(count_tokens(str(m.get("content", ""))) for m in messages)
 
 
@@ -115,6 +115,18 @@ def _mean(values: Sequence[float], default: float) -> float:
     return sum(values) / len(values) if values else default
 
 
+def demo_tokens(signature: type[dspy.Signature], sample: Sequence[str], rewrite_tokens: float) -> float:
+    """Prompt tokens one more demonstration adds to an evolve call: its fields and the adapter's framing.
+
+    A demonstration shows an instruction like ``sample``'s, its working notes and its rewrite
+    (``rewrite_tokens`` for both, as an evolution's output is estimated).
+    """
+    text = sample[0] if sample else ""
+    framing = (prompt_tokens(signature, {"instruction": text}, [dspy.Example(
+        instruction="", working_notes="", evolved_instruction="")]) - prompt_tokens(signature, {"instruction": text}))
+    return framing + _mean([count_tokens(t) for t in sample], 0) + rewrite_tokens
+
+
 def estimate_item_evaluations(
     sample: Sequence[str],
     *,
@@ -126,8 +138,12 @@ def estimate_item_evaluations(
     answer_model: str | None = None,
     extra_calls: Mapping[str, int] | None = None,
     extra_model: str | None = None,
+    demos_shown: int = 0,
+    teacher_calls: int = 0,
 ) -> Estimate:
     """Estimate ``evaluations`` evaluations of items like ``sample`` (evolve + answer each).
+
+    The evolve prompts include the evolver's own demonstrations.
 
     Args:
         sample: instruction texts representative of the data.
@@ -140,23 +156,34 @@ def estimate_item_evaluations(
             for evolutions that pass, so an upper bound).
         extra_calls: further calls per role (e.g. ``{"optimizer": 40}``), of default prompt size.
         extra_model: the model of those extra calls (default ``model``).
+        demos_shown: demonstrations beyond the evolver's own in the evolve prompts, summed over all
+            evolve calls (a compile choosing demonstrations).
+        teacher_calls: evolutions the ``extra_model`` writes with the evolve prompt and no
+            demonstrations (``teacher_demos``).
     """
     signature = evolver.evolve.signature
-    evolve_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
+    own_demos = list(getattr(evolver.evolve, "demos", None) or [])
+    bare_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
+    evolve_in = [prompt_tokens(signature, {"instruction": text}, own_demos) for text in sample] if own_demos else bare_in
     text_tokens = [count_tokens(text) for text in sample]
     # the evolution restates the instruction with more in it, after some working notes
     evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)
     answer_in = evolve_out  # the answer's prompt is the evolved instruction alone (a plain chat message)
     answer_out = 350.0
-    roles = [role_estimate("evol", model, 2 * evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS) / 2
-                           + answer_in / 2, (evolve_out + answer_out) / 2, max_output_tokens)]
+    evol_calls = 2 * evaluations
+    shown = demos_shown * demo_tokens(signature, sample, evolve_out) / evol_calls if demos_shown and evol_calls else 0.0
+    roles = [role_estimate("evol", model, evol_calls, _mean(evolve_in, DEFAULT_PROMPT_TOKENS) / 2
+                           + answer_in / 2 + shown, (evolve_out + answer_out) / 2, max_output_tokens)]
     if judge_model:
-        roles.append(role_estimate("judge", judge_model, evaluations, _mean(evolve_in, DEFAULT_PROMPT_TOKENS)
+        roles.append(role_estimate("judge", judge_model, evaluations, _mean(bare_in, DEFAULT_PROMPT_TOKENS)
                                    + evolve_out, 10, 64))
     if answer_model:
         roles.append(role_estimate("answer", answer_model, evaluations, answer_in, answer_out, max_output_tokens))
     for role, calls in (extra_calls or {}).items():
         roles.append(role_estimate(role, extra_model or model, calls, DEFAULT_PROMPT_TOKENS, 400, max_output_tokens))
+    if teacher_calls:
+        roles.append(role_estimate("teacher", extra_model or model, teacher_calls,
+                                   _mean(bare_in, DEFAULT_PROMPT_TOKENS), evolve_out, max_output_tokens))
     notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails"
              + (" (and so is the answer model's final answer)" if answer_model else ""),
              f"tokens are estimated at {CHARS_PER_TOKEN:g} characters per token from the formatted prompts"]
@@ -178,6 +205,37 @@ def compile_evaluations(*, steps: int, candidates: int, batch_size: int, dev_siz
     return evaluations, steps * 2 * candidates
 
 
+class DemoPlan(BaseModel):
+    """What choosing demonstrations adds to one compile (all zero with ``max_demos=0``)."""
+
+    answer_calls: int = Field(0, description="evol-LM answers: trajectory last stages and teacher rewrites")
+    evaluations: int = Field(0, description="evaluations (evolve + answer) of demonstration sets on the dev set")
+    teacher_calls: int = Field(0, description="optimizer-LM rewrites of failed trajectory cases (teacher_demos)")
+    demos_shown: int = Field(0, description="demonstrations in evolve prompts beyond the student's own, summed "
+                                            "over the steps' evolutions")
+
+
+def demo_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int, max_demos: int,
+              demo_candidates: int, teacher_demos: bool, own_demos: int = 0) -> DemoPlan:
+    """Upper bound of the extra calls :class:`~autoevol.optimizers.demos.DemoSearch` makes in a compile.
+
+    Per step, with ``max_demos > 0``: the trajectory's last stage is answered (and judged) so that
+    its successes can become demonstrations (``batch_size`` answers that the schedule without
+    demonstrations does not plan); with ``teacher_demos`` the optimizer LM rewrites every failed
+    case and the evol LM answers each rewrite (counted as if every case failed); ``demo_candidates``
+    new sets are measured on the whole dev set (no racing); and every evolution of the step
+    (trajectory, method and demonstration candidates) shows up to ``max_demos`` demonstrations
+    (``own_demos`` of them are the student's and already in its prompt).
+    """
+    if max_demos <= 0:
+        return DemoPlan()
+    teacher = batch_size if teacher_demos else 0
+    answers = batch_size + teacher
+    evolutions = batch_size * rounds + (candidates + demo_candidates) * dev_size
+    return DemoPlan(answer_calls=steps * answers, evaluations=steps * demo_candidates * dev_size,
+                    teacher_calls=steps * teacher, demos_shown=steps * evolutions * max(0, max_demos - own_demos))
+
+
 def estimate_compile(
     sample: Sequence[str],
     *,
@@ -192,15 +250,37 @@ def estimate_compile(
     max_output_tokens: int = 1024,
     trials: int = 1,
     heldout: int = 0,
+    max_demos: int = 0,
+    demo_candidates: int = 0,
+    teacher_demos: bool = False,
+    keep_demos: bool = False,
 ) -> Estimate:
-    """Plan of ``trials`` compiles (one for ``autoevol compile``) and their held-out evaluations."""
+    """Plan of ``trials`` compiles (one for ``autoevol compile``) and their held-out evaluations.
+
+    ``max_demos``, ``demo_candidates`` and ``teacher_demos`` add the calls of choosing
+    demonstrations (:func:`demo_plan`); the student's own demonstrations stay in its prompts only
+    with ``keep_demos``, as in the compile.
+    """
+    if not keep_demos and getattr(evolver, "demos", None):
+        evolver = evolver.with_demos(())
+    own_demos = len(evolver.demos) if keep_demos else 0
     evaluations, optimizer_calls = compile_evaluations(
         steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds)
+    demos = demo_plan(steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds,
+                      max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos,
+                      own_demos=own_demos)
+    evaluations += demos.evaluations + -(-demos.answer_calls // 2)  # an answer alone is half an evaluation
+    heldout_shown = heldout * max(0, max_demos - own_demos)  # the compiled evolver's demonstrations
     estimate = estimate_item_evaluations(
         sample, evaluations=trials * (evaluations + heldout), evolver=evolver, model=model,
         max_output_tokens=max_output_tokens, extra_calls={"optimizer": trials * optimizer_calls},
-        extra_model=optimizer_model)
+        extra_model=optimizer_model, demos_shown=trials * (demos.demos_shown + heldout_shown),
+        teacher_calls=trials * demos.teacher_calls)
     estimate.notes.insert(0, "the paper's schedule without caching or racing: an upper bound")
+    if max_demos > 0:
+        teacher = "; a teacher rewrite for every trajectory case, as if all failed" if teacher_demos else ""
+        estimate.notes.insert(1, f"demonstrations: up to {max_demos} in every evolve prompt of the steps, "
+                                 f"{demo_candidates} new set(s) measured on the dev set per step{teacher}")
     return estimate
 
 

@@ -103,7 +103,8 @@ def compile_command(
             [item.instruction for item in trainset[:50]], steps=steps, candidates=candidates, batch_size=batch_size,
             dev_size=dev_size, rounds=rounds, evolver=student, model=parse_spec(evol_lm).display_name,
             optimizer_model=parse_spec(optimizer_lm or evol_lm).display_name,
-            max_output_tokens=max_output_tokens)))
+            max_output_tokens=max_output_tokens, max_demos=max_demos, demo_candidates=demo_candidates,
+            teacher_demos=teacher_demos, keep_demos=keep_demos)))
         return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
