@@ -156,7 +156,7 @@ def test_jsonl_with_ids_and_parquet_are_read_by_ray_data_and_give_the_local_rows
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from autoevol.engines.ray_engine import (
+    from autoevol.engines.ray_read import (
         _json_line_records,
         line_ranges,
         ray_read_plan,
@@ -188,7 +188,7 @@ def test_jsonl_with_ids_and_parquet_are_read_by_ray_data_and_give_the_local_rows
     spans = line_ranges(jsonl, 150)
     assert len(spans) > 3 and spans[0][0] == 0 and spans[-1][1] == jsonl.stat().st_size
     assert [record for span in spans for record in _json_line_records(str(jsonl), *span)] == records
-    monkeypatch.setattr("autoevol.engines.ray_engine.READ_RANGE_BYTES", 150)  # several read tasks
+    monkeypatch.setattr("autoevol.engines.ray_read.READ_RANGE_BYTES", 150)  # several read tasks
 
     reads: list[str] = []
     for name in ("from_items", "read_parquet"):
