@@ -12,8 +12,10 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
         e = the lowest failure rate, the incumbent included; stop when it no longer decreases
 
 Proposals live in :mod:`~autoevol.optimizers.proposal`, demonstrations in
-:mod:`~autoevol.optimizers.demos`, the trajectory and the dev measurements in
-:mod:`~autoevol.optimizers.evaluation`; this module is the loop.
+:mod:`~autoevol.optimizers.demos`, the trajectory (:meth:`Evolver.trajectory
+<autoevol.programs.evolver.Evolver.trajectory>` on every item) and the dev measurements in
+:mod:`~autoevol.optimizers.evaluation`, the settings' checks and the records in
+:mod:`~autoevol.optimizers.history`; this module is the loop.
 
 Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
 
@@ -27,6 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,8 @@ from autoevol.optimizers.history import (
     RunHeader,
     StartRecord,
     StepRecord,
+    check_settings,
+    compile_header,
     now,
 )
 from autoevol.optimizers.outcome import (
@@ -55,6 +60,7 @@ from autoevol.optimizers.outcome import (
     analysis_context,
     compiled_evolver,
     found_nothing_error,
+    log_finish,
     log_step,
     notify,
     stop_reason,
@@ -67,7 +73,6 @@ from autoevol.optimizers.split import NotEnoughData, data_summary, split_pool_an
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
-from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +81,11 @@ __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidC
 
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
-#: The least value of each numeric setting.
-MINIMUMS = {"num_candidates": 1, "batch_size": 1, "dev_size": 1, "max_steps": 0, "evolution_rounds": 1,
-            "temperature": 0, "patience": 1, "proposal_attempts": 1, "max_method_words": 20, "num_threads": 1,
-            "max_demos": 0, "demo_candidates": 0}
-#: Settings that only matter when demonstrations are on.
-DEMO_SETTINGS = {"max_demos", "demo_candidates", "teacher_demos"}
+#: The settings that shape the result (recorded in run.json and in the evolver's metadata), in order.
+HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "max_steps", "evolution_rounds", "temperature",
+                   "top_p", "evol_temperature", "patience", "racing", "racing_alpha", "proposal_mode",
+                   "proposal_attempts", "max_method_words", "answer_max_tokens", "trajectory_answers",
+                   "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "seed")
 
 Instructions = Sequence["str | dspy.Example | SeedItem"]
 
@@ -175,12 +179,7 @@ class AutoEvolInstruct(Teleprompter):
         progress: ProgressCallback | None = None,
     ) -> None:
         super().__init__()
-        given = locals()
-        for name, minimum in MINIMUMS.items():
-            _require(given[name] >= minimum, f"{name} must be at least {minimum}")
-        _require(0 < top_p <= 1, "top_p must be in (0, 1]")
-        _require(0 < racing_alpha < 1, "racing_alpha must be in (0, 1)")
-        _require(proposal_mode in ("edit", "rewrite"), "proposal_mode must be 'edit' or 'rewrite'")
+        check_settings(locals())
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
         self.num_candidates, self.batch_size, self.dev_size = num_candidates, batch_size, dev_size
         self.max_steps, self.evolution_rounds, self.patience = max_steps, evolution_rounds, patience
@@ -224,19 +223,21 @@ class AutoEvolInstruct(Teleprompter):
         demos = DemoSearch(max_demos=self.max_demos, candidates=self.demo_candidates, teacher=self.teacher_demos,
                            dev=dev, seed=self.seed)
         start = Candidate(method=student.method, demos=demos.starting(student.demos) if self.keep_demos else ())
-        header = self._run_header(start, pool, dev)
+        evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
+        header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
+                                models=role_models(evol_lm, self.optimizer_lm, self.detector),
+                                detector_rules=detector.rule_names, data=data_summary(pool, dev))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
-        lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
-                         CallCache(run.cache_path) if run is not None else None,
+        lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
         try:
             role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads,
                             answer_max_tokens=self.answer_max_tokens)
-            evaluator = DevEvaluator(role, dev)
             proposer = MethodProposer(mode=self.proposal_mode, attempts=self.proposal_attempts,
                                       max_method_words=self.max_method_words, temperature=self.temperature,
                                       top_p=self.top_p, seed=self.seed)
-            return self._optimize(student, start, pool, header, run, _Loop(lms, role, evaluator, proposer, demos))
+            loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev), proposer=proposer, demos=demos)
+            return self._optimize(student, start, pool, header, run, loop)
         finally:
             lms.close()
 
@@ -260,10 +261,9 @@ class AutoEvolInstruct(Teleprompter):
             log_step(record)
             stopped = notify(self.step_callback, record)
         stopped = stopped or stop_reason(incumbent, history, self.patience) or "max_steps"
-        logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
-                    stopped, 100 * start.score.failure_rate, 100 * incumbent.failure_rate, len(history))
+        log_finish(stopped, start, incumbent, len(history))
         evolver = compiled_evolver(student, incumbent, start, history, hyperparameters=self.hyperparameters(),
-                                   models=self._models(), detector_rules=loop.lms.detector.rule_names,
+                                   models=header.settings["models"], detector_rules=loop.lms.detector.rule_names,
                                    data=header.data, stopped=stopped)
         found_nothing = found_nothing_error(start.score, incumbent, history, evolver)
         if found_nothing is not None and not self.keep_unchanged:
@@ -282,14 +282,9 @@ class AutoEvolInstruct(Teleprompter):
                     sum(case.failed for case in trajectory))
         context = analysis_context(incumbent, history)
         stage = Stage(step, "analysis", self.progress, planned=self.num_candidates)
-
-        def propose(index: int) -> CandidateRecord:
-            return loop.proposer.propose(index, incumbent.method, trajectory, context, step)
-
         with dspy.context(lm=loop.lms.optimizer):
-            candidates = run_in_threads(propose, range(1, self.num_candidates + 1), self.num_threads, stage.advance)
-        for candidate in candidates:
-            candidate.demos = list(incumbent.demos)
+            candidates = loop.proposer.propose_all(self.num_candidates, incumbent, trajectory, context, step,
+                                                   num_threads=self.num_threads, on_done=stage.advance)
         new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
         candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
@@ -299,9 +294,8 @@ class AutoEvolInstruct(Teleprompter):
         return StepRecord(
             step=step, incumbent=incumbent, trajectory=trajectory, candidates=candidates, winner=winner,
             selected=selected, improved=winner is not None, excluded_items=loop.evaluator.excluded_items(),
-            new_demos=new_demos,
-            usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3),
-            finished_at=now(),
+            new_demos=new_demos, usage=loop.lms.usage_since(usage_before),
+            seconds=round(time.monotonic() - clock, 3), finished_at=now(),
         )
 
     def split(self, trainset: Instructions, valset: Instructions | None = None) -> tuple[list[Item], list[Item]]:
@@ -359,52 +353,21 @@ class AutoEvolInstruct(Teleprompter):
             run.write_start(start)
         return start
 
-    # ------------------------------------------------------------------------------ setup & result
+    # ------------------------------------------------------------------------------ settings
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that shape the result (recorded in run.json and in the evolver's metadata)."""
-        return {
-            "num_candidates": self.num_candidates, "batch_size": self.batch_size, "dev_size": self.dev_size,
-            "max_steps": self.max_steps, "evolution_rounds": self.evolution_rounds,
-            "temperature": self.temperature, "top_p": self.top_p, "evol_temperature": self.evol_temperature,
-            "patience": self.patience, "racing": self.racing, "racing_alpha": self.racing_alpha,
-            "proposal_mode": self.proposal_mode, "proposal_attempts": self.proposal_attempts,
-            "max_method_words": self.max_method_words, "answer_max_tokens": self.answer_max_tokens,
-            "trajectory_answers": self.trajectory_answers, "max_demos": self.max_demos,
-            "demo_candidates": self.demo_candidates, "teacher_demos": self.teacher_demos,
-            "keep_demos": self.keep_demos, "seed": self.seed,
-        }
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
-    def _run_header(self, start: Candidate, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
-        from autoevol import __version__
 
-        # a run may be extended or cut short; keep_demos shows in the start's fingerprint; a run
-        # without demonstrations records no demonstration setting (runs from before them resume)
-        ignored = {"max_steps", "patience", "keep_demos"} | (set() if self.max_demos else DEMO_SETTINGS)
-        settings = {key: value for key, value in self.hyperparameters().items() if key not in ignored}
-        detector = self.detector or FailureDetector()
-        settings.update(models=self._models(), detector_rules=detector.rule_names)
-        return RunHeader(autoevol_version=__version__, start_method_fingerprint=start.fingerprint,
-                         settings=settings, data=data_summary(pool, dev))
-
-    def _evol_lm(self) -> dspy.LM:
-        return configured_evol_lm(self.evol_lm)
-
-    def _models(self) -> dict[str, str]:
-        return role_models(self._evol_lm(), self.optimizer_lm, self.detector)
-
+@dataclass(frozen=True)
 class _Loop:
-    """What the steps of one compile share: the LMs, the evol role, the dev evaluator, the proposers."""
+    """What the steps of one compile share, each built once by :meth:`AutoEvolInstruct.compile`."""
 
-    def __init__(self, lms: CompileLMs, role: EvolRole, evaluator: DevEvaluator, proposer: MethodProposer,
-                 demos: DemoSearch) -> None:
-        self.lms, self.role, self.evaluator, self.proposer, self.demos = lms, role, evaluator, proposer, demos
+    lms: CompileLMs  # the role LMs, sharing the run's call cache
+    role: EvolRole  # evolving and judging under the evol LM
+    evaluator: DevEvaluator  # failure rates on D, each (candidate, item) measured once
+    proposer: MethodProposer  # analyses and candidate methods under the optimizer LM
+    demos: DemoSearch  # the demonstration pool and the demonstration candidates
 
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 

@@ -165,6 +165,12 @@ def _describe(candidate: CandidateRecord) -> str:
     return f"{100 * candidate.score.failure_rate:.0f}%" + (" (dropped)" if candidate.dropped else "")
 
 
+def log_finish(stopped: str, start: StartRecord, final: MethodScore, steps: int) -> None:
+    """Log the end of a compile: why it stopped, and the dev failure rate before and after."""
+    logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
+                stopped, 100 * start.score.failure_rate, 100 * final.failure_rate, steps)
+
+
 def log_step(record: StepRecord) -> None:
     """Log one step in a line: the incumbent, every candidate's rate, and the outcome."""
     rates = ", ".join(_describe(candidate) for candidate in record.candidates)

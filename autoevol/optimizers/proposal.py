@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,12 +25,13 @@ from dspy.utils.exceptions import AdapterParseError
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
-from autoevol.optimizers.history import CandidateRecord, TrajectoryCase
+from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
 from autoevol.optimizers.split import normalized
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
 from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
+from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,22 @@ class MethodProposer:
         record.invalid, record.invalid_reason = True, rejected[-1] if rejected else "no proposal"
         logger.info("candidate %d is invalid after %d attempt(s): %s", index, self.attempts, record.invalid_reason)
         return record
+
+    def propose_all(self, count: int, incumbent: MethodScore, cases: Sequence[TrajectoryCase], context: str,
+                    step: int, *, num_threads: int, on_done: Callable[[int], None] | None = None,
+                    ) -> list[CandidateRecord]:
+        """Candidates ``1..count`` of ``step`` (m analyses of S_t, each with its proposal), in threads.
+
+        Runs under the optimizer LM, like :meth:`propose`; every candidate carries the incumbent's
+        demonstrations (a method candidate changes the method only).
+        """
+        def propose(index: int) -> CandidateRecord:
+            return self.propose(index, incumbent.method, cases, context, step)
+
+        candidates = run_in_threads(propose, range(1, count + 1), num_threads, on_done)
+        for candidate in candidates:
+            candidate.demos = list(incumbent.demos)
+        return candidates
 
     def _config(self, step: int, index: int, attempt: int) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p,
