@@ -72,11 +72,12 @@ def tune_command(
     threads: Annotated[int, typer.Option(min=1, help="Items evaluated in parallel inside a trial.")] = 4,
     heartbeat: Annotated[int, typer.Option(min=0, help="Heartbeat seconds (RDB): a dead worker's trial fails after 2x this; 0 = off.")] = 30,
     seed: Annotated[int, typer.Option(help="Sampler and teleprompter seed.")] = 0,
-    dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost (trials at the paper's settings, clipped to the space); call nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost (trials at the paper's settings, clipped to the space, with max_demos at the space's upper end); call nothing.")] = False,
 ) -> None:
     """Tune AutoEvolInstruct's hyperparameters on DATA; every trial's evolver is kept as an artifact."""
     from autoevol.optimizers.search_space import SearchSpace, SearchSpaceError
-    from autoevol.optimizers.tuning import StudyError, is_journal, open_study
+    from autoevol.optimizers.tuning_storage import StudyError, is_journal
+    from autoevol.optimizers.tuning_study import open_study
 
     if pruner not in ("median", "halving", "none"):
         fail(f"--pruner must be median, halving or none, not '{pruner}'")
@@ -203,18 +204,28 @@ def plot(
 
 
 def _dry_run(items: list[str], held: list[str] | None, space: Any, *, trials: int, evol_lm: str, optimizer_lm: str) -> None:
-    """Print the plan of ``trials`` compiles at the paper's settings (clipped to the space)."""
+    """Print the plan of ``trials`` compiles at the paper's settings (clipped to the space).
+
+    ``max_demos`` is taken at the space's upper end instead (its fixed value, if fixed): the
+    paper's 0 would plan none of the calls choosing demonstrations costs. A trial runs the
+    teleprompter's defaults for the settings outside the space (trajectory answers, proposal
+    attempts, demonstration candidates) and no judge, and so does the plan.
+    """
     from autoevol.estimate import estimate_compile, format_estimate
     from autoevol.lm import parse_spec
     from autoevol.optimizers.search_space import PAPER_DEFAULTS
     from autoevol.programs.evolver import Evolver
 
     typical = {**PAPER_DEFAULTS, **space.enqueueable(PAPER_DEFAULTS),
-               **{name: param.fixed for name, param in space.params.items() if param.is_fixed}}
+               **{name: param.fixed for name, param in space.params.items() if param.is_fixed},
+               "max_demos": int(space.high("max_demos")) if "max_demos" in space.params else 0}
     heldout = len(held) if held is not None else max(1, len(items) // 5)
     estimate = estimate_compile(
         list(items[:50]), steps=typical["max_steps"],
         candidates=typical["num_candidates"], batch_size=typical["batch_size"], dev_size=typical["dev_size"],
         rounds=typical["evolution_rounds"], evolver=Evolver(), model=parse_spec(evol_lm).display_name,
-        optimizer_model=parse_spec(optimizer_lm).display_name, trials=trials, heldout=heldout)
+        optimizer_model=parse_spec(optimizer_lm).display_name, trials=trials, heldout=heldout,
+        max_demos=typical["max_demos"])
+    estimate.notes.insert(1, f"max_demos at the upper end of the search space ({typical['max_demos']}); "
+                             "the other hyperparameters at the paper's settings, clipped to the space")
     typer.echo(format_estimate(estimate))

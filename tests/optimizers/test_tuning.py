@@ -251,7 +251,7 @@ def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_
     """Worker B loads the study in the moment between A's create_study and A's mark: B must not fail."""
     import threading
 
-    from autoevol.optimizers import tuning
+    from autoevol.optimizers import tuning_study
 
     storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
     created, looked = threading.Event(), threading.Event()
@@ -276,7 +276,7 @@ def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_
     def worker() -> None:
         name = threading.current_thread().name
         try:
-            results[name] = tuning.open_study("race", storage=storage, search_space=SearchSpace.from_mapping(TINY))
+            results[name] = tuning_study.open_study("race", storage=storage, search_space=SearchSpace.from_mapping(TINY))
         except Exception as error:  # reported below
             results[name] = error
 
@@ -290,15 +290,15 @@ def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_
     assert not isinstance(results["a"], Exception), results["a"]
     assert not isinstance(results["b"], Exception), results["b"]
     study = load_study("race", storage)
-    assert study.user_attrs[tuning.STUDY_ATTR]["objective"] == tuning.OBJECTIVE
+    assert study.user_attrs[tuning_study.STUDY_ATTR]["objective"] == tuning_study.OBJECTIVE
     assert sum(bool(t.user_attrs.get("paper_defaults")) for t in study.trials) == 1
 
 
 def test_a_foreign_empty_study_is_still_refused(tmp_path, monkeypatch):
-    from autoevol.optimizers import tuning
+    from autoevol.optimizers import tuning_study
 
-    monkeypatch.setattr(tuning, "MARK_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(tuning_study, "MARK_WAIT_SECONDS", 0.3)
     storage = f"journal:{tmp_path}/s.log"
-    optuna.create_study(storage=tuning.open_storage(storage), study_name="theirs", direction="minimize")
+    optuna.create_study(storage=open_storage(storage), study_name="theirs", direction="minimize")
     with pytest.raises(StudyError, match="not created by autoevol"):
-        tuning.open_study("theirs", storage=storage)
+        tuning_study.open_study("theirs", storage=storage)
