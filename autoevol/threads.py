@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import ParamSpec, TypeVar
 
 from dspy.dsp.utils.settings import thread_local_overrides
@@ -44,7 +44,7 @@ def run_in_threads(function: Callable[[T], R], items: Iterable[T], num_threads: 
         futures: list[Future[R]] = [pool.submit(wrapped, item) for item in items]
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 future.result()  # raise the first error at once
             if on_done is not None:
