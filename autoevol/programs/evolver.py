@@ -24,6 +24,7 @@ from autoevol.metrics.rate import ItemOutcome, run_program
 from autoevol.programs.demonstration import Candidate, Demo, candidate_fingerprint
 from autoevol.records import Verdict
 from autoevol.signatures.evolve import INITIAL_METHOD, EvolveInstruction
+from autoevol.version import __version__
 
 if TYPE_CHECKING:
     from autoevol.metrics.failure import FailureDetector
@@ -157,8 +158,6 @@ class Evolver(dspy.Module):
         DSPy's ``dependency_versions``, so ``dspy.Module.load`` reads it as well. ``save_program``
         (DSPy's whole-program pickling) is not supported: an evolver is its state.
         """
-        from autoevol import __version__
-
         if save_program or modules_to_serialize is not None:
             raise ValueError("an Evolver is saved as its JSON state; save_program is not supported")
         path = Path(path)
