@@ -4,12 +4,14 @@ Nothing here calls an LM. Prompt sizes come from formatting the real DSPy reques
 for a sample of the data; output sizes are a rough guess bounded by the output token limit.
 Prices come from LiteLLM's model price map where the model is listed.
 
-For commands other than ``evolve`` (compile, tune), build the plan from the number of item
-evaluations they will run and call :func:`estimate_item_evaluations`, then print it with
+``compile`` and ``tune`` are planned by :func:`estimate_compile` (the most calls of the schedule,
+:func:`compile_plan`), ``evolve`` by :func:`estimate_evolve`. Another job builds its plan from the
+evolutions it runs and calls :func:`estimate_item_evaluations`, then prints it with
 :func:`format_estimate`::
 
     estimate = estimate_item_evaluations(sample_texts, evaluations=steps * (m + 1) * dev_size,
                                          evolver=student, model="openai/gpt-4o-mini",
+                                         judge_model="openai/gpt-4o-mini",
                                          extra_calls={"optimizer": steps * (1 + m)})
     print(format_estimate(estimate))
 """
@@ -134,24 +136,32 @@ def estimate_item_evaluations(
     evolver: Any,
     model: str,
     max_output_tokens: int = 768,
+    answers: int | None = None,
     judge_model: str | None = None,
+    judge_output_tokens: int = 10,
+    judge_max_tokens: int = 64,
     answer_model: str | None = None,
     extra_calls: Mapping[str, int] | None = None,
     extra_model: str | None = None,
     demos_shown: int = 0,
     teacher_calls: int = 0,
 ) -> Estimate:
-    """Estimate ``evaluations`` evaluations of items like ``sample`` (evolve + answer each).
+    """Estimate ``evaluations`` evolutions of items like ``sample``, and the evol LM's answers to them.
 
     The evolve prompts include the evolver's own demonstrations.
 
     Args:
         sample: instruction texts representative of the data.
-        evaluations: how many item evaluations the job runs (items x rounds, or steps x
-            candidates x batch for an optimizer).
+        evaluations: how many evolutions the job runs with ``evolver`` (items x rounds, or the
+            dev measurements and trajectory stages of an optimizer).
         evolver: the ``Evolver`` whose signature formats the evolve prompt.
         model: the evol LM model string (used for prices).
-        judge_model: also plan one judge call per evaluation.
+        answers: evol-LM answers to evolutions (default: one per evaluation); an optimizer
+            answers more (teacher rewrites) or fewer (trajectory stages before the last).
+        judge_model: also plan one judge call per answer, billed to this model (the judge runs
+            after the answer, only when every cheap rule passed, so an upper bound).
+        judge_output_tokens: the estimated output of one judge call.
+        judge_max_tokens: the output token limit of a judge call.
         answer_model: a separate answer LM: also plan one final answer per evaluation (made only
             for evolutions that pass, so an upper bound).
         extra_calls: further calls per role (e.g. ``{"optimizer": 40}``), of default prompt size.
@@ -161,6 +171,7 @@ def estimate_item_evaluations(
         teacher_calls: evolutions the ``extra_model`` writes with the evolve prompt and no
             demonstrations (``teacher_demos``).
     """
+    answers = evaluations if answers is None else answers
     signature = evolver.evolve.signature
     own_demos = list(getattr(evolver.evolve, "demos", None) or [])
     bare_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
@@ -170,13 +181,16 @@ def estimate_item_evaluations(
     evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)
     answer_in = evolve_out  # the answer's prompt is the evolved instruction alone (a plain chat message)
     answer_out = 350.0
-    evol_calls = 2 * evaluations
-    shown = demos_shown * demo_tokens(signature, sample, evolve_out) / evol_calls if demos_shown and evol_calls else 0.0
-    roles = [role_estimate("evol", model, evol_calls, _mean(evolve_in, DEFAULT_PROMPT_TOKENS) / 2
-                           + answer_in / 2 + shown, (evolve_out + answer_out) / 2, max_output_tokens)]
+    evol_calls = evaluations + answers
+    shown = demos_shown * demo_tokens(signature, sample, evolve_out) if demos_shown else 0.0
+    per_call = max(1, evol_calls)
+    roles = [role_estimate("evol", model, evol_calls,
+                           (evaluations * _mean(evolve_in, DEFAULT_PROMPT_TOKENS) + answers * answer_in + shown)
+                           / per_call, (evaluations * evolve_out + answers * answer_out) / per_call,
+                           max_output_tokens)]
     if judge_model:
-        roles.append(role_estimate("judge", judge_model, evaluations, _mean(bare_in, DEFAULT_PROMPT_TOKENS)
-                                   + evolve_out, 10, 64))
+        roles.append(role_estimate("judge", judge_model, answers, _mean(bare_in, DEFAULT_PROMPT_TOKENS)
+                                   + evolve_out, judge_output_tokens, judge_max_tokens))
     if answer_model:
         roles.append(role_estimate("answer", answer_model, evaluations, answer_in, answer_out, max_output_tokens))
     for role, calls in (extra_calls or {}).items():
@@ -184,56 +198,56 @@ def estimate_item_evaluations(
     if teacher_calls:
         roles.append(role_estimate("teacher", extra_model or model, teacher_calls,
                                    _mean(bare_in, DEFAULT_PROMPT_TOKENS), evolve_out, max_output_tokens))
-    notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails"
-             + (" (and so is the answer model's final answer)" if answer_model else ""),
+    skipped = " (and so is the answer model's final answer)" if answer_model else ""
+    if judge_model:
+        skipped += "; the judge runs only when the answer passed every cheap rule"
+    notes = ["calls are an upper bound: the answer call is skipped when an evolution already fails" + skipped,
              f"tokens are estimated at {CHARS_PER_TOKEN:g} characters per token from the formatted prompts"]
     if any(r.cost is None for r in roles):
         notes.append("no price is known for some model; cost not estimated for it")
     return Estimate(items=evaluations, sampled=len(sample), roles=roles, notes=notes)
 
 
-def compile_evaluations(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int) -> tuple[int, int]:
-    """Item evaluations and optimizer calls of a compile at the paper's schedule (no caching, no racing).
+class CompilePlan(BaseModel):
+    """The most calls one compile makes, by kind (caching, racing and early stopping only lower them)."""
 
-    e_0 is measured once on the dev set; each step evolves the mini-batch ``rounds`` times (one call
-    each, counted as half an evaluation), and measures ``candidates`` methods on the dev set after
-    one analysis and one rewrite per candidate. It is an upper bound: caching, racing and early
-    stopping only lower it.
-    """
-    trajectory = -(-batch_size * rounds // 2)
-    evaluations = dev_size + steps * (trajectory + candidates * dev_size)
-    return evaluations, steps * 2 * candidates
-
-
-class DemoPlan(BaseModel):
-    """What choosing demonstrations adds to one compile (all zero with ``max_demos=0``)."""
-
-    answer_calls: int = Field(0, description="evol-LM answers: trajectory last stages and teacher rewrites")
-    evaluations: int = Field(0, description="evaluations (evolve + answer) of demonstration sets on the dev set")
+    evolutions: int = Field(description="evol-LM evolutions with the student's prompt: dev measurements and "
+                                        "trajectory stages")
+    answers: int = Field(description="evol-LM answers, each one judged when a judge is set: dev measurements, "
+                                     "trajectory last stages, teacher rewrites")
+    optimizer_calls: int = Field(description="analyses and proposals, every proposal attempt counted")
     teacher_calls: int = Field(0, description="optimizer-LM rewrites of failed trajectory cases (teacher_demos)")
     demos_shown: int = Field(0, description="demonstrations in evolve prompts beyond the student's own, summed "
                                             "over the steps' evolutions")
 
 
-def demo_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int, max_demos: int,
-              demo_candidates: int, teacher_demos: bool, own_demos: int = 0) -> DemoPlan:
-    """Upper bound of the extra calls :class:`~autoevol.optimizers.demos.DemoSearch` makes in a compile.
+def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int,
+                 trajectory_answers: bool = True, proposal_attempts: int = 3, max_demos: int = 0,
+                 demo_candidates: int = 2, teacher_demos: bool = False, own_demos: int = 0) -> CompilePlan:
+    """Upper bound of the calls of one compile at the paper's schedule (no caching, no racing).
 
-    Per step, with ``max_demos > 0``: the trajectory's last stage is answered (and judged) so that
-    its successes can become demonstrations (``batch_size`` answers that the schedule without
-    demonstrations does not plan); with ``teacher_demos`` the optimizer LM rewrites every failed
-    case and the evol LM answers each rewrite (counted as if every case failed); ``demo_candidates``
-    new sets are measured on the whole dev set (no racing); and every evolution of the step
-    (trajectory, method and demonstration candidates) shows up to ``max_demos`` demonstrations
-    (``own_demos`` of them are the student's and already in its prompt).
+    The starting method is measured once on the dev set (evolve, answer, judge each item). Each
+    step evolves the mini-batch ``rounds`` times in a row; with ``trajectory_answers`` (or
+    demonstrations on) each case's last stage is also answered and judged, ``batch_size``
+    answers. The optimizer LM analyses the trajectory once per candidate and proposes up to
+    ``proposal_attempts`` times (an unusable proposal is resampled), and every candidate is
+    measured on the whole dev set. With ``max_demos > 0`` (see
+    :class:`~autoevol.optimizers.demos.DemoSearch`) ``demo_candidates`` demonstration sets are
+    measured on the dev set too; with ``teacher_demos`` the optimizer LM rewrites every failed
+    case and the evol LM answers each rewrite, counted as if every case failed; and every
+    evolution of the step shows up to ``max_demos`` demonstrations (``own_demos`` of them are
+    the student's and already in its prompt).
     """
-    if max_demos <= 0:
-        return DemoPlan()
-    teacher = batch_size if teacher_demos else 0
-    answers = batch_size + teacher
-    evolutions = batch_size * rounds + (candidates + demo_candidates) * dev_size
-    return DemoPlan(answer_calls=steps * answers, evaluations=steps * demo_candidates * dev_size,
-                    teacher_calls=steps * teacher, demos_shown=steps * evolutions * max(0, max_demos - own_demos))
+    demos = max_demos > 0
+    trajectory = batch_size * rounds
+    measured = (candidates + (demo_candidates if demos else 0)) * dev_size
+    answered = batch_size if trajectory_answers or demos else 0
+    teacher = batch_size if demos and teacher_demos else 0
+    shown = steps * (trajectory + measured) * max(0, max_demos - own_demos) if demos else 0
+    return CompilePlan(evolutions=dev_size + steps * (trajectory + measured),
+                       answers=dev_size + steps * (answered + measured + teacher),
+                       optimizer_calls=steps * candidates * (1 + proposal_attempts),
+                       teacher_calls=steps * teacher, demos_shown=shown)
 
 
 def estimate_compile(
@@ -250,37 +264,45 @@ def estimate_compile(
     max_output_tokens: int = 1024,
     trials: int = 1,
     heldout: int = 0,
+    trajectory_answers: bool = True,
+    proposal_attempts: int = 3,
+    judge_model: str | None = None,
+    judge_max_tokens: int = 160,
     max_demos: int = 0,
-    demo_candidates: int = 0,
+    demo_candidates: int = 2,
     teacher_demos: bool = False,
     keep_demos: bool = False,
 ) -> Estimate:
     """Plan of ``trials`` compiles (one for ``autoevol compile``) and their held-out evaluations.
 
-    ``max_demos``, ``demo_candidates`` and ``teacher_demos`` add the calls of choosing
-    demonstrations (:func:`demo_plan`); the student's own demonstrations stay in its prompts only
-    with ``keep_demos``, as in the compile.
+    The settings mean what they mean to :class:`~autoevol.optimizers.AutoEvolInstruct`, with its
+    defaults (see :func:`compile_plan`). ``judge_model`` is the judge LM's model (``None``: no
+    judge), planned for every answer (a judge row of its own). The student's own
+    demonstrations stay in its prompts only with ``keep_demos``, as in the compile.
     """
     if not keep_demos and getattr(evolver, "demos", None):
         evolver = evolver.with_demos(())
     own_demos = len(evolver.demos) if keep_demos else 0
-    evaluations, optimizer_calls = compile_evaluations(
-        steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds)
-    demos = demo_plan(steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds,
-                      max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos,
-                      own_demos=own_demos)
-    evaluations += demos.evaluations + -(-demos.answer_calls // 2)  # an answer alone is half an evaluation
+    plan = compile_plan(steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds,
+                        trajectory_answers=trajectory_answers, proposal_attempts=proposal_attempts,
+                        max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos,
+                        own_demos=own_demos)
     heldout_shown = heldout * max(0, max_demos - own_demos)  # the compiled evolver's demonstrations
     estimate = estimate_item_evaluations(
-        sample, evaluations=trials * (evaluations + heldout), evolver=evolver, model=model,
-        max_output_tokens=max_output_tokens, extra_calls={"optimizer": trials * optimizer_calls},
-        extra_model=optimizer_model, demos_shown=trials * (demos.demos_shown + heldout_shown),
-        teacher_calls=trials * demos.teacher_calls)
-    estimate.notes.insert(0, "the paper's schedule without caching or racing: an upper bound")
+        sample, evaluations=trials * (plan.evolutions + heldout), answers=trials * (plan.answers + heldout),
+        evolver=evolver, model=model, max_output_tokens=max_output_tokens, judge_model=judge_model,
+        judge_output_tokens=40, judge_max_tokens=judge_max_tokens,  # a verdict and one sentence
+        extra_calls={"optimizer": trials * plan.optimizer_calls}, extra_model=optimizer_model,
+        demos_shown=trials * (plan.demos_shown + heldout_shown), teacher_calls=trials * plan.teacher_calls)
+    notes = [("the paper's schedule without caching or racing, each candidate with its analysis and all "
+              f"{proposal_attempts} proposal attempt(s): an upper bound (calls retried after LM errors not counted)")]
+    if trajectory_answers or max_demos > 0:
+        notes.append("trajectory: the last stage of every case is answered" + (" and judged" if judge_model else ""))
     if max_demos > 0:
         teacher = "; a teacher rewrite for every trajectory case, as if all failed" if teacher_demos else ""
-        estimate.notes.insert(1, f"demonstrations: up to {max_demos} in every evolve prompt of the steps, "
-                                 f"{demo_candidates} new set(s) measured on the dev set per step{teacher}")
+        notes.append(f"demonstrations: up to {max_demos} in every evolve prompt of the steps, "
+                     f"{demo_candidates} new set(s) measured on the dev set per step{teacher}")
+    estimate.notes[:0] = notes
     return estimate
 
 

@@ -1,12 +1,14 @@
-"""Tests for autoevol.estimate: what a compile plans, with and without demonstrations.
+"""Tests for autoevol.estimate: what a compile plans (trajectory answers, the judge, proposal
+attempts, demonstrations) and what ``compile --dry-run`` prints.
 
-The plan is checked against scripted compiles too: what a compile choosing demonstrations really
-sends stays within its plan, and its extra calls over the same compile without them stay within
-what the plan adds for them.
+The plan is checked against scripted compiles too: every role's real calls (evol, judge,
+optimizer) stay within the plan, and a compile choosing demonstrations costs more than one without
+them by no more than the plan adds for them.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -16,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from autoevol.cli import app
-from autoevol.estimate import compile_evaluations, demo_plan, estimate_compile
+from autoevol.estimate import compile_plan, estimate_compile
 from autoevol.lm import CallPolicy
+from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
@@ -31,6 +34,8 @@ def shelf(number: int) -> str:
 SAMPLE = [shelf(n) for n in range(8)]
 SCHEDULE = {"steps": 2, "candidates": 2, "batch_size": 3, "dev_size": 4, "rounds": 1}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed.jsonl"
+#: Evolutions at SCHEDULE: e_0 on the 4 dev items, then per step 3 trajectory cases and 2 candidates x 4 dev items.
+EVOLUTIONS = 4 + 2 * (3 + 2 * 4)
 
 
 def plan(**settings):
@@ -53,19 +58,52 @@ def evol_input_per_call(estimate) -> float:
 def test_without_demonstrations_the_demo_settings_change_nothing():
     paper = plan()
     assert plan(max_demos=0, demo_candidates=5, teacher_demos=True) == paper
-    assert demo_plan(**SCHEDULE, max_demos=0, demo_candidates=5, teacher_demos=True).model_dump() == {
-        "answer_calls": 0, "evaluations": 0, "teacher_calls": 0, "demos_shown": 0}
+    assert compile_plan(**SCHEDULE, max_demos=0, demo_candidates=5, teacher_demos=True) == compile_plan(**SCHEDULE)
+    assert compile_plan(**SCHEDULE).teacher_calls == compile_plan(**SCHEDULE).demos_shown == 0
     assert {r.role for r in paper.roles} == {"evol", "optimizer"}
 
 
-def test_demonstrations_add_trajectory_answers_and_the_demo_sets_measured_on_dev():
+def test_the_trajectorys_last_stage_is_answered_by_default():
+    # every evolution is answered: the dev measurements and each trajectory case's last stage
+    assert calls(plan(), "evol") == 2 * EVOLUTIONS
+    # without trajectory answers the 3 cases of each step are only evolved
+    assert calls(plan(trajectory_answers=False), "evol") == 2 * EVOLUTIONS - 2 * 3
+    # with more rounds only the last stage is answered: 3 more evolutions per step, no more answers
+    assert calls(plan(rounds=2), "evol") == 2 * EVOLUTIONS + 2 * 3
+
+
+def test_the_judge_has_its_own_row_and_judges_every_answer():
+    judged = plan(judge_model="openai/judge")
+    judge = next(r for r in judged.roles if r.role == "judge")
+    assert judge.model == "openai/judge" and judge.calls == EVOLUTIONS
+    assert judge.output_tokens_max == EVOLUTIONS * 160  # the compile's judge token limit
+    assert calls(judged, "evol") == calls(plan(), "evol")  # the judge adds calls of its own only
+    assert calls(plan(judge_model="openai/judge", trajectory_answers=False), "judge") == EVOLUTIONS - 2 * 3
+    assert any("judged" in note for note in judged.notes)
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_every_proposal_attempt_is_an_optimizer_call(attempts):
+    # per step and candidate: one analysis and up to `attempts` proposals
+    assert calls(plan(proposal_attempts=attempts), "optimizer") == 2 * 2 * (1 + attempts)
+
+
+def test_the_plans_defaults_are_the_teleprompters():
+    teleprompter = inspect.signature(AutoEvolInstruct).parameters
+    planned = inspect.signature(estimate_compile).parameters
+    for name in ("trajectory_answers", "proposal_attempts", "max_demos", "demo_candidates", "teacher_demos",
+                 "keep_demos"):
+        assert planned[name].default == teleprompter[name].default, name
+
+
+def test_demonstrations_add_the_demo_sets_measured_on_dev():
     paper, with_demos = plan(), plan(max_demos=2, demo_candidates=1)
-    evaluations, _ = compile_evaluations(**SCHEDULE)
-    # per step: 3 trajectory answers (1.5 evaluations) and one demonstration set on the 4 dev items
-    assert calls(paper, "evol") == 2 * evaluations
-    assert calls(with_demos, "evol") == 2 * evaluations + 2 * (3 + 2 * 4)
-    assert calls(with_demos, "optimizer") == calls(paper, "optimizer")  # analyses and rewrites unchanged
+    # per step: one demonstration set on the 4 dev items (evolved and answered)
+    assert calls(with_demos, "evol") == calls(paper, "evol") + 2 * (2 * 4)
+    assert calls(with_demos, "optimizer") == calls(paper, "optimizer")  # analyses and proposals unchanged
     assert any("demonstrations" in note for note in with_demos.notes)
+    # demonstrations answer the trajectory even with --no-trajectory-answers
+    assert calls(plan(max_demos=2, demo_candidates=1, trajectory_answers=False), "evol") == calls(with_demos, "evol")
 
 
 @pytest.mark.parametrize("demo_candidates", [0, 1, 3])
@@ -81,6 +119,9 @@ def test_teacher_demos_plan_a_rewrite_and_an_answer_per_trajectory_case():
     assert calls(teacher, "teacher") == SCHEDULE["steps"] * SCHEDULE["batch_size"]
     assert calls(teacher, "evol") - calls(without, "evol") == SCHEDULE["steps"] * SCHEDULE["batch_size"]
     assert next(r for r in teacher.roles if r.role == "teacher").model == "openai/optimizer"
+    judged = {flag: plan(max_demos=2, demo_candidates=1, teacher_demos=flag, judge_model="openai/judge")
+              for flag in (False, True)}
+    assert calls(judged[True], "judge") - calls(judged[False], "judge") == SCHEDULE["steps"] * SCHEDULE["batch_size"]
 
 
 def test_demonstrations_in_the_prompt_cost_input_tokens_on_every_evolution():
@@ -119,8 +160,10 @@ def test_compile_dry_run_plans_the_demonstrations(tmp_path, monkeypatch):
         return int(found.group(1)) if found else 0
 
     paper, demos = dry_run(), dry_run("--max-demos", "2", "--demo-candidates", "1", "--teacher-demos")
-    # per step: 2 trajectory answers, 2 teacher answers and one demonstration set on the 4 dev items
-    assert planned(demos, "evol") == planned(paper, "evol") + 2 * (2 + 2 + 2 * 4)
+    # per step: 2 teacher answers and one demonstration set on the 4 dev items (the trajectory is
+    # answered either way), each answer judged by the judge (the optimizer LM's model)
+    assert planned(demos, "evol") == planned(paper, "evol") + 2 * (2 + 2 * 4)
+    assert planned(demos, "judge") == planned(paper, "judge") + 2 * (2 + 4)
     assert planned(demos, "teacher") == 2 * 2 and planned(paper, "teacher") == 0
     assert not any(tmp_path.iterdir())
 
@@ -129,10 +172,13 @@ def test_compile_dry_run_plans_the_demonstrations(tmp_path, monkeypatch):
 
 
 class World:
-    """Even-numbered shelves come out as good harder rewrites, odd ones unchanged (a failure).
+    """Every shelf comes out as a rewrite that passes the cheap rules, worded after the method; the
+    judge finds the rewrites of odd-numbered shelves no harder (a failure), so every evolution is
+    answered and judged.
 
-    The evol LM ignores demonstrations, so a compile with them differs from one without only by
-    what choosing demonstrations costs.
+    Every other method proposal adds nothing (unusable: resampled). The evol LM ignores
+    demonstrations, so a compile with them differs from one without only by what choosing
+    demonstrations costs.
     """
 
     def __init__(self) -> None:
@@ -143,9 +189,15 @@ class World:
         if request.plain:
             return {"answer": "Four rows of six crates each: twenty-four crates."}
         text = request.inputs["instruction"]
-        if int(re.search(r"Shelf (\d+)", text).group(1)) % 2:
-            return {"working_notes": "nothing to add", "evolved_instruction": text}
-        return {"working_notes": "add a second shelf", "evolved_instruction": f"{text} Add a second shelf of five rows."}
+        # each method rewrites differently, so no answer or verdict is a repeated (cached) request
+        rows = 5 + sum(int(n) for n in re.findall(r"variant (\d+)", request.instructions))
+        return {"working_notes": "add a second shelf",
+                "evolved_instruction": f"{text} Add a second shelf of {rows} rows."}
+
+    def judge(self, request: ScriptedRequest) -> dict[str, str]:
+        if int(re.search(r"Shelf (\d+)", request.inputs["original_instruction"]).group(1)) % 2:
+            return {"verdict": "not_harder", "reason": "only a shelf was added"}
+        return {"verdict": "harder", "reason": "a second shelf to count"}
 
     def optimizer(self, request: ScriptedRequest) -> dict[str, str]:
         if "evolved_instruction" in request.outputs:  # the teacher rewriting a failed case
@@ -154,37 +206,53 @@ class World:
             text = request.inputs["instruction"]
             return {"working_notes": "a second shelf", "evolved_instruction": f"{text} Then count a second shelf."}
         if "trajectory" in request.user:
-            issues = [{"case_id": "1", "category": "unimproved_complexity", "reason": "unchanged"}]
-            return {"issues": json.dumps(issues), "feedback": "Odd shelves stay unchanged."}
+            issues = [{"case_id": "1", "category": "unimproved_complexity", "reason": "not harder"}]
+            return {"issues": json.dumps(issues), "feedback": "Odd shelves get no harder."}
         with self._lock:
             self.proposals += 1
-            rule = f"Keep every number of the task (variant {self.proposals})."
-        return {"new_rules": json.dumps([rule]), "revised_step": ""}
+            number = self.proposals
+        if number % 2:
+            return {"new_rules": "[]", "revised_step": ""}  # adds nothing: the proposal is resampled
+        return {"new_rules": json.dumps([f"Keep every number of the task (variant {number})."]), "revised_step": ""}
 
 
-def compiled_calls(**settings) -> tuple[int, int, World]:
-    """Evol-LM and optimizer-LM requests of a scripted compile at SCHEDULE, without racing or trajectory answers."""
+def compiled_calls(**settings) -> tuple[dict[str, int], World]:
+    """Requests per role of a scripted compile at SCHEDULE with a judge, without racing."""
     world, policy = World(), CallPolicy(max_retries=0)
-    evol_lm = scripted_lm(world.evol, role="evol", policy=policy)
-    optimizer_lm = scripted_lm(world.optimizer, role="optimizer", policy=policy)
+    lms = {role: scripted_lm(getattr(world, role), role=role, policy=policy) for role in ("evol", "optimizer", "judge")}
     teleprompter = AutoEvolInstruct(
-        optimizer_lm=optimizer_lm, evol_lm=evol_lm, num_candidates=SCHEDULE["candidates"],
-        batch_size=SCHEDULE["batch_size"], dev_size=SCHEDULE["dev_size"], max_steps=SCHEDULE["steps"],
-        evolution_rounds=SCHEDULE["rounds"], patience=SCHEDULE["steps"], racing=False, trajectory_answers=False,
+        optimizer_lm=lms["optimizer"], evol_lm=lms["evol"], detector=FailureDetector(judge_lm=lms["judge"]),
+        num_candidates=SCHEDULE["candidates"], batch_size=SCHEDULE["batch_size"], dev_size=SCHEDULE["dev_size"],
+        max_steps=SCHEDULE["steps"], evolution_rounds=SCHEDULE["rounds"], patience=SCHEDULE["steps"], racing=False,
         num_threads=1, seed=0, keep_unchanged=True, **settings)
     compiled = teleprompter.compile(Evolver(), trainset=[shelf(n) for n in range(100, 140)],
                                     valset=[shelf(n) for n in range(10, 14)])
     assert len(compiled.compile_history) == SCHEDULE["steps"]
-    return evol_lm.engine.calls, optimizer_lm.engine.calls, world
+    return {role: lm.engine.calls for role, lm in lms.items()}, world
+
+
+def test_a_compiles_calls_stay_within_the_plan_of_every_role():
+    real, world = compiled_calls()
+    planned = plan(judge_model="openai/judge")
+    for role in ("evol", "judge", "optimizer"):
+        assert 0 < real[role] <= calls(planned, role), role
+    # the trajectory's answers and judge calls and the resampled proposals are real: a plan without
+    # them would fall short
+    assert real["evol"] > calls(plan(trajectory_answers=False), "evol")
+    assert real["judge"] > calls(plan(judge_model="openai/judge", trajectory_answers=False), "judge")
+    assert real["optimizer"] > calls(plan(proposal_attempts=1), "optimizer")
+    assert world.teacher_calls == 0
 
 
 def test_a_compile_choosing_demonstrations_costs_more_but_stays_within_the_plan():
     settings = {"max_demos": 1, "demo_candidates": 2, "teacher_demos": True}
-    evol_paper, optimizer_paper, _ = compiled_calls()
-    evol_demos, optimizer_demos, world = compiled_calls(**settings)
-    planned, paper = plan(**settings), plan()
+    paper, _ = compiled_calls()
+    demos, world = compiled_calls(**settings)
+    planned, planned_paper = plan(**settings, judge_model="openai/judge"), plan(judge_model="openai/judge")
     assert world.teacher_calls > 0
-    assert evol_paper <= calls(paper, "evol") and evol_demos <= calls(planned, "evol")
-    # what demonstrations cost: more evol calls than without them, but no more than planned for them
-    assert 0 < evol_demos - evol_paper <= calls(planned, "evol") - calls(paper, "evol")
-    assert 0 < optimizer_demos - optimizer_paper == world.teacher_calls <= calls(planned, "teacher")
+    for role in ("evol", "judge"):
+        assert demos[role] <= calls(planned, role), role
+        # what demonstrations cost: more calls than without them, but no more than planned for them
+        assert 0 < demos[role] - paper[role] <= calls(planned, role) - calls(planned_paper, role), role
+    assert demos["optimizer"] <= calls(planned, "optimizer") + calls(planned, "teacher")
+    assert 0 < demos["optimizer"] - paper["optimizer"] == world.teacher_calls <= calls(planned, "teacher")

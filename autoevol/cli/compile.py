@@ -99,12 +99,15 @@ def compile_command(
                    "LM calls each) plus one optimizer-LM call per iteration")
         return
     if dry_run:
+        judged = (judge_lm or "").strip().casefold() != "none" and "judge" not in (disable_rule or ())
         typer.echo(format_estimate(estimate_compile(
             [item.instruction for item in trainset[:50]], steps=steps, candidates=candidates, batch_size=batch_size,
             dev_size=dev_size, rounds=rounds, evolver=student, model=parse_spec(evol_lm).display_name,
             optimizer_model=parse_spec(optimizer_lm or evol_lm).display_name,
-            max_output_tokens=max_output_tokens, max_demos=max_demos, demo_candidates=demo_candidates,
-            teacher_demos=teacher_demos, keep_demos=keep_demos)))
+            max_output_tokens=max_output_tokens, trajectory_answers=trajectory_answers,
+            proposal_attempts=proposal_attempts, judge_max_tokens=JUDGE_MAX_TOKENS,
+            judge_model=parse_spec(judge_lm or optimizer_lm or evol_lm).display_name if judged else None,
+            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos)))
         return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
