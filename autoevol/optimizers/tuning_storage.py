@@ -1,7 +1,8 @@
 """Where autoevol studies live: Optuna storages (SQLite, PostgreSQL, MySQL, journal files) and artifact folders.
 
 Several workers may open the same storage at the same moment; opening an RDB storage whose schema
-another worker is creating right then is retried (:func:`open_storage`).
+another worker is creating right then is retried (:func:`open_storage`), and a queued trial is claimed
+by exactly one of them (:class:`AtomicClaimStorage`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages._rdb.models import TrialModel
+from optuna.trial import TrialState
+from sqlalchemy import orm
+from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,34 @@ def open_storage(url: str | None = None, *, heartbeat_interval: int | None = Non
         raise StudyError(f"cannot open study storage {mask_url(url)}: {type(error).__name__}: {detail}") from None
 
 
+class AtomicClaimStorage(optuna.storages.RDBStorage):
+    """An ``RDBStorage`` on which two workers can never both claim the same queued trial.
+
+    A worker starts a queued (WAITING) trial, such as the paper-defaults trial, by marking it RUNNING.
+    Optuna does that as a read (``SELECT ... FOR UPDATE``) followed by a write. SQLite ignores ``FOR
+    UPDATE``, and Python's sqlite3 opens the transaction only at the write, so two workers that ask at
+    the same moment can both read WAITING and both mark the trial RUNNING: both run it, and the slower
+    one's tell then fails with "Cannot tell a COMPLETE trial". Here the claim is one conditional write
+    (``UPDATE ... WHERE state = WAITING``) that exactly one worker wins on any database; the loser
+    gets Optuna's own answer (``False``, or the error for a finished or unknown trial).
+    """
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        if state != TrialState.RUNNING or values is not None:
+            return super().set_trial_state_values(trial_id, state, values)
+        try:
+            with orm.Session(self.engine) as session, session.begin():
+                won = session.query(TrialModel).filter(
+                    TrialModel.trial_id == trial_id, TrialModel.state == TrialState.WAITING,
+                ).update({TrialModel.state: TrialState.RUNNING}, synchronize_session=False)
+                if won:
+                    session.get(TrialModel, trial_id).datetime_start = datetime.now()
+        except SQLAlchemyError as error:
+            raise optuna.exceptions.StorageInternalError(f"claiming trial {trial_id} failed: {error}") from error
+        return True if won else super().set_trial_state_values(trial_id, state)
+
+
 def _rdb_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
     """``RDBStorage(url)``, retried when another worker is creating the same schema at this moment.
 
@@ -93,7 +128,7 @@ def _rdb_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
     """
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, **options)
+            return AtomicClaimStorage(url, **options)
         except Exception as error:
             if attempt + 1 >= SCHEMA_ATTEMPTS or not _is_schema_race(error):
                 raise
@@ -103,12 +138,13 @@ def _rdb_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
 
 
 def _is_schema_race(error: BaseException) -> bool:
-    """Whether ``error`` is a concurrent ``CREATE`` of the same table, type, index or version row."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    """Whether ``error`` is a concurrent ``CREATE`` of the same table, type, index or version row
+    (PostgreSQL and MySQL wording, and SQLite's "table ... already exists" / "UNIQUE constraint failed")."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     text = str(error).lower()
-    return isinstance(error, (IntegrityError, ProgrammingError)) and (
-        "already exists" in text or "duplicate key" in text or "duplicate entry" in text)
+    return isinstance(error, (IntegrityError, ProgrammingError, OperationalError)) and any(
+        words in text for words in ("already exists", "duplicate key", "duplicate entry", "unique constraint failed"))
 
 
 def default_artifact_dir(url: str | None) -> Path:
