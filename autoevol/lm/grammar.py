@@ -7,7 +7,8 @@ whole instruction, facts included, in DSPy's chat format. So a signature whose o
 text is sent to llama-cpp-python's server with ChatAdapter's prompt and a GBNF ``grammar`` that
 allows exactly that format: each output field's ``[[ ## name ## ]]`` marker in order, free text
 (newlines included) under each, and the closing ``[[ ## completed ## ]]`` marker. The model still
-cannot skip, reorder or invent fields, which is what the embedded SmolLM2 needs.
+cannot skip, reorder or invent fields. (The embedded SmolLM2-135M keeps JSON: see
+:func:`autoevol.lm.spec.writes_marked_text`.)
 """
 
 from __future__ import annotations
