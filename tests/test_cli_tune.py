@@ -77,11 +77,15 @@ def assert_one_study_from_workers(results: list[subprocess.CompletedProcess], st
 WORKERS, REPETITIONS = 2, 3
 
 
-def test_tune_processes_started_together_share_one_journal_study(tmp_path, seed, server):
+@pytest.mark.parametrize("storage_kind", ["journal", "sqlite"])
+def test_tune_processes_started_together_share_one_study(tmp_path, seed, server, storage_kind):
+    """Independent workers on a new storage: any of them may create the study, and both race for the
+    queued paper-defaults trial; none fails and the queued trial runs once."""
     from autoevol.optimizers.tuning import load_study
 
-    for repetition in range(REPETITIONS):  # each time a new journal file: every worker may be its creator
-        storage = f"journal:{tmp_path}/studies-{repetition}.log"
+    for repetition in range(REPETITIONS):  # each time a new storage file: every worker may be its creator
+        storage = (f"journal:{tmp_path}/studies-{repetition}.log" if storage_kind == "journal"
+                   else f"sqlite:///{tmp_path}/studies-{repetition}.db")
         results = start_together([tune_command(seed, storage, "together", server, "--trials", "1")
                                   for _ in range(WORKERS)], tmp_path)
         assert_one_study_from_workers(results, load_study("together", storage), WORKERS)
