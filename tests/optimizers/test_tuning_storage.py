@@ -63,7 +63,7 @@ def in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
     def target() -> None:
         try:
             outcome["value"] = function()
-        except BaseException as error:  # handed to the caller
+        except Exception as error:  # handed to the caller
             outcome["error"] = error
 
     thread = threading.Thread(target=target, daemon=True)
