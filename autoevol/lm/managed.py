@@ -93,7 +93,7 @@ class ManagedLM(dspy.LM):
         result = self._cached(key)
         if result is None:
             result = self._execute(call)
-            if key is not None and result.responses:
+            if key is not None:  # native (``responses``) and LiteLLM-routed (``outputs``) results alike
                 self.call_cache.put(key, result.dump())  # type: ignore[union-attr]
         self._account(result)
         return finalize(self, call, result)

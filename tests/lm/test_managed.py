@@ -44,6 +44,23 @@ def test_cache_persists_across_processes_worth_of_objects(tmp_path):
     assert second.engine.calls == 0
 
 
+@pytest.mark.parametrize("extra", [{}, {"extra_body": {"grammar": 'root ::= "x"'}},
+                                   {"response_format": {"type": "json_object", "schema": {"type": "object"}}}],
+                         ids=["plain", "grammar", "response_format"])
+def test_cache_keeps_calls_that_dspy_routes_through_litellm(tmp_path, extra):
+    # a grammar or a response_format sends the call through LiteLLM, whose result has outputs but
+    # no native responses: a compile on llama.cpp made every constrained call again after a crash
+    path = tmp_path / "calls.sqlite"
+    messages = [{"role": "user", "content": "evolve this"}]
+    with FakeOpenAIServer() as server:
+        first = LMSession(call_cache=CallCache(path)).lm("openai/fake", role="evol", api_base=server.url)
+        answer = first(messages=messages, **extra)
+        second = LMSession(call_cache=CallCache(path)).lm("openai/fake", role="evol", api_base=server.url)
+        assert second(messages=messages, **extra) == answer
+        assert server.stats.requests == 1
+    assert (second.usage.calls, second.usage.cache_hits) == (0, 1)
+
+
 def test_transient_errors_are_retried_then_succeed():
     failures = iter([ServerError("boom"), ServerError("boom again")])
 
