@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///autoevol-studies.db"
 #: Attempts at opening an RDB storage whose schema other workers may be creating at the same moment.
 SCHEMA_ATTEMPTS = 8
+#: How long a SQLite connection waits for another worker's write lock before "database is locked"
+#: (sqlite3's default of 5 s is short for several workers on a loaded machine).
+SQLITE_LOCK_SECONDS = 60
 
 
 class StudyError(ValueError):
@@ -76,8 +79,10 @@ def open_storage(url: str | None = None, *, heartbeat_interval: int | None = Non
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
-        if url.startswith(("postgresql", "mysql")):
+        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}
+        elif url.startswith(("postgresql", "mysql")):
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         return _rdb_storage(_driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                             grace_period=grace_period, failed_trial_callback=callback)
@@ -116,6 +121,20 @@ class AtomicClaimStorage(optuna.storages.RDBStorage):
         except SQLAlchemyError as error:
             raise optuna.exceptions.StorageInternalError(f"claiming trial {trial_id} failed: {error}") from error
         return True if won else super().set_trial_state_values(trial_id, state)
+
+
+def with_atomic_claim(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """``storage`` with :class:`AtomicClaimStorage`'s claim of queued trials, for a storage object a caller made.
+
+    A plain ``RDBStorage`` is returned as an :class:`AtomicClaimStorage` over the same state (engine,
+    heartbeat settings); the caller's object itself is left as it is. Other storages (journal files,
+    in-memory, already atomic) are returned unchanged.
+    """
+    if not isinstance(storage, optuna.storages.RDBStorage) or isinstance(storage, AtomicClaimStorage):
+        return storage
+    atomic = AtomicClaimStorage.__new__(AtomicClaimStorage)
+    atomic.__dict__ = storage.__dict__  # one engine and one set of settings, seen through the atomic claim
+    return atomic
 
 
 def _rdb_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:

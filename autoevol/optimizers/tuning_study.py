@@ -20,6 +20,7 @@ from autoevol.optimizers.tuning_storage import (
     default_artifact_dir,
     mask_url,
     open_storage,
+    with_atomic_claim,
 )
 
 #: Study user attribute holding what makes a study an autoevol study (objective, space, artifacts).
@@ -67,7 +68,8 @@ def open_study(
     """
     space = search_space or SearchSpace()
     url = storage if isinstance(storage, str) or storage is None else None
-    backend = storage if isinstance(storage, optuna.storages.BaseStorage) else open_storage(url, **(storage_options or {}))
+    backend = (with_atomic_claim(storage) if isinstance(storage, optuna.storages.BaseStorage)
+               else open_storage(url, **(storage_options or {})))
     artifacts = Path(artifact_dir) if artifact_dir else default_artifact_dir(url)
     if hasattr(optuna.trial.Trial, "set_constraint"):  # Optuna >= 5: constraints live on the trial
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
@@ -139,7 +141,7 @@ def _check_existing(study: optuna.Study, space: SearchSpace, where: str) -> None
 def load_study(study_name: str, storage: str | optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Load an existing study (read-only use: show, best, plot)."""
     url = storage if isinstance(storage, str) or storage is None else None
-    backend = storage if isinstance(storage, optuna.storages.BaseStorage) else open_storage(url)
+    backend = with_atomic_claim(storage) if isinstance(storage, optuna.storages.BaseStorage) else open_storage(url)
     try:
         return optuna.load_study(study_name=study_name, storage=backend)
     except KeyError:

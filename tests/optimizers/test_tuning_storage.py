@@ -10,7 +10,8 @@ import optuna
 import pytest
 from sqlalchemy import event
 
-from autoevol.optimizers.tuning_storage import open_storage
+from autoevol.optimizers.tuning_storage import SQLITE_LOCK_SECONDS, AtomicClaimStorage, open_storage, with_atomic_claim
+from autoevol.optimizers.tuning_study import open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,12 +80,18 @@ def in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
     return result
 
 
-def test_two_workers_never_both_claim_the_queued_trial_on_sqlite(tmp_path, monkeypatch):
+def users_rdb_storage(url: str) -> optuna.storages.BaseStorage:
+    """A plain Optuna ``RDBStorage`` object, as a ``tune(storage=...)`` caller makes it, seen as tune sees it."""
+    return with_atomic_claim(optuna.storages.RDBStorage(url))
+
+
+@pytest.mark.parametrize("make_storage", [open_storage, users_rdb_storage], ids=["url", "storage-object"])
+def test_two_workers_never_both_claim_the_queued_trial_on_sqlite(tmp_path, monkeypatch, make_storage):
     """Two workers that ask for a trial at the same moment while one trial is queued: exactly one of
     them runs the queued trial, the other gets a new one. (When both ran it, the slower one's tell
     failed with Optuna's "Cannot tell a COMPLETE trial".)"""
     url = f"sqlite:///{tmp_path}/race.db"
-    storage_a, storage_b = open_storage(url), open_storage(url)
+    storage_a, storage_b = make_storage(url), make_storage(url)
     study_a = optuna.create_study(storage=storage_a, study_name="race")
     study_a.enqueue_trial({"x": 0.5}, user_attrs={"queued": True})
     study_b = optuna.load_study(storage=storage_b, study_name="race")
@@ -148,3 +155,24 @@ def test_a_sqlite_schema_another_worker_is_creating_is_retried(tmp_path, monkeyp
     storage = open_storage(f"sqlite:///{tmp_path}/fresh.db")
     assert len(attempts) == 2
     assert optuna.create_study(storage=storage, study_name="fresh").study_name == "fresh"
+
+
+def test_a_storage_object_of_the_caller_claims_atomically_and_is_left_as_it_was(tmp_path):
+    mine = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/mine.db")
+    study, _ = open_study("mine", storage=mine)
+    assert type(mine) is optuna.storages.RDBStorage
+    atomic = with_atomic_claim(mine)
+    assert isinstance(atomic, AtomicClaimStorage) and atomic.engine is mine.engine
+    assert with_atomic_claim(atomic) is atomic
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    assert with_atomic_claim(journal) is journal
+    queued = study.trials[0]._trial_id  # the paper-defaults trial open_study queued
+    assert atomic.set_trial_state_values(queued, optuna.trial.TrialState.RUNNING) is True
+    assert atomic.set_trial_state_values(queued, optuna.trial.TrialState.RUNNING) is False
+
+
+def test_sqlite_workers_wait_for_each_others_locks_longer_than_sqlites_default(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/wait.db")
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_LOCK_SECONDS * 1000
