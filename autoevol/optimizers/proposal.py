@@ -303,9 +303,36 @@ def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     for position, paragraph in enumerate(paragraphs):
         found = _STEP_LABEL.match(paragraph)
         if found and normalized(found.group(1)) == wanted:
-            paragraphs[position] = _one_step(revised)
+            step = _one_step(revised)
+            copied = _copied_step(step, [other for other in paragraphs if other is not paragraph])
+            if copied:
+                return method, f"the revised {label.group(1)} repeats {copied} (the method would lose its own step)"
+            paragraphs[position] = step
             return "\n\n".join(paragraphs), None
     return method, f"the revised step names {label.group(1)!r}, which the method does not have"
+
+
+#: Share of a revised step's words found in another step above which it is that step again.
+COPIED_STEP_OVERLAP = 0.8
+
+
+def _copied_step(step: str, others: Sequence[str]) -> str | None:
+    """The label of another step that ``step`` repeats (apart from its label), else ``None``.
+
+    A small optimizer LM revising "Step 3" sometimes writes Step 2's text under Step 3's label;
+    applied, the method would do step 2 twice and never rewrite.
+    """
+    words = _step_words(step)
+    for other in others:
+        label = _STEP_LABEL.match(other)
+        theirs = _step_words(other)
+        if label and words and len(words & theirs) / len(words | theirs) >= COPIED_STEP_OVERLAP:
+            return label.group(1)
+    return None
+
+
+def _step_words(step: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9']+", _STEP_LABEL.sub("", step.lower(), count=1)))
 
 
 def _one_step(revised: str) -> str:

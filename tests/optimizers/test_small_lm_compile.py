@@ -192,6 +192,15 @@ def test_a_revised_step_that_runs_on_into_the_next_steps_replaces_its_own_step_o
     assert "Step 2 - Plan: choose several options from your list that fit together" in changed
 
 
+def test_a_revised_step_that_repeats_another_step_is_not_applied():
+    # seen with Qwen2.5-Coder-1.5B: "revise Step 3" came back as Step 2's plan under Step 3's label
+    copied = "Step 3 - Plan: choose several options from your list that fit together and write a short plan."
+    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=copied), 400)
+    assert changed == INITIAL_METHOD and problem and "repeats Step 2" in problem
+    kept = "Step 3 - Rewrite: carry out the plan, keeping every input line of the task word for word."
+    assert apply_edit(INITIAL_METHOD, Edit(revised_step=kept), 400)[1] is None
+
+
 def test_a_rewrite_over_the_length_budget_is_invalid():
     long_method = INITIAL_METHOD + " Also" * 300
     tele, result = compile_world(Evol(), Optimizer([long_method]), proposal_mode="rewrite", proposal_attempts=1,
