@@ -312,7 +312,7 @@ def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     return method, f"the revised step names {label.group(1)!r}, which the method does not have"
 
 
-#: Share of a revised step's words found in another step above which it is that step again.
+#: Word overlap with another step (shared words / words of either) from which a revised step is that step again.
 COPIED_STEP_OVERLAP = 0.8
 
 
