@@ -332,7 +332,7 @@ def _copied_step(step: str, others: Sequence[str]) -> str | None:
 
 
 def _step_words(step: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9']+", _STEP_LABEL.sub("", step.lower(), count=1)))
+    return set(_WORD.findall(_STEP_LABEL.sub("", step.casefold(), count=1)))
 
 
 def _one_step(revised: str) -> str:
