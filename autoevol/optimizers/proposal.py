@@ -3,12 +3,14 @@
 One candidate of a step comes from one analysis of the trajectory (which cases failed, and why)
 and one proposal written from that feedback. A proposal is either a whole rewritten method (the
 paper's way, ``mode="rewrite"``) or a small edit, one or two general rules or one revised step,
-that the program applies to the current method (``mode="edit"``), so the candidate always
-differs from the current method and stays a general procedure.
+that the program applies to the current method (``mode="edit"``, see
+:mod:`autoevol.optimizers.method_edit`), so the candidate always differs from the current method
+and stays a general procedure.
 
 A proposal that is not a usable method (identical to the current one, too short or too long, a
-format placeholder, field markers, wording copied from a trajectory case) is sampled again with
-a new rollout id, up to ``attempts`` times, before the candidate is given up.
+format placeholder, field markers, wording copied from a trajectory case, a step that repeats
+another step) is sampled again with a new rollout id, up to ``attempts`` times, before the
+candidate is given up.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import dspy
@@ -26,6 +27,7 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
+from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step
 from autoevol.optimizers.split import normalized
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
@@ -41,31 +43,12 @@ ProposalMode = Literal["edit", "rewrite"]
 MIN_METHOD_WORDS = 5
 #: A proposed rule shorter than this many words is not a rule.
 MIN_RULE_WORDS = 3
-#: The heading under which edit proposals add their rules to a method.
-RULES_HEADING = "Rules:"
 #: A copied run of this many words from a trajectory case marks a method tied to that case.
 COPIED_RUN_WORDS = 6
 
 _PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][\w ]*\}|<\s*(?:improved|current|new)[_ ]\w*\s*>|\bimproved_method\b"
                           r"|\bcurrent_method\b|\[\[ ##")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_STEP_LABEL = re.compile(r"^\s*(step\s+\d+)\b", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
-
-
-@dataclass(frozen=True)
-class Edit:
-    """A small change to a method: rules to add and/or one revised step."""
-
-    rules: tuple[str, ...] = ()
-    revised_step: str = ""
-
-    def describe(self) -> str:
-        """The edit in one line, as later steps' analyses are told what was tried."""
-        parts = [f"added rule: {rule}" for rule in self.rules]
-        if self.revised_step:
-            parts.append(f"revised {self.revised_step.splitlines()[0][:160]}")
-        return "; ".join(parts)
 
 
 class MethodProposer:
@@ -248,7 +231,7 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
     copied = copied_case_wording(text, current, cases)
     if copied:
         return copied
-    return None
+    return repeated_step(text, current)
 
 
 def copied_case_wording(text: str, current: str, cases: Sequence[TrajectoryCase]) -> str | None:
@@ -264,105 +247,8 @@ def copied_case_wording(text: str, current: str, cases: Sequence[TrajectoryCase]
 
 
 def _runs(text: str) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.casefold())
+    words = WORD.findall(text.casefold())
     return {tuple(words[i:i + COPIED_RUN_WORDS]) for i in range(len(words) - COPIED_RUN_WORDS + 1)}
-
-
-# ---------------------------------------------------------------------------------- edits
-
-
-def apply_edit(method: str, edit: Edit, max_words: int) -> tuple[str, str | None]:
-    """The method with ``edit`` applied: ``(new method, problem or None)``.
-
-    A revised step replaces the paragraph of the step with the same label ("Step 3"); rules are
-    added under :data:`RULES_HEADING` at the end. When the result is over ``max_words``, the
-    oldest added rules are dropped until it fits.
-    """
-    text = method.strip()
-    if edit.revised_step:
-        text, problem = _replace_step(text, edit.revised_step)
-        if problem:
-            return method, problem
-    existing = set(normalized(rule) for rule in _added_rules(text))
-    new_rules = [rule for rule in dict.fromkeys(edit.rules) if normalized(rule) not in existing]
-    if not new_rules and not edit.revised_step:
-        return method, "the edit adds no new rule and revises no step"
-    body, rules = _split_rules(text)
-    rules += new_rules
-    while rules and len(_join_rules(body, rules).split()) > max_words and len(rules) > len(new_rules):
-        rules.pop(0)  # the oldest added rule goes first
-    return _join_rules(body, rules), None
-
-
-def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
-    label = _STEP_LABEL.match(revised)
-    if not label:
-        return method, "the revised step does not start with a step label such as 'Step 2'"
-    wanted = normalized(label.group(1))
-    paragraphs = method.split("\n\n")
-    for position, paragraph in enumerate(paragraphs):
-        found = _STEP_LABEL.match(paragraph)
-        if found and normalized(found.group(1)) == wanted:
-            step = _one_step(revised)
-            copied = _copied_step(step, [other for other in paragraphs if other is not paragraph])
-            if copied:
-                return method, f"the revised {label.group(1)} repeats {copied} (the method would lose its own step)"
-            paragraphs[position] = step
-            return "\n\n".join(paragraphs), None
-    return method, f"the revised step names {label.group(1)!r}, which the method does not have"
-
-
-#: Word overlap with another step (shared words / words of either) from which a revised step is that step again.
-COPIED_STEP_OVERLAP = 0.8
-
-
-def _copied_step(step: str, others: Sequence[str]) -> str | None:
-    """The label of another step that ``step`` repeats (apart from its label), else ``None``.
-
-    A small optimizer LM revising "Step 3" sometimes writes Step 2's text under Step 3's label;
-    applied, the method would do step 2 twice and never rewrite.
-    """
-    words = _step_words(step)
-    for other in others:
-        label = _STEP_LABEL.match(other)
-        theirs = _step_words(other)
-        if label and words and len(words & theirs) / len(words | theirs) >= COPIED_STEP_OVERLAP:
-            return label.group(1)
-    return None
-
-
-def _step_words(step: str) -> set[str]:
-    return set(_WORD.findall(_STEP_LABEL.sub("", step.casefold(), count=1)))
-
-
-def _one_step(revised: str) -> str:
-    """The revised step alone, cut where a later step label begins.
-
-    Small optimizer LMs often write the steps after the revised one too; pasting those in would
-    repeat them in the method.
-    """
-    lines = revised.strip().splitlines()
-    for position, line in enumerate(lines[1:], start=1):
-        if _STEP_LABEL.match(line):
-            return "\n".join(lines[:position]).strip()
-    return revised.strip()
-
-
-def _split_rules(method: str) -> tuple[str, list[str]]:
-    head, marker, tail = method.rpartition("\n\n" + RULES_HEADING + "\n")
-    if not marker:
-        return method, []
-    return head, [line[2:].strip() for line in tail.splitlines() if line.startswith("- ")]
-
-
-def _added_rules(method: str) -> list[str]:
-    return _split_rules(method)[1]
-
-
-def _join_rules(body: str, rules: Sequence[str]) -> str:
-    if not rules:
-        return body
-    return body + "\n\n" + RULES_HEADING + "\n" + "\n".join(f"- {rule}" for rule in rules)
 
 
 def _reraise_if_fatal(error: Exception) -> None:

@@ -22,9 +22,10 @@ from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement, NoValidCandidate
 from autoevol.optimizers.history import TrajectoryCase
-from autoevol.optimizers.proposal import RULES_HEADING, Edit, apply_edit, method_problem
+from autoevol.optimizers.method_edit import RULES_HEADING, Edit, apply_edit, repeated_step
+from autoevol.optimizers.proposal import method_problem
 from autoevol.programs.evolver import Evolver
-from autoevol.signatures.evolve import INITIAL_METHOD
+from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
 
 NUMBERS = "Keep every number of the original instruction."
@@ -199,6 +200,35 @@ def test_a_revised_step_that_repeats_another_step_is_not_applied():
     assert changed == INITIAL_METHOD and problem and "repeats Step 2" in problem
     kept = "Step 3 - Rewrite: carry out the plan, keeping every input line of the task word for word."
     assert apply_edit(INITIAL_METHOD, Edit(revised_step=kept), 400)[1] is None
+
+
+def step_paragraph(method: str, label: str) -> str:
+    return next(paragraph for paragraph in method.split("\n\n") if paragraph.startswith(label))
+
+
+def test_a_rewrite_whose_step_repeats_another_step_is_resampled():
+    step_2 = step_paragraph(INITIAL_METHOD, "Step 2 - ")
+    repeated = INITIAL_METHOD.replace(step_paragraph(INITIAL_METHOD, "Step 3 - "),
+                                      step_2.replace("Step 2 - Plan", "Step 3 - Rewrite", 1))
+    better = INITIAL_METHOD + "\n\n" + INPUTS
+    tele, result = compile_world(Evol(), Optimizer([repeated, better]), proposal_attempts=2, proposal_mode="rewrite")
+    candidate = result.compile_history[0].candidates[0]
+    assert "Step 3 repeats Step 2" in candidate.rejected[0]
+    assert candidate.method == better and not candidate.invalid and result.method == better
+
+
+def test_the_starting_methods_and_their_edits_have_no_repeated_step():
+    for method in (INITIAL_METHOD, WEAK_METHOD):
+        assert repeated_step(method) is None
+        assert method_problem(f"{method}\n\n{RULES_HEADING}\n- {INPUTS}", method) is None
+    revised = "Step 3 - Rewrite: carry out the plan, keeping every input line of the task word for word."
+    assert method_problem(apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400)[0], INITIAL_METHOD) is None
+
+
+def test_repeated_steps_are_found_on_single_lines_and_a_repeat_already_there_is_not_held_against_a_proposal():
+    lines = "Work in steps.\nStep 1: list the ways to make it harder.\nStep 2: list the ways to make it harder.\n"
+    assert "Step 2 repeats Step 1" in method_problem(lines + "Step 3: rewrite it.", "Rewrite it in steps, please.")
+    assert method_problem(lines + "Step 3: rewrite it, keeping its numbers.", lines + "Step 3: rewrite it.") is None
 
 
 def test_a_rewrite_over_the_length_budget_is_invalid():
