@@ -41,40 +41,68 @@ def apply_edit(method: str, edit: Edit, max_words: int) -> tuple[str, str | None
 
     A revised step replaces the paragraph of the step with the same label ("Step 3"); rules are
     added under :data:`RULES_HEADING` at the end. When the result is over ``max_words``, the
-    oldest added rules are dropped until it fits.
+    oldest added rules are dropped until it fits. Only :func:`effective_edit` is applied; an edit
+    with nothing left of it is a problem.
     """
     text = method.strip()
-    if edit.revised_step:
-        text, problem = _replace_step(text, edit.revised_step)
+    effective = effective_edit(text, edit)
+    if not effective.rules and not effective.revised_step:
+        if edit.revised_step:
+            label = _label(edit.revised_step)
+            return method, f"the revised {label} is the method's {label} unchanged, and the edit adds no new rule"
+        return method, "the edit adds no new rule and revises no step"
+    if effective.revised_step:
+        text, problem = _replace_step(text, effective.revised_step)
         if problem:
             return method, problem
-    existing = set(normalized(rule) for rule in _added_rules(text))
-    new_rules = [rule for rule in dict.fromkeys(edit.rules) if normalized(rule) not in existing]
-    if not new_rules and not edit.revised_step:
-        return method, "the edit adds no new rule and revises no step"
     body, rules = _split_rules(text)
-    rules += new_rules
-    while rules and len(_join_rules(body, rules).split()) > max_words and len(rules) > len(new_rules):
+    rules += effective.rules
+    while rules and len(_join_rules(body, rules).split()) > max_words and len(rules) > len(effective.rules):
         rules.pop(0)  # the oldest added rule goes first
     return _join_rules(body, rules), None
+
+
+def effective_edit(method: str, edit: Edit) -> Edit:
+    """What of ``edit`` changes ``method``: the rules it does not have yet, and the revised step
+    unless it says what the method's step of that label says already (case and spacing aside).
+
+    A candidate's change is described from this, so it never claims a revision that changed nothing.
+    """
+    existing = {normalized(rule) for rule in _added_rules(method.strip())}
+    rules: dict[str, str] = {}
+    for rule in edit.rules:
+        if normalized(rule) not in existing:
+            rules.setdefault(normalized(rule), rule)
+    paragraphs = method.strip().split("\n\n")
+    position = _step_position(paragraphs, edit.revised_step)
+    unchanged = position is not None and normalized(paragraphs[position]) == normalized(_one_step(edit.revised_step))
+    return Edit(rules=tuple(rules.values()), revised_step="" if unchanged else edit.revised_step)
+
+
+def _step_position(paragraphs: Sequence[str], revised: str) -> int | None:
+    """Where among ``paragraphs`` the step with the label of ``revised`` is, else ``None``."""
+    label = _STEP_LABEL.match(revised)
+    for position, paragraph in enumerate(paragraphs):
+        found = _STEP_LABEL.match(paragraph)
+        if label and found and normalized(found.group(1)) == normalized(label.group(1)):
+            return position
+    return None
 
 
 def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     label = _STEP_LABEL.match(revised)
     if not label:
         return method, "the revised step does not start with a step label such as 'Step 2'"
-    wanted = normalized(label.group(1))
     paragraphs = method.split("\n\n")
-    for position, paragraph in enumerate(paragraphs):
-        found = _STEP_LABEL.match(paragraph)
-        if found and normalized(found.group(1)) == wanted:
-            step = _one_step(revised)
-            copied = _copied_step(step, [other for other in paragraphs if other is not paragraph])
-            if copied:
-                return method, f"the revised {label.group(1)} repeats {copied} (the method would lose its own step)"
-            paragraphs[position] = step
-            return "\n\n".join(paragraphs), None
-    return method, f"the revised step names {label.group(1)!r}, which the method does not have"
+    position = _step_position(paragraphs, revised)
+    if position is None:
+        return method, f"the revised step names {_label(revised)!r}, which the method does not have"
+    step = _one_step(revised)
+    copied = _copied_step(step, paragraphs[:position] + paragraphs[position + 1:])
+    if copied:
+        return method, f"the revised {_label(revised)} repeats {copied} (the method would lose its own step)"
+    paragraphs[position] = step
+    return "\n\n".join(paragraphs), None
 
 
 #: Word overlap of two steps (shared words / words of either, labels aside) from which one repeats the other.
@@ -139,7 +167,7 @@ def _overlap(step: str, other: str) -> float:
 
 def _label(step: str) -> str:
     label = _STEP_LABEL.match(step)
-    return label.group(1) if label else "a step"
+    return " ".join(label.group(1).split()) if label else "a step"
 
 
 def _step_words(step: str) -> set[str]:

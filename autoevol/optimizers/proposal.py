@@ -27,7 +27,7 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
-from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step
+from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, effective_edit, repeated_step
 from autoevol.optimizers.split import normalized
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
@@ -158,7 +158,7 @@ class MethodProposer:
         edit = Edit(rules=tuple(rule for rule in rules if len(rule.split()) >= MIN_RULE_WORDS),
                     revised_step=clean_method(reply.revised_step))
         text, problem = apply_edit(method, edit, self.max_method_words)
-        return text, edit, problem
+        return text, effective_edit(method, edit), problem
 
 
 def rollout_id(seed: int, step: int, index: int, attempt: int = 0) -> int:

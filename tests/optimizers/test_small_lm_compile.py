@@ -94,6 +94,8 @@ class Optimizer:
             raise answer
         if isinstance(answer, str):
             return {"improved_method": answer} if "improved_method" in request.outputs else answer
+        if isinstance(answer, dict):  # a whole edit reply: new rules and a revised step
+            return answer
         return {"new_rules": json.dumps(answer), "revised_step": ""}
 
 
@@ -229,6 +231,25 @@ def test_repeated_steps_are_found_on_single_lines_and_a_repeat_already_there_is_
     lines = "Work in steps.\nStep 1: list the ways to make it harder.\nStep 2: list the ways to make it harder.\n"
     assert "Step 2 repeats Step 1" in method_problem(lines + "Step 3: rewrite it.", "Rewrite it in steps, please.")
     assert method_problem(lines + "Step 3: rewrite it, keeping its numbers.", lines + "Step 3: rewrite it.") is None
+
+
+def test_a_revised_step_that_says_what_the_step_says_is_no_revision():
+    step_3 = step_paragraph(INITIAL_METHOD, "Step 3 - ")
+    respaced = "  " + step_3.replace(" ", "\n", 3).replace("carry", "Carry") + "\n"
+    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=respaced), 400)
+    assert changed == INITIAL_METHOD and "the revised Step 3 is the method's Step 3 unchanged" in problem
+    changed, problem = apply_edit(INITIAL_METHOD, Edit(rules=(INPUTS,), revised_step=respaced), 400)
+    assert problem is None and changed == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
+
+
+def test_an_edit_is_described_by_what_it_changed():
+    step_3 = step_paragraph(INITIAL_METHOD, "Step 3 - ")
+    echoed = {"new_rules": "[]", "revised_step": step_3}
+    with_rule = {"new_rules": json.dumps([INPUTS]), "revised_step": step_3}
+    tele, result = compile_world(Evol(), Optimizer([echoed, with_rule]), proposal_attempts=2, proposal_mode="edit")
+    candidate = result.compile_history[0].candidates[0]
+    assert "Step 3 is the method's Step 3 unchanged" in candidate.rejected[0]
+    assert candidate.change == f"added rule: {INPUTS}" and "revised" not in candidate.change
 
 
 def test_a_rewrite_over_the_length_budget_is_invalid():
