@@ -11,6 +11,11 @@ system) per call while the job runs. The endpoint paths:
 - ``role api base``: the role's own ``api_base=URL`` while ``OPENAI_BASE_URL`` names another
   (unreachable) gateway, as ``--optimizer-api-base`` beside an environment endpoint.
 
+``--floor`` also measures DSPy itself against the same server, with no autoevol program: ``dspy.LM``
+called directly and a one-field ``dspy.Predict``, the same number of calls at the same concurrency,
+as installed and with the per-call fixes of ``autoevol/lm/_speedups.py`` applied. Their CPU per
+call is what DSPy's call path costs on this machine before any work of autoevol's own.
+
 ``--peer distilabel`` runs distilabel's ``EvolInstruct(generate_answers=True)`` (one evolution and
 one answer per row, ``input_batch_size`` = concurrency) against the same server in the same run
 (``pip install "distilabel[openai]" requests``; not a dependency of autoevol). ``--ray`` measures
@@ -19,7 +24,7 @@ the Ray engine with 1 and 2 actors end to end (start-up included) on ``--ray-row
 (replacing an earlier one of this script).
 
     python benchmarks/evolve_throughput.py [--rows 1500] [--concurrency 32] [--latency 0.1]
-        [--paths flag OPENAI_BASE_URL ...] [--peer distilabel] [--ray] [--results]
+        [--paths flag OPENAI_BASE_URL ...] [--floor] [--peer distilabel] [--ray] [--results]
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PATHS = ("flag", "OPENAI_BASE_URL", "OPENAI_API_BASE", "role api base")
+#: DSPy alone, no autoevol code: the floor of CPU per call (``--floor``).
+FLOORS = {"dspy-lm": "DSPy alone: dspy.LM", "dspy-predict": "DSPy alone: dspy.Predict",
+          "dspy-lm+speedups": "DSPy alone + autoevol's DSPy speedups: dspy.LM",
+          "dspy-predict+speedups": "DSPy alone + autoevol's DSPy speedups: dspy.Predict"}
 #: An address nothing listens on: the gateway variable of the "role api base" path.
 UNUSED_GATEWAY = "http://127.0.0.1:9/v1"
 SECTION = "## Evolve throughput per endpoint path (`benchmarks/evolve_throughput.py`)"
@@ -118,6 +127,29 @@ def child_autoevol(path: str, url: str, seed: Path, out: Path, concurrency: int)
         return {"seconds": time.perf_counter() - started, "client_cpu": cpu_seconds() - cpu, "rows": summary.rows}
 
 
+def child_dspy(kind: str, url: str, calls: int, concurrency: int) -> dict[str, float]:
+    """``calls`` calls of a bare ``dspy.LM`` (or of a one-field ``dspy.Predict``) from ``concurrency`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dspy
+
+    if kind.endswith("+speedups"):
+        import autoevol.lm._speedups  # noqa: F401  (applies its fixes on import)
+
+    lm = dspy.LM("openai/fake", api_base=url, api_key="benchmark", cache=False)
+    predict = dspy.Predict("question -> answer")
+    dspy.configure(lm=lm)  # worker threads read the global settings
+
+    def one(index: int) -> object:
+        return lm(f"Explain topic number {index}.") if kind.startswith("dspy-lm") else predict(question=f"Topic {index}?")
+
+    one(-1)  # the first call pays for imports and client set-up, as an evolve job's start-up does
+    cpu, started = cpu_seconds(), time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(calls)))
+    return {"seconds": time.perf_counter() - started, "client_cpu": cpu_seconds() - cpu, "rows": calls // 2}
+
+
 def child_distilabel(url: str, seed: Path, concurrency: int) -> dict[str, float]:
     """distilabel's EvolInstruct with answers on the same rows; the CPU of its whole process tree."""
     from distilabel.models import OpenAILLM
@@ -141,6 +173,9 @@ def child_distilabel(url: str, seed: Path, concurrency: int) -> dict[str, float]
 def child_main(args: argparse.Namespace) -> None:
     if args.child == "distilabel":
         figures = child_distilabel(args.url, args.seed, args.concurrency)
+    elif args.child in FLOORS:
+        rows = sum(1 for _ in args.seed.open())
+        figures = child_dspy(args.child, args.url, 2 * rows, args.concurrency)
     else:
         figures = child_autoevol(args.child, args.url, args.seed, args.out, args.concurrency)
     print("FIGURES " + json.dumps(figures), flush=True)
@@ -196,6 +231,10 @@ def run(args: argparse.Namespace) -> tuple[list[Measured], list[Measured]]:
             print(f"measuring {path} ...", file=sys.stderr, flush=True)
             local.append(measure(path, path, server, seed, Path(folder) / "out.jsonl",
                                  concurrency=args.concurrency, latency=args.latency))
+        for kind, name in FLOORS.items() if args.floor else ():
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            local.append(measure(name, kind, server, seed, Path(folder) / "floor.jsonl",
+                                 concurrency=args.concurrency, latency=args.latency))
         if args.peer:
             print(f"measuring {args.peer} ...", file=sys.stderr, flush=True)
             local.append(measure("distilabel EvolInstruct", args.peer, server, seed, Path(folder) / "peer.jsonl",
@@ -230,7 +269,7 @@ def report(args: argparse.Namespace, local: list[Measured], remote: list[Measure
     lines += [f"| {m.name} | {m.calls} | {m.seconds:.1f} | {m.calls_per_second:.1f} | {m.share:.1%} | "
               f"{m.client_ms_per_call:.2f} | {m.server_ms_per_call:.2f} |" for m in local]
     ours = [m for m in local if m.name in PATHS]
-    peer = next((m for m in local if m.name not in PATHS), None)
+    peer = next((m for m in local if m.name not in PATHS and m.name not in FLOORS.values()), None)
     lines.append("")
     if ours:
         worst_share = min(m.share for m in ours)
@@ -239,6 +278,11 @@ def report(args: argparse.Namespace, local: list[Measured], remote: list[Measure
                   f"{verdict(worst_share >= TARGET_SHARE)}",
                   f"- client CPU per call at most {TARGET_CPU_MS} ms: highest {worst_cpu:.2f} ms, "
                   f"{verdict(worst_cpu <= TARGET_CPU_MS)}"]
+        floors = [m for m in local if m.name in FLOORS.values()]
+        if floors:
+            lowest = min(m.client_ms_per_call for m in floors)
+            lines.append(f"- DSPy alone costs {lowest:.2f} ms of client CPU per call here (lowest floor); "
+                         f"autoevol's highest path is {worst_cpu / max(lowest, 1e-9):.2f}x that")
         if peer is not None:
             ratio = min(m.calls_per_second for m in ours) / max(peer.calls_per_second, 1e-9)
             lines.append(f"- peer ratio (slowest endpoint path / distilabel calls/s): {ratio:.2f}x (target "
@@ -279,6 +323,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--concurrency", type=int, default=32)
     parse.add_argument("--latency", type=float, default=0.1)
     parse.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parse.add_argument("--floor", action="store_true", help="also measure dspy.LM and dspy.Predict alone")
     parse.add_argument("--peer", choices=["distilabel"], default=None, help="run this peer in the same run")
     parse.add_argument("--ray", action="store_true", help="measure the Ray engine with 1 and 2 actors")
     parse.add_argument("--ray-rows", type=int, default=2000)
@@ -287,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--results", nargs="?", type=Path, const=HERE / "RESULTS.md", default=None,
                        help="write the figures as a section of this file (default benchmarks/RESULTS.md)")
     # one configuration, in its own process (used by the run itself)
-    parse.add_argument("--child", choices=[*PATHS, "distilabel"], help=argparse.SUPPRESS)
+    parse.add_argument("--child", choices=[*PATHS, *FLOORS, "distilabel"], help=argparse.SUPPRESS)
     parse.add_argument("--url", help=argparse.SUPPRESS)
     parse.add_argument("--seed", type=Path, help=argparse.SUPPRESS)
     parse.add_argument("--out", type=Path, help=argparse.SUPPRESS)
