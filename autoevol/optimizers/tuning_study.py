@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from autoevol.optimizers.search_space import PAPER_DEFAULTS, SearchSpace
 from autoevol.optimizers.tuning_storage import (
@@ -29,6 +31,29 @@ OBJECTIVE = "heldout_failure_rate"
 #: How long a worker waits for a study another worker has just created to receive its autoevol mark.
 MARK_WAIT_SECONDS = 20.0
 PRUNERS = ("median", "halving", "none")
+
+
+def _storage_name(storage: str | optuna.storages.BaseStorage | None) -> str:
+    """The storage as messages name it: the caller's URL, or the storage object the caller passed
+    (its class, and its URL for an RDB storage), never with a password.
+
+    Named from the caller's object, not from the :func:`with_atomic_claim` wrapper over it.
+    """
+    if not isinstance(storage, optuna.storages.BaseStorage):
+        return _masked(storage or DEFAULT_STORAGE)
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return f"{type(storage).__name__} {_masked(storage.url)}"
+    return type(storage).__name__
+
+
+def _masked(url: str) -> str:
+    """``url`` with any password hidden, as SQLAlchemy parses it (a password may hold a ``/``, which
+    :func:`mask_url` stops at); a URL without one, or a journal file path, as :func:`mask_url` gives it."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # a journal file path, or a URL SQLAlchemy cannot read
+        return mask_url(url)
+    return parsed.render_as_string(hide_password=True) if parsed.password is not None else mask_url(url)
 
 
 def _study_attrs(space: SearchSpace, artifact_dir: Path) -> dict[str, Any]:
@@ -75,7 +100,7 @@ def open_study(
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
     else:  # pragma: no cover - Optuna 4
         sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=n_startup_trials)
-    where = mask_url(url or DEFAULT_STORAGE) if url is not None or storage is None else type(backend).__name__
+    where = _storage_name(storage)
     try:
         study = optuna.create_study(storage=backend, study_name=study_name, direction="minimize",
                                     sampler=sampler, pruner=_pruner(pruner, n_startup_trials=n_startup_trials))
@@ -146,5 +171,5 @@ def load_study(study_name: str, storage: str | optuna.storages.BaseStorage | Non
         return optuna.load_study(study_name=study_name, storage=backend)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
-        where = mask_url(url or DEFAULT_STORAGE) if url or storage is None else type(backend).__name__
-        raise StudyError(f"no study '{study_name}' in {where} (studies: {', '.join(names) or 'none'})") from None
+        raise StudyError(f"no study '{study_name}' in {_storage_name(storage)} "
+                         f"(studies: {', '.join(names) or 'none'})") from None

@@ -10,8 +10,14 @@ import optuna
 import pytest
 from sqlalchemy import event
 
-from autoevol.optimizers.tuning_storage import SQLITE_LOCK_SECONDS, AtomicClaimStorage, open_storage, with_atomic_claim
-from autoevol.optimizers.tuning_study import open_study
+from autoevol.optimizers.tuning_storage import (
+    SQLITE_LOCK_SECONDS,
+    AtomicClaimStorage,
+    StudyError,
+    open_storage,
+    with_atomic_claim,
+)
+from autoevol.optimizers.tuning_study import load_study, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -170,6 +176,25 @@ def test_a_storage_object_of_the_caller_claims_atomically_and_is_left_as_it_was(
     queued = study.trials[0]._trial_id  # the paper-defaults trial open_study queued
     assert atomic.set_trial_state_values(queued, optuna.trial.TrialState.RUNNING) is True
     assert atomic.set_trial_state_values(queued, optuna.trial.TrialState.RUNNING) is False
+
+
+def test_messages_name_the_callers_storage_object_and_never_its_password(tmp_path):
+    mine = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/theirs.db")
+    optuna.create_study(storage=mine, study_name="theirs", direction="maximize")
+    with pytest.raises(StudyError) as refused:
+        open_study("theirs", storage=mine)
+    assert f"'theirs' in RDBStorage sqlite:///{tmp_path}/theirs.db exists with direction maximize" in str(refused.value)
+    assert "AtomicClaimStorage" not in str(refused.value)
+    # Optuna keeps the URL to show it; a server with a password is named like this (a "/" in the
+    # password too), though none can be reached from a test
+    mine.url = "postgresql://autoevol:s3cr/et@db.example/studies"
+    with pytest.raises(StudyError) as missing:
+        load_study("nope", storage=mine)
+    assert "no study 'nope' in RDBStorage postgresql://autoevol:***@db.example/studies" in str(missing.value)
+    assert "s3cr" not in str(missing.value) and "et@" not in str(missing.value)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    with pytest.raises(StudyError, match="no study 'nope' in JournalStorage "):
+        load_study("nope", storage=journal)
 
 
 def test_sqlite_workers_wait_for_each_others_locks_longer_than_sqlites_default(tmp_path):
