@@ -61,6 +61,17 @@ def test_cache_keeps_calls_that_dspy_routes_through_litellm(tmp_path, extra):
     assert (second.usage.calls, second.usage.cache_hits) == (0, 1)
 
 
+@pytest.mark.parametrize("extra", [{}, {"extra_body": {"grammar": 'root ::= "x"'}}], ids=["native", "litellm"])
+def test_an_answer_without_usage_is_an_answer_not_a_garbage_body(extra):
+    # some self-hosted servers send no usage object; a LiteLLM-routed result keeps its text in
+    # outputs, not in native responses, and must not be taken for an empty 200
+    with FakeOpenAIServer(report_usage=False, responder=lambda messages, body: "an evolved instruction") as server:
+        lm = LMSession(policy=FAST).lm("openai/fake", role="evol", api_base=server.url)
+        assert lm(messages=[{"role": "user", "content": "evolve this"}], **extra) == ["an evolved instruction"]
+        assert server.stats.requests == 1
+    assert (lm.usage.calls, lm.usage.retries, lm.usage.failed_calls) == (1, 0, 0)
+
+
 def test_transient_errors_are_retried_then_succeed():
     failures = iter([ServerError("boom"), ServerError("boom again")])
 

@@ -54,17 +54,19 @@ class FakeOpenAIServer:
     :func:`chat_adapter_responder`); every chat request waits ``latency`` seconds; ``faults``
     injects failures chosen by ``random.Random(seed)``. ``first_faults`` scripts the first chat
     requests instead: one fault kind (or ``None``, a normal answer) per request, in order, before
-    the random plan applies (e.g. ``["rate_limit_429"]``: one 429, then answers).
+    the random plan applies (e.g. ``["rate_limit_429"]``: one 429, then answers). With
+    ``report_usage=False`` answers carry no ``usage`` object, as some self-hosted servers send them.
     """
 
     def __init__(self, *, responder: Responder | None = None, latency: float = 0.0,
                  faults: FaultPlan | None = None, host: str = "127.0.0.1", port: int = 0,
-                 seed: int = 0, first_faults: Sequence[str | None] = ()) -> None:
+                 seed: int = 0, first_faults: Sequence[str | None] = (), report_usage: bool = True) -> None:
         unknown = [kind for kind in first_faults if kind is not None and kind not in FAULT_KINDS]
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
         self.responder = responder or chat_adapter_responder
         self.latency = latency
+        self.report_usage = report_usage
         self.faults = faults or FaultPlan()
         self._scripted = list(first_faults)
         self.host, self.port = host, port
@@ -296,9 +298,10 @@ class FakeOpenAIServer:
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
         }
+        if self.report_usage:
+            payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                "total_tokens": prompt + completion}
         key = request_key(messages)
         with self._lock:  # counted before sending, so a client never sees an uncounted answer
             self._stats.ok += 1
