@@ -84,7 +84,7 @@ class MarkedTextAdapter(ChatAdapter):
             return super().__call__(lm, self._constrained(lm, lm_kwargs, signature), signature, demos, inputs)
         except AdapterParseError as error:
             logger.info("marked answer to %s unreadable (%s); asking for constrained JSON",
-                        signature.__name__, str(error).splitlines()[0])
+                        signature.__name__, unreadable_reason(error, signature))
             return self.fallback(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature],
@@ -93,5 +93,14 @@ class MarkedTextAdapter(ChatAdapter):
             return await super().acall(lm, self._constrained(lm, lm_kwargs, signature), signature, demos, inputs)
         except AdapterParseError as error:
             logger.info("marked answer to %s unreadable (%s); asking for constrained JSON",
-                        signature.__name__, str(error).splitlines()[0])
+                        signature.__name__, unreadable_reason(error, signature))
             return await self.fallback.acall(lm, lm_kwargs, signature, demos, inputs)
+
+
+def unreadable_reason(error: AdapterParseError, signature: type[Signature]) -> str:
+    """Which output fields a marked answer lacks and how long it was, for the fallback's log line."""
+    answer = error.lm_response if isinstance(error.lm_response, str) else str(error.lm_response or "")
+    parsed = error.parsed_result if isinstance(error.parsed_result, dict) else {}
+    missing = [name for name in signature.output_fields if name not in parsed]
+    lacking = f"no {', '.join(missing)}" if missing else "its fields did not parse"
+    return f"{lacking}; {len(answer)} characters ending {answer[-60:]!r}"

@@ -73,10 +73,13 @@ def test_text_outputs_keep_their_lines_and_other_signatures_keep_json():
     assert "grammar" not in judge_call and judge_call["response_format"]["type"] == "json_object"
 
 
-def test_a_cut_off_marked_answer_is_asked_again_as_constrained_json():
+def test_a_cut_off_marked_answer_is_asked_again_as_constrained_json(caplog):
     responder = Responder(cut_off=True)
-    evolved, _ = _run(responder)
+    with caplog.at_level("INFO", logger="autoevol.lm.grammar"):
+        evolved, _ = _run(responder)
     assert evolved == "Write a dialogue."
+    # the log says what was missing, so a run's unreadable answers can be told apart
+    assert "no evolved_instruction; 30 characters ending" in caplog.text
     marked, retried = responder.bodies[:2]
     assert "grammar" in marked and retried["response_format"]["type"] == "json_object"
     assert retried["max_tokens"] == 900  # JSON needs room for its closing fields
