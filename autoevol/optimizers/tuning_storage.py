@@ -36,8 +36,12 @@ class StudyError(ValueError):
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+    """``url`` (or a message holding URLs) with any password replaced by ``***``.
+
+    A password runs from the user's ``:`` to the ``@`` of the host and may hold a ``/``; it holds
+    no whitespace and no ``@`` (which a URL must percent-encode).
+    """
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", url)
 
 
 def is_journal(url: str) -> bool:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from autoevol.optimizers.search_space import PAPER_DEFAULTS, SearchSpace
 from autoevol.optimizers.tuning_storage import (
@@ -40,20 +38,10 @@ def _storage_name(storage: str | optuna.storages.BaseStorage | None) -> str:
     Named from the caller's object, not from the :func:`with_atomic_claim` wrapper over it.
     """
     if not isinstance(storage, optuna.storages.BaseStorage):
-        return _masked(storage or DEFAULT_STORAGE)
+        return mask_url(storage or DEFAULT_STORAGE)
     if isinstance(storage, optuna.storages.RDBStorage):
-        return f"{type(storage).__name__} {_masked(storage.url)}"
+        return f"{type(storage).__name__} {mask_url(storage.url)}"
     return type(storage).__name__
-
-
-def _masked(url: str) -> str:
-    """``url`` with any password hidden, as SQLAlchemy parses it (a password may hold a ``/``, which
-    :func:`mask_url` stops at); a URL without one, or a journal file path, as :func:`mask_url` gives it."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # a journal file path, or a URL SQLAlchemy cannot read
-        return mask_url(url)
-    return parsed.render_as_string(hide_password=True) if parsed.password is not None else mask_url(url)
 
 
 def _study_attrs(space: SearchSpace, artifact_dir: Path) -> dict[str, Any]:

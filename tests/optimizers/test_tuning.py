@@ -225,6 +225,8 @@ def test_missing_driver_is_named():
     with pytest.raises(StudyError, match=r"mysql://bob:\*\*\*@localhost/db.*driver"):
         open_storage("mysql://bob:pw@localhost/db")
     assert mask_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+    assert mask_url("postgresql://u:pa/ss@h/d") == "postgresql://u:***@h/d"  # a password may hold a "/"
+    assert mask_url("cannot reach postgresql://u:s/3@h/d (timeout)") == "cannot reach postgresql://u:***@h/d (timeout)"
 
 
 def test_existing_study_with_other_direction_or_space_is_refused(tmp_path):
