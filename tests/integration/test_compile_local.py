@@ -19,7 +19,9 @@ LOCAL_MODEL = "local:SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["autoevol", *args], capture_output=True, text=True, timeout=1500,
+    # the timeout only guards against a hang: with both cores busy elsewhere this compile took
+    # more than 25 minutes (a few on a quiet machine), so it is no time limit
+    return subprocess.run(["autoevol", *args], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "160"})
 
 

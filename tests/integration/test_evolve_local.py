@@ -20,8 +20,8 @@ def test_evolve_five_rows_offline_and_leave_no_server(tmp_path, llama_server_pid
     out = tmp_path / "evolved.jsonl"
     result = subprocess.run(
         ["autoevol", "evolve", str(EXAMPLE), "--out", str(out), "--limit", "5", "--max-output-tokens", "200"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"},
-    )
+        capture_output=True, text=True, timeout=3600, env={**os.environ, "NO_COLOR": "1"},
+    )  # the timeout only guards against a hang; a loaded 2-core machine takes many times the quiet time
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5
