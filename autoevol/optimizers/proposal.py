@@ -158,6 +158,10 @@ class MethodProposer:
         edit = Edit(rules=tuple(rule for rule in rules if len(rule.split()) >= MIN_RULE_WORDS),
                     revised_step=clean_method(reply.revised_step))
         text, problem = apply_edit(method, edit, self.max_method_words)
+        if problem and edit.rules and edit.revised_step:  # a step that cannot be applied does not void the rules
+            logger.info("edit proposal: %s; its rules are applied without the step", problem)
+            edit = Edit(rules=edit.rules)
+            text, problem = apply_edit(method, edit, self.max_method_words)
         return text, effective_edit(method, edit), problem
 
 

@@ -252,6 +252,20 @@ def test_an_edit_is_described_by_what_it_changed():
     assert candidate.change == f"added rule: {INPUTS}" and "revised" not in candidate.change
 
 
+def test_the_rules_of_an_edit_are_kept_when_its_revised_step_cannot_be_applied():
+    # seen with Qwen2.5-Coder-1.5B on HumanEval: good rules beside a "revised step" without a step label
+    unlabeled = {"new_rules": json.dumps([INPUTS]), "revised_step": "Rewrite the instruction as follows: keep it."}
+    tele, result = compile_world(Evol(), Optimizer([unlabeled]), proposal_attempts=1, proposal_mode="edit",
+                                 keep_unchanged=True)
+    candidate = result.compile_history[0].candidates[0]
+    assert not candidate.invalid and candidate.method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
+    assert candidate.change == f"added rule: {INPUTS}"
+    alone = {"new_rules": "[]", "revised_step": "Rewrite the instruction as follows: keep it."}
+    tele, result = compile_world(Evol(), Optimizer([alone]), proposal_attempts=1, proposal_mode="edit",
+                                 keep_unchanged=True)
+    assert "does not start with a step label" in result.compile_history[0].candidates[0].invalid_reason
+
+
 def test_a_rewrite_over_the_length_budget_is_invalid():
     long_method = INITIAL_METHOD + " Also" * 300
     tele, result = compile_world(Evol(), Optimizer([long_method]), proposal_mode="rewrite", proposal_attempts=1,
