@@ -7,9 +7,11 @@ repeats another step of the same method, which a small optimizer LM writes now a
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from autoevol.optimizers.split import normalized
 
@@ -17,6 +19,8 @@ from autoevol.optimizers.split import normalized
 RULES_HEADING = "Rules:"
 #: A word of a method, as the overlap checks count words.
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+logger = logging.getLogger(__name__)
 
 _STEP_LABEL = re.compile(r"^\s*(step\s+\d+)\b", re.IGNORECASE)
 
@@ -36,30 +40,46 @@ class Edit:
         return "; ".join(parts)
 
 
-def apply_edit(method: str, edit: Edit, max_words: int) -> tuple[str, str | None]:
-    """The method with ``edit`` applied: ``(new method, problem or None)``.
+class AppliedEdit(NamedTuple):
+    """What :func:`apply_edit` made of an edit: the new method, the part of the edit that changed
+    it, and why nothing could be applied (``None`` when something was)."""
 
-    A revised step replaces the paragraph of the step with the same label ("Step 3"); rules are
-    added under :data:`RULES_HEADING` at the end. When the result is over ``max_words``, the
-    oldest added rules are dropped until it fits. Only :func:`effective_edit` is applied; an edit
-    with nothing left of it is a problem.
+    method: str
+    applied: Edit
+    problem: str | None
+
+
+def apply_edit(method: str, edit: Edit, max_words: int) -> AppliedEdit:
+    """``method`` with ``edit`` applied.
+
+    A revised step replaces the step with the same label ("Step 3"); rules are added under
+    :data:`RULES_HEADING` at the end. Only :func:`effective_edit` is applied. A revised step that
+    cannot be applied (no label, a label the method lacks, a copy of another step) does not void
+    the edit's rules: they are applied alone. When the result is over ``max_words``, the oldest
+    added rules are dropped until it fits.
     """
     text = method.strip()
     effective = effective_edit(text, edit)
     if not effective.rules and not effective.revised_step:
         if edit.revised_step:
             label = _label(edit.revised_step)
-            return method, f"the revised {label} is the method's {label} unchanged, and the edit adds no new rule"
-        return method, "the edit adds no new rule and revises no step"
+            problem = f"the revised {label} is the method's {label} unchanged, and the edit adds no new rule"
+        else:
+            problem = "the edit adds no new rule and revises no step"
+        return AppliedEdit(method, Edit(), problem)
     if effective.revised_step:
-        text, problem = _replace_step(text, effective.revised_step)
+        revised, problem = _replace_step(text, effective.revised_step)
+        if problem and not effective.rules:
+            return AppliedEdit(method, Edit(), problem)
         if problem:
-            return method, problem
+            logger.info("edit proposal: %s; its rules are applied without the step", problem)
+            effective = Edit(rules=effective.rules)
+        text = revised
     body, rules = _split_rules(text)
     rules += effective.rules
     while rules and len(_join_rules(body, rules).split()) > max_words and len(rules) > len(effective.rules):
         rules.pop(0)  # the oldest added rule goes first
-    return _join_rules(body, rules), None
+    return AppliedEdit(_join_rules(body, rules), effective, None)
 
 
 def effective_edit(method: str, edit: Edit) -> Edit:
@@ -73,36 +93,59 @@ def effective_edit(method: str, edit: Edit) -> Edit:
     for rule in edit.rules:
         if normalized(rule) not in existing:
             rules.setdefault(normalized(rule), rule)
-    paragraphs = method.strip().split("\n\n")
-    position = _step_position(paragraphs, edit.revised_step)
-    unchanged = position is not None and normalized(paragraphs[position]) == normalized(_one_step(edit.revised_step))
+    lines = method.strip().splitlines()
+    span = _step_span(lines, edit.revised_step)
+    unchanged = span is not None and normalized(_span_text(lines, span)) == normalized(_one_step(edit.revised_step))
     return Edit(rules=tuple(rules.values()), revised_step="" if unchanged else edit.revised_step)
 
 
-def _step_position(paragraphs: Sequence[str], revised: str) -> int | None:
-    """Where among ``paragraphs`` the step with the label of ``revised`` is, else ``None``."""
+def _step_spans(lines: Sequence[str]) -> list[tuple[int, int]]:
+    """The ``(first, past last)`` line numbers of each labelled step: from its label line to the
+    next label line or blank line, so steps work both as paragraphs and one per line."""
+    spans: list[tuple[int, int]] = []
+    for number, line in enumerate(lines):
+        if _STEP_LABEL.match(line):
+            spans.append((number, number + 1))
+        elif line.strip() and spans and spans[-1][1] == number:
+            spans[-1] = (spans[-1][0], number + 1)
+    return spans
+
+
+def _span_text(lines: Sequence[str], span: tuple[int, int]) -> str:
+    return "\n".join(lines[span[0]:span[1]])
+
+
+def _steps(method: str) -> list[str]:
+    """The labelled steps of ``method``, as :func:`_step_spans` finds them."""
+    lines = method.splitlines()
+    return [_span_text(lines, span) for span in _step_spans(lines)]
+
+
+def _step_span(lines: Sequence[str], revised: str) -> tuple[int, int] | None:
+    """Where among ``lines`` the step with the label of ``revised`` is, else ``None``."""
     label = _STEP_LABEL.match(revised)
-    for position, paragraph in enumerate(paragraphs):
-        found = _STEP_LABEL.match(paragraph)
-        if label and found and normalized(found.group(1)) == normalized(label.group(1)):
-            return position
+    if not label:
+        return None
+    for span in _step_spans(lines):
+        found = _STEP_LABEL.match(lines[span[0]])
+        if found and normalized(found.group(1)) == normalized(label.group(1)):
+            return span
     return None
 
 
 def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
-    label = _STEP_LABEL.match(revised)
-    if not label:
+    if not _STEP_LABEL.match(revised):
         return method, "the revised step does not start with a step label such as 'Step 2'"
-    paragraphs = method.split("\n\n")
-    position = _step_position(paragraphs, revised)
-    if position is None:
+    lines = method.splitlines()
+    span = _step_span(lines, revised)
+    if span is None:
         return method, f"the revised step names {_label(revised)!r}, which the method does not have"
     step = _one_step(revised)
-    copied = _copied_step(step, paragraphs[:position] + paragraphs[position + 1:])
+    others = [_span_text(lines, other) for other in _step_spans(lines) if other != span]
+    copied = _copied_step(step, others)
     if copied:
         return method, f"the revised {_label(revised)} repeats {copied} (the method would lose its own step)"
-    paragraphs[position] = step
-    return "\n\n".join(paragraphs), None
+    return "\n".join([*lines[:span[0]], step, *lines[span[1]:]]), None
 
 
 #: Word overlap of two steps (shared words / words of either, labels aside) from which one repeats the other.
@@ -132,21 +175,6 @@ def _repeats(method: str) -> list[tuple[str, str]]:
             if _overlap(later, earlier) >= COPIED_STEP_OVERLAP]
 
 
-def _steps(method: str) -> list[str]:
-    """The labelled steps of ``method``, each from its label line to the next label line or blank line."""
-    steps: list[list[str]] = []
-    inside = False
-    for line in method.splitlines():
-        if _STEP_LABEL.match(line):
-            steps.append([line])
-            inside = True
-        elif not line.strip():
-            inside = False
-        elif inside:
-            steps[-1].append(line)
-    return ["\n".join(lines) for lines in steps]
-
-
 def _copied_step(step: str, others: Sequence[str]) -> str | None:
     """The label of another step that ``step`` repeats (apart from its label), else ``None``.
 
@@ -154,7 +182,7 @@ def _copied_step(step: str, others: Sequence[str]) -> str | None:
     applied, the method would do step 2 twice and never rewrite.
     """
     for other in others:
-        if _STEP_LABEL.match(other) and _overlap(step, other) >= COPIED_STEP_OVERLAP:
+        if _overlap(step, other) >= COPIED_STEP_OVERLAP:
             return _label(other)
     return None
 

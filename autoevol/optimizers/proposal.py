@@ -27,7 +27,7 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
-from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, effective_edit, repeated_step
+from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step
 from autoevol.optimizers.split import normalized
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
@@ -157,12 +157,7 @@ class MethodProposer:
         rules = (clean_rule(rule) for rule in (reply.new_rules or []))
         edit = Edit(rules=tuple(rule for rule in rules if len(rule.split()) >= MIN_RULE_WORDS),
                     revised_step=clean_method(reply.revised_step))
-        text, problem = apply_edit(method, edit, self.max_method_words)
-        if problem and edit.rules and edit.revised_step:  # a step that cannot be applied does not void the rules
-            logger.info("edit proposal: %s; its rules are applied without the step", problem)
-            edit = Edit(rules=edit.rules)
-            text, problem = apply_edit(method, edit, self.max_method_words)
-        return text, effective_edit(method, edit), problem
+        return apply_edit(method, edit, self.max_method_words)
 
 
 def rollout_id(seed: int, step: int, index: int, attempt: int = 0) -> int:

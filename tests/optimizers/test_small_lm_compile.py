@@ -171,24 +171,24 @@ def test_a_proposal_copying_a_case_is_invalid():
 
 
 def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():
-    method, problem = apply_edit(INITIAL_METHOD, Edit(rules=(NUMBERS,)), 400)
+    method, _, problem = apply_edit(INITIAL_METHOD, Edit(rules=(NUMBERS,)), 400)
     assert problem is None and method.endswith(f"{RULES_HEADING}\n- {NUMBERS}")
-    method, problem = apply_edit(method, Edit(rules=(QUESTION,)), 400)
+    method, _, problem = apply_edit(method, Edit(rules=(QUESTION,)), 400)
     assert method.endswith(f"- {NUMBERS}\n- {QUESTION}")
     revised = "Step 3 - Rewrite: carry out the plan in one or two added sentences."
-    changed, problem = apply_edit(method, Edit(revised_step=revised), 400)
+    changed, _, problem = apply_edit(method, Edit(revised_step=revised), 400)
     assert problem is None and revised in changed and "Step 3 - Rewrite: carry out the plan. The" not in changed
-    assert apply_edit(method, Edit(revised_step="Step 9 - Extra: more."), 400)[1] is not None
-    assert apply_edit(method, Edit(rules=(NUMBERS,)), 400)[1] == "the edit adds no new rule and revises no step"
+    assert apply_edit(method, Edit(revised_step="Step 9 - Extra: more."), 400).problem is not None
+    assert apply_edit(method, Edit(rules=(NUMBERS,)), 400).problem == "the edit adds no new rule and revises no step"
     budget = len(method.split()) + 3  # room for the new rule only if the oldest one goes
-    shortened, problem = apply_edit(method, Edit(rules=(INPUTS,)), budget)
+    shortened, _, problem = apply_edit(method, Edit(rules=(INPUTS,)), budget)
     assert problem is None and NUMBERS not in shortened and QUESTION in shortened and INPUTS in shortened
 
 
 def test_a_revised_step_that_runs_on_into_the_next_steps_replaces_its_own_step_only():
     revised = ("Step 1 - Options: list ways to make it harder and keep every input line.\n\n"
                "Step 2 - Plan: choose several options from your list.\n\nStep 3 - Rewrite: carry it out.")
-    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400)
+    changed, _, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400)
     assert problem is None and "keep every input line." in changed
     for label in ("Step 1 -", "Step 2 -", "Step 3 -", "Step 4 -"):
         assert changed.count(label) == 1, label
@@ -198,10 +198,10 @@ def test_a_revised_step_that_runs_on_into_the_next_steps_replaces_its_own_step_o
 def test_a_revised_step_that_repeats_another_step_is_not_applied():
     # seen with Qwen2.5-Coder-1.5B: "revise Step 3" came back as Step 2's plan under Step 3's label
     copied = "Step 3 - Plan: choose several options from your list that fit together and write a short plan."
-    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=copied), 400)
+    changed, _, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=copied), 400)
     assert changed == INITIAL_METHOD and problem and "repeats Step 2" in problem
     kept = "Step 3 - Rewrite: carry out the plan, keeping every input line of the task word for word."
-    assert apply_edit(INITIAL_METHOD, Edit(revised_step=kept), 400)[1] is None
+    assert apply_edit(INITIAL_METHOD, Edit(revised_step=kept), 400).problem is None
 
 
 def step_paragraph(method: str, label: str) -> str:
@@ -224,7 +224,7 @@ def test_the_starting_methods_and_their_edits_have_no_repeated_step():
         assert repeated_step(method) is None
         assert method_problem(f"{method}\n\n{RULES_HEADING}\n- {INPUTS}", method) is None
     revised = "Step 3 - Rewrite: carry out the plan, keeping every input line of the task word for word."
-    assert method_problem(apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400)[0], INITIAL_METHOD) is None
+    assert method_problem(apply_edit(INITIAL_METHOD, Edit(revised_step=revised), 400).method, INITIAL_METHOD) is None
 
 
 def test_repeated_steps_are_found_on_single_lines_and_a_repeat_already_there_is_not_held_against_a_proposal():
@@ -233,12 +233,23 @@ def test_repeated_steps_are_found_on_single_lines_and_a_repeat_already_there_is_
     assert method_problem(lines + "Step 3: rewrite it, keeping its numbers.", lines + "Step 3: rewrite it.") is None
 
 
+def test_an_edit_revises_a_step_of_a_method_written_one_step_per_line():
+    lines = "Work in steps.\nStep 1: list the ways to make it harder.\nStep 2: rewrite it.\n\nKeep it short."
+    revised = "Step 2: rewrite it, keeping every number of the task."
+    changed, applied, problem = apply_edit(lines, Edit(revised_step=revised), 400)
+    assert problem is None and applied.revised_step == revised
+    assert changed == "Work in steps.\nStep 1: list the ways to make it harder.\n" + revised + "\n\nKeep it short."
+    copied = "Step 2: list the ways to make it much harder."
+    changed, applied, problem = apply_edit(lines, Edit(rules=(INPUTS,), revised_step=copied), 400)
+    assert problem is None and applied == Edit(rules=(INPUTS,)) and changed == f"{lines}\n\n{RULES_HEADING}\n- {INPUTS}"
+
+
 def test_a_revised_step_that_says_what_the_step_says_is_no_revision():
     step_3 = step_paragraph(INITIAL_METHOD, "Step 3 - ")
     respaced = "  " + step_3.replace(" ", "\n", 3).replace("carry", "Carry") + "\n"
-    changed, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=respaced), 400)
+    changed, _, problem = apply_edit(INITIAL_METHOD, Edit(revised_step=respaced), 400)
     assert changed == INITIAL_METHOD and "the revised Step 3 is the method's Step 3 unchanged" in problem
-    changed, problem = apply_edit(INITIAL_METHOD, Edit(rules=(INPUTS,), revised_step=respaced), 400)
+    changed, _, problem = apply_edit(INITIAL_METHOD, Edit(rules=(INPUTS,), revised_step=respaced), 400)
     assert problem is None and changed == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
 
 
