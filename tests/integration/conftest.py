@@ -1,6 +1,7 @@
 """Integration tests run against the real embedded llama.cpp server; skipped when it is not installed."""
 
 import importlib.util
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,21 +18,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _llama_server_pids() -> set[int]:
-    """Process ids of every running llama.cpp server (read from /proc)."""
+#: An environment variable set to a fresh value per test: the llama.cpp servers its commands start
+#: inherit it, which tells them apart from the servers of other jobs on the machine.
+SERVER_TAG = "AUTOEVOL_TEST_SERVER_TAG"
+
+
+def _tagged_llama_servers(tag: str) -> set[int]:
+    """Process ids of the running (not zombie) llama.cpp servers whose environment carries ``tag``."""
+    marker = f"{SERVER_TAG}={tag}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"llama_cpp.server" not in (entry / "cmdline").read_bytes():
                 continue
-            if b"llama_cpp.server" in command:
-                pids.add(int(entry.name))
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it has exited meanwhile
+        if state != "Z" and marker in environment:
+            pids.add(int(entry.name))
     return pids
 
 
 @pytest.fixture
-def llama_server_pids() -> Callable[[], set[int]]:
-    """Lists running llama.cpp servers, to check that a command left none behind."""
-    return _llama_server_pids
+def leftover_llama_servers(monkeypatch) -> Callable[[], set[int]]:
+    """The llama.cpp servers that this test's commands started and that still run.
+
+    The servers of other jobs on the machine (a benchmark, another test run) do not count.
+    """
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv(SERVER_TAG, tag)
+    return lambda: _tagged_llama_servers(tag)

@@ -15,8 +15,7 @@ pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
 
 
-def test_evolve_five_rows_offline_and_leave_no_server(tmp_path, llama_server_pids):
-    before = llama_server_pids()
+def test_evolve_five_rows_offline_and_leave_no_server(tmp_path, leftover_llama_servers):
     out = tmp_path / "evolved.jsonl"
     result = subprocess.run(
         ["autoevol", "evolve", str(EXAMPLE), "--out", str(out), "--limit", "5", "--max-output-tokens", "200"],
@@ -31,10 +30,10 @@ def test_evolve_five_rows_offline_and_leave_no_server(tmp_path, llama_server_pid
         assert row["failed"] or row["evolved"], row
         assert not row["failed"] or (row["rule"] and row["reason"]), row
     assert "evolve summary" in result.stderr
-    assert llama_server_pids() <= before
+    assert not leftover_llama_servers()
 
 
-def test_local_server_serves_openai_requests_and_stops(tmp_path, llama_server_pids):
+def test_local_server_serves_openai_requests_and_stops(tmp_path, leftover_llama_servers):
     import urllib.request
 
     with LocalServer(log_path=tmp_path / "server.log") as server:
@@ -42,5 +41,6 @@ def test_local_server_serves_openai_requests_and_stops(tmp_path, llama_server_pi
             assert response.status == 200
         pid = server.pid
         assert pid is not None and Path(f"/proc/{pid}").exists()
+        assert leftover_llama_servers() == {pid}  # the check the other tests rely on sees this test's server
     assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-    assert (tmp_path / "server.log").stat().st_size > 0
+    assert (tmp_path / "server.log").stat().st_size > 0 and not leftover_llama_servers()

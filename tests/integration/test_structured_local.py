@@ -47,8 +47,7 @@ def test_signature_calls_on_the_embedded_model_always_parse():
 
 
 @pytest.mark.parametrize("data", [SEED, MIXED], ids=["seed", "mixed40"])
-def test_no_row_is_unparseable_and_every_failure_names_its_content_rule(tmp_path, data, llama_server_pids):
-    before = llama_server_pids()
+def test_no_row_is_unparseable_and_every_failure_names_its_content_rule(tmp_path, data, leftover_llama_servers):
     out = tmp_path / "evolved.jsonl"
     result = subprocess.run(["autoevol", "evolve", str(data), "--out", str(out)], capture_output=True, text=True,
                             timeout=3600, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "120"})
@@ -60,17 +59,5 @@ def test_no_row_is_unparseable_and_every_failure_names_its_content_rule(tmp_path
         if row["failed"]:
             assert row["rule"] not in NOT_CONTENT and row["reason"], row
     assert "sample rows" in result.stderr and "evolve summary" in result.stderr
-    assert not _orphans(llama_server_pids() - before)  # other jobs on the machine may run servers of their own
+    assert not leftover_llama_servers()
 
-
-def _orphans(pids: set[int]) -> set[int]:
-    """The servers among ``pids`` whose parent has gone (adopted by init): left behind by a command."""
-    orphans = set()
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it has exited meanwhile
-        if fields[0] != "Z" and int(fields[1]) == 1:
-            orphans.add(pid)
-    return orphans
