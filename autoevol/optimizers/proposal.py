@@ -8,8 +8,8 @@ that the program applies to the current method (``mode="edit"``, see
 and stays a general procedure.
 
 A proposal that is not a usable method (identical to the current one, too short or too long, a
-format placeholder, field markers, wording copied from a trajectory case, a step that repeats
-another step) is sampled again with a new rollout id, up to ``attempts`` times, before the
+format placeholder, field markers, wording copied from a trajectory case or details of one case,
+a step that repeats another step) is sampled again with a new rollout id, up to ``attempts`` times, before the
 candidate is given up.
 """
 
@@ -25,6 +25,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
+from autoevol.metrics._text import STOP_WORDS
 from autoevol.metrics.rate import describe_error
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
 from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step
@@ -45,10 +46,16 @@ MIN_METHOD_WORDS = 5
 MIN_RULE_WORDS = 3
 #: A copied run of this many words from a trajectory case marks a method tied to that case.
 COPIED_RUN_WORDS = 6
+#: A new sentence with this many content words found in one trajectory case only (and not in the
+#: current method) names that case's details ("ensure that the brackets are balanced").
+CASE_DETAIL_WORDS = 2
+#: Content words, for the case-detail check, are at least this long.
+CONTENT_WORD_LETTERS = 4
 
 _PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][\w ]*\}|<\s*(?:improved|current|new)[_ ]\w*\s*>|\bimproved_method\b"
                           r"|\bcurrent_method\b|\[\[ ##")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
 class MethodProposer:
@@ -227,10 +234,7 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
         return f"the proposed method has {words} words, over the budget of {max_words}"
     if normalized(text) == normalized(current):
         return "the proposed method is identical to the current one"
-    copied = copied_case_wording(text, current, cases)
-    if copied:
-        return copied
-    return repeated_step(text, current)
+    return copied_case_wording(text, current, cases) or case_details(text, current, cases) or repeated_step(text, current)
 
 
 def copied_case_wording(text: str, current: str, cases: Sequence[TrajectoryCase]) -> str | None:
@@ -243,6 +247,37 @@ def copied_case_wording(text: str, current: str, cases: Sequence[TrajectoryCase]
             if shared:
                 return f"the proposed method copies wording from case {case.case_id}: {' '.join(min(shared))!r}"
     return None
+
+
+def case_details(text: str, current: str, cases: Sequence[TrajectoryCase]) -> str | None:
+    """A new sentence of the proposal that names details of one trajectory case, or ``None``.
+
+    Small optimizer LMs paraphrase a case into what should be a general method ("Add constraints
+    to ensure that the brackets are balanced"). A sentence counts when at least
+    :data:`CASE_DETAIL_WORDS` of its content words appear in one case's stages, in no other case
+    and not in the current method; words the whole batch shares are the domain's, not a case's.
+    """
+    known = _content_words(current)
+    per_case = [_content_words(" ".join(case.stages)) - known for case in cases]
+    specific = [words.difference(*per_case[:position], *per_case[position + 1:])
+                for position, words in enumerate(per_case)]
+    old_lines = {normalized(line) for line in current.splitlines()}
+    for line in text.splitlines():
+        if normalized(line) in old_lines:
+            continue
+        for sentence in _SENTENCE_END.split(line):
+            words = _content_words(sentence)
+            for case, only_there in zip(cases, specific):
+                named = sorted(words & only_there)
+                if len(named) >= CASE_DETAIL_WORDS:
+                    return (f"the proposed method names details of case {case.case_id} ({', '.join(named)}): "
+                            f"{_BULLET.sub('', sentence).strip()[:120]!r}")
+    return None
+
+
+def _content_words(text: str) -> set[str]:
+    return {word for word in WORD.findall(text.casefold())
+            if len(word) >= CONTENT_WORD_LETTERS and word not in STOP_WORDS}
 
 
 def _runs(text: str) -> set[tuple[str, ...]]:

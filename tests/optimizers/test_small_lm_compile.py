@@ -170,6 +170,23 @@ def test_a_proposal_copying_a_case_is_invalid():
     assert method_problem(INITIAL_METHOD + "\n\nKeep the task's numbers.", INITIAL_METHOD, cases) is None
 
 
+def test_a_proposal_naming_the_details_of_one_case_is_invalid():
+    # seen with Qwen2.5-Coder-1.5B on HumanEval: a case about brackets became a rule of the method
+    cases = [TrajectoryCase(case_id=str(n), item_id=f"i{n}", stages=[text]) for n, text in enumerate([
+        "def correct_bracketing(brackets: str):\n    Return True if the brackets are balanced.",
+        "def find_max(words: list):\n    Return the word with the most unique characters.",
+        "def add(x: int, y: int):\n    Return the sum of two numbers given as a list of examples."], start=1)]
+    detail = f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- Add constraints to ensure that the brackets are balanced."
+    problem = method_problem(detail, INITIAL_METHOD, cases)
+    assert problem and "names details of case 1 (balanced, brackets)" in problem
+    general = ["Keep every number and name of the original instruction.", "Keep the notes short: at most three sentences.",
+               "Keep the function signature and the docstring examples of the original.",
+               "Ask for the answer to return a list of examples.", "Never drop the input that follows the instruction."]
+    for rule in general:  # words of no case, or of more than one case, or one case's word alone
+        assert method_problem(f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {rule}", INITIAL_METHOD, cases) is None, rule
+    assert method_problem(detail, detail.replace("brackets", "inputs") , cases) is None  # the current method has it
+
+
 def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():
     method, _, problem = apply_edit(INITIAL_METHOD, Edit(rules=(NUMBERS,)), 400)
     assert problem is None and method.endswith(f"{RULES_HEADING}\n- {NUMBERS}")
