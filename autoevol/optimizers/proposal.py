@@ -9,8 +9,8 @@ and stays a general procedure.
 
 A proposal that is not a usable method (identical to the current one, too short or too long, a
 format placeholder, field markers, wording copied from a trajectory case or details of one case,
-a step that repeats another step) is sampled again with a new rollout id, up to ``attempts`` times, before the
-candidate is given up.
+a step that repeats another step) is sampled again with a new rollout id, up to ``attempts``
+times, before the candidate is given up.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
-from autoevol.metrics._text import STOP_WORDS
 from autoevol.metrics.rate import describe_error
+from autoevol.metrics.rules import STOP_WORDS
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
 from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step
 from autoevol.optimizers.split import normalized
