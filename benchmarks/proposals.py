@@ -71,6 +71,9 @@ def summary(candidates: list[CandidateRecord]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Sample the proposal step of every recorded step; the figures, per step and in all."""
     recorded, steps = recorded_run(args.run_dir)
+    missing = [name for name in PROPOSAL_SETTINGS if getattr(args, name) is None and name not in recorded]
+    if missing:
+        raise SystemExit(f"error: {args.run_dir / 'run.json'} does not record {', '.join(missing)}; give them as flags")
     chosen = {name: getattr(args, name) if getattr(args, name) is not None else recorded[name]
               for name in PROPOSAL_SETTINGS}
     proposer = MethodProposer(mode=chosen["proposal_mode"], attempts=chosen["proposal_attempts"],
