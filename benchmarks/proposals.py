@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.history import CandidateRecord, StepRecord  # noqa: E402
+from autoevol.optimizers.history import CandidateRecord, RunDirectory, RunDirError, StepRecord  # noqa: E402
 from autoevol.optimizers.outcome import analysis_context  # noqa: E402
 from autoevol.optimizers.proposal import MethodProposer  # noqa: E402
 
@@ -45,14 +45,13 @@ PROPOSAL_SETTINGS = ("proposal_mode", "proposal_attempts", "max_method_words", "
 def recorded_run(run_dir: Path) -> tuple[dict[str, Any], list[StepRecord]]:
     """The settings and the step records of a compile run folder."""
     try:
-        settings = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["settings"]
-        steps = [StepRecord.model_validate_json(path.read_text(encoding="utf-8"))
-                 for path in sorted((run_dir / "steps").glob("step-*.json"))]
-    except (OSError, ValueError, KeyError) as error:
-        raise SystemExit(f"error: {run_dir} is not a readable compile run folder: {error}") from None
+        run = RunDirectory.read(run_dir)
+        steps = run.steps()
+    except RunDirError as error:
+        raise SystemExit(f"error: {error}") from None
     if not steps:
         raise SystemExit(f"error: {run_dir} has no finished step")
-    return settings, steps
+    return run.header.settings, steps
 
 
 def reason_kind(reason: str) -> str:

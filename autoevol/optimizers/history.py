@@ -302,6 +302,19 @@ class RunDirectory:
         write_json(run_file, header.model_dump(mode="json"))
         return cls(path, header)
 
+    @classmethod
+    def read(cls, path: str | Path) -> RunDirectory:
+        """An existing run directory as it was recorded, to read its steps (no settings compared).
+
+        Raises:
+            RunDirError: there is no readable ``run.json`` of this format version.
+        """
+        path = Path(path)
+        run_file = path / "run.json"
+        if not run_file.is_file():
+            raise RunDirError(f"{path}: not a compile run directory (no run.json)")
+        return cls(path, _read_header(run_file))
+
     def start(self) -> StartRecord | None:
         """The starting method's measurement, when it was made."""
         file = self.path / "start.json"

@@ -21,6 +21,7 @@ from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import failure_rate
 from autoevol.optimizers import AutoEvolInstruct, NotEnoughData, RunDirError, StepRecord, StopCompile
+from autoevol.optimizers.history import RunDirectory
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
@@ -414,6 +415,11 @@ def test_a_finished_run_directory_replays_without_calls_and_reports_steps(tmp_pa
         Evolver(), trainset=items(40), run_dir=tmp_path / "run")
     assert again.method == first.method and seen == [record.step for record in first.compile_history]
     assert evol_lm.engine.calls == 0 and optimizer_lm.engine.calls == 0
+    recorded = RunDirectory.read(tmp_path / "run")  # read as recorded, as benchmarks/proposals.py does
+    assert [record.selected.method for record in recorded.steps()] == [record.selected.method for record in first.compile_history]
+    assert recorded.header.settings["batch_size"] == first.metadata["hyperparameters"]["batch_size"]
+    with pytest.raises(RunDirError, match="no run.json"):
+        RunDirectory.read(tmp_path)
 
 
 def test_a_foreign_or_mismatched_run_directory_is_refused_and_left_alone(tmp_path):
