@@ -13,6 +13,11 @@ BAD_INPUT = "bad_input"
 BUDGET = "budget_exhausted"
 #: A separate answer LM replied with nothing to a successful evolution.
 NO_ANSWER = "no_answer"
+#: The LM judge's reply did not parse into a verdict: the item was not judged (never a pass).
+JUDGE_ABSTAINED = "judge_abstained"
+#: Verdicts that say the measurement of an item failed, not its evolution: a paired comparison of
+#: methods leaves such items out instead of counting them against the method that hit them.
+UNMEASURED = frozenset({LM_ERROR, JUDGE_ABSTAINED})
 
 
 class SeedItem(BaseModel):

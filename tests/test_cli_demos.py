@@ -40,7 +40,7 @@ def test_report_of_a_run_shows_candidate_kinds_and_the_final_demonstrations(tmp_
     policy = CallPolicy(max_retries=0)
     AutoEvolInstruct(
         optimizer_lm=scripted_lm(Optimizer(), role="optimizer", policy=policy),
-        evol_lm=scripted_lm(Evol(), role="evol", policy=policy), num_candidates=1, batch_size=6, dev_size=16,
+        evol_lm=scripted_lm(Evol(), role="evol", policy=policy), num_candidates=1, batch_size=6, dev_size=32,
         max_steps=3, patience=3, num_threads=1, racing=False, max_demos=2, demo_candidates=3, keep_unchanged=True,
     ).compile(Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
     result = autoevol("report", tmp_path / "run", "--out", tmp_path / "run.html")

@@ -29,7 +29,8 @@ def test_no_file_or_log_holds_the_key(tmp_path):
         assert files_containing_the_secret(tmp_path) == []
         finished = autoevol("evolve", str(EXAMPLE), "--out", "out.jsonl", *lm, cwd=tmp_path)
         compiled = autoevol("compile", str(EXAMPLE), "--out", "evolver.json", "--steps", "1", "--candidates", "2",
-                            "--batch-size", "2", "--dev-size", "4", "--keep-unchanged", *lm, cwd=tmp_path)
+                            "--batch-size", "2", "--dev-size", "4", "--confirm-size", "2", "--keep-unchanged", *lm,
+                            cwd=tmp_path)
         report = autoevol("report", "out.jsonl", "--out", "report.html", "--no-quality", cwd=tmp_path)
     for result in (finished, compiled, report):  # the budget stopped only the first run
         assert result.returncode == 0, result.stderr[-1500:]

@@ -25,13 +25,15 @@ from autoevol.optimizers.auto_evol import NotEnoughData, StageProgress
 from autoevol.optimizers.gepa import OPTIMIZERS, build_teleprompter, matched_metric_calls
 from autoevol.optimizers.outcome import CompileFoundNothing
 from autoevol.optimizers.history import RunDirError
+from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
 
 #: Output tokens of a judge call: a verdict word and a one-sentence reason.
 JUDGE_MAX_TOKENS = 160
 
-_STAGES = {"trajectory": "trajectory", "analysis": "analysis + candidates", "evaluation": "evaluation on dev"}
+_STAGES = {"trajectory": "trajectory", "analysis": "analysis + candidates", "evaluation": "evaluation on dev",
+           "confirmation": "confirmation on held-out items"}
 
 
 def compile_command(
@@ -50,6 +52,9 @@ def compile_command(
     candidates: Annotated[int, typer.Option(min=1, help="Candidate methods m per step.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size (trajectory cases per step).")] = 10,
     dev_size: Annotated[int, typer.Option(min=1, help="Development set size |D|.")] = 50,
+    confirm_size: Annotated[Optional[int], typer.Option(min=0, help="Items held out of every selection step to confirm the final gain (default: --dev-size; 0 skips the confirmation and leaves the gain unconfirmed).")] = None,
+    selection_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Family-wise level of accepting a candidate: the k-th candidate tried is accepted when its paired sign test against the current method gives p <= this / k.")] = SELECTION_ALPHA,
+    confirm_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Level of the confirmation test of the final method against the start.")] = CONFIRM_ALPHA,
     rounds: Annotated[int, typer.Option(min=1, help="Evolutions in a row per trajectory case (l).")] = 1,
     patience: Annotated[int, typer.Option(min=1, help="Steps without improvement before stopping.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the dev split, mini-batches and candidate sampling.")] = 0,
@@ -107,7 +112,8 @@ def compile_command(
             max_output_tokens=max_output_tokens, trajectory_answers=trajectory_answers,
             proposal_attempts=proposal_attempts, judge_max_tokens=JUDGE_MAX_TOKENS,
             judge_model=parse_spec(judge_lm or optimizer_lm or evol_lm).display_name if judged else None,
-            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos)))
+            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
+            confirm_size=dev_size if confirm_size is None else confirm_size)))
         return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
@@ -127,7 +133,8 @@ def compile_command(
             optimizer_name, max_metric_calls=max_metric_calls,  # type: ignore[arg-type]
             optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
             batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
-            patience=patience, racing=racing, proposal_mode=proposal_mode,  # type: ignore[arg-type]
+            patience=patience, racing=racing, **_selection_settings(optimizer_name, confirm_size, selection_alpha,
+                                                                    confirm_alpha), proposal_mode=proposal_mode,  # type: ignore[arg-type]
             proposal_attempts=proposal_attempts, max_method_words=max_method_words,
             answer_max_tokens=answer_max_tokens, trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
             max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
@@ -154,6 +161,17 @@ def compile_command(
     console.print(usage_table(usage))
 
 
+def _selection_settings(optimizer_name: str, confirm_size: int | None, selection_alpha: float,
+                        confirm_alpha: float) -> dict[str, Any]:
+    """The selection and confirmation settings, which only Auto Evol-Instruct has."""
+    if optimizer_name != "auto-evol":
+        return {}
+    for name, value in (("--selection-alpha", selection_alpha), ("--confirm-alpha", confirm_alpha)):
+        if not 0 < value < 1:
+            fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
+    return {"confirm_size": confirm_size, "selection_alpha": selection_alpha, "confirm_alpha": confirm_alpha}
+
+
 def _judge(session: LMSession, spec: str | None, api_base: str | None, optimizer_spec: str,
            optimizer_base: str | None) -> Any:
     """The judge LM: ``--judge-lm``, else the optimizer LM's model; ``none`` turns the judge off."""
@@ -178,6 +196,7 @@ def show_command(
     history = loaded.metadata.get("history") or []
     if history:
         out.print(_steps_table(history))
+        out.print(confirmation_line(loaded.metadata), highlight=False)
     else:
         out.print("no optimization history: this evolver was not compiled")
 
@@ -229,6 +248,8 @@ class _StageDisplay:
             self._progress.update(task, completed=event.done, total=event.total, status="")
 
     def _label(self, stage: str) -> str:
+        if stage == "confirmation":
+            return f"final check: {_STAGES[stage]}"
         step = "waiting" if self._step < 0 else "starting method" if self._step == 0 else f"step {self._step}"
         return f"{step}: {_STAGES.get(stage, stage)}"
 
@@ -255,6 +276,7 @@ def _print_summary(compiled: Evolver, out: Path, *, start_label: str) -> None:
     console.print(table)
     if meta.get("history"):
         console.print(_steps_table(meta["history"]))
+    console.print(confirmation_line(meta), highlight=False)
     console.print(f"{meta.get('steps', 0)} step(s), stopped: {meta.get('stopped')}; "
                   f"wrote {out}", highlight=False)
 
@@ -301,10 +323,32 @@ def _candidate(rate: float | None, measured: int | None, full: int) -> str:
     return text if not measured or measured >= full else f"{text} (dropped after {measured})"
 
 
+def confirmation_line(meta: dict[str, Any]) -> str:
+    """The confirmation of a compile's result in one line (or why there was none)."""
+    confirmation = meta.get("confirmation")
+    if not isinstance(confirmation, dict):
+        return "confirmation: none (the result is the starting method, or no confirmation split was held out)"
+    start = confirmation["reference_only"] + confirmation["both"]
+    result = confirmation["challenger_only"] + confirmation["both"]
+    verdict = "the gain holds" if meta.get("confirmed") else "the gain does NOT hold"
+    return (f"confirmation on {confirmation['items']} held-out items: start failed {start}, result {result} "
+            f"(only the start failed {confirmation['reference_only']}, only the result "
+            f"{confirmation['challenger_only']}; p={confirmation['p_value']:.3g}, needed <= "
+            f"{confirmation['level']:.3g}): {verdict}")
+
+
+def _paired(entry: dict[str, Any]) -> str:
+    paired = entry.get("paired")
+    if not isinstance(paired, dict):
+        return "-"
+    return (f"+{paired['reference_only']}/-{paired['challenger_only']} p={paired['p_value']:.3g} "
+            f"(<= {paired['level']:.3g}?)")
+
+
 def _steps_table(history: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title="steps")
-    for column in ("step", "incumbent", "candidates", "winner", "after", "calls", "seconds"):
-        table.add_column(column, justify="left" if column in ("candidates", "winner") else "right")
+    table = Table(title="steps (paired: items only the incumbent failed / only the candidate failed)")
+    for column in ("step", "incumbent", "candidates", "winner", "paired", "after", "calls", "seconds"):
+        table.add_column(column, justify="left" if column in ("candidates", "winner", "paired") else "right")
     for entry in history:
         rates = entry.get("candidate_failure_rates") or []
         measured = entry.get("candidate_items") or [None] * len(rates)
@@ -312,6 +356,6 @@ def _steps_table(history: Sequence[dict[str, Any]]) -> Table:
         rates = ", ".join(_candidate(rate, n, full) for rate, n in zip(rates, measured))
         calls = ", ".join(f"{role} {count}" for role, count in (entry.get("calls") or {}).items())
         table.add_row(str(entry.get("step")), _rate(entry.get("incumbent_failure_rate"), None), rates or "-",
-                      str(entry.get("winner")), _rate(entry.get("failure_rate"), None), calls or "-",
+                      str(entry.get("winner")), _paired(entry), _rate(entry.get("failure_rate"), None), calls or "-",
                       str(entry.get("seconds", "-")))
     return table

@@ -21,7 +21,7 @@ from dspy.utils.exceptions import AdapterParseError
 
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.metrics.rules import FailureRule, Target
-from autoevol.records import Verdict
+from autoevol.records import JUDGE_ABSTAINED, Verdict
 from autoevol.signatures.judge import JudgeEquality, JudgeEvolution
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class EvolutionJudge(FailureRule):
     The verdict ``harder`` passes; ``not_harder``, ``simpler``, ``lost_task``, ``answered`` and
     ``unsolvable`` fail with rule ``judge_<verdict>`` and the judge's one-sentence reason. An LM
     error propagates (the item's measurement failed, not the evolution); a reply that does not
-    parse is an abstention, logged as a warning.
+    parse, or names no known verdict, is an abstention: rule ``judge_abstained``, which a paired
+    comparison of methods leaves out like an LM error (never a pass).
     """
 
     name = JUDGE
@@ -86,17 +87,19 @@ class EvolutionJudge(FailureRule):
         self.predict = dspy.Predict(JudgeEvolution)
 
     def verdict(self, original: str, evolved: str, response: str | None) -> Verdict | None:
-        """The failure verdict, or ``None`` when the judge finds the rewrite harder (or abstains)."""
+        """The failure verdict (an abstention included), or ``None`` when the judge finds the rewrite harder."""
         try:
             with dspy.context(lm=self.judge_lm):
                 judged = self.predict(original_instruction=original, rewritten_instruction=evolved)
         except AdapterParseError as error:
-            logger.warning("the evolution judge's reply did not parse; counting the rewrite as harder: %s",
-                           " ".join(str(error).split())[:200])
-            return None
+            detail = " ".join(str(error).split())[:200]
+            logger.warning("the evolution judge's reply did not parse; the item is not judged: %s", detail)
+            return Verdict.failure(JUDGE_ABSTAINED, f"the judge's reply did not parse: {detail}")
         label = str(judged.verdict).strip().strip("\"'").casefold()
-        if label == "harder" or f"judge_{label}" not in JUDGE_RULES:
+        if label == "harder":
             return None
+        if f"judge_{label}" not in JUDGE_RULES:
+            return Verdict.failure(JUDGE_ABSTAINED, f"the judge named no known verdict: {label[:80]!r}")
         reason = " ".join(str(judged.reason or "").split())[:300] or f"the judge says: {label}"
         return Verdict.failure(f"judge_{label}", reason)
 

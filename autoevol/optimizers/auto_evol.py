@@ -9,7 +9,11 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
         m times, sampled:  feedback f_j = analysis of S_t;  candidate e_j = e improved with f_j
         beside them, new demonstration sets drawn from the pool's successful evolutions (max_demos > 0)
         measure every candidate's failure rate on the development set D (paired, raced)
-        e = the lowest failure rate, the incumbent included; stop when it no longer decreases
+        e = the candidate with the fewest failures among those whose paired advantage over e is
+            significant at a level that counts every candidate tried so far; else keep e
+        stop when no candidate is accepted for ``patience`` steps
+    confirm: e against the starting method on items no selection step measured; a gain that does
+    not hold there is no result
 
 Proposals live in :mod:`~autoevol.optimizers.proposal`, demonstrations in
 :mod:`~autoevol.optimizers.demos`, the trajectory (:meth:`Evolver.trajectory
@@ -69,7 +73,14 @@ from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
-from autoevol.optimizers.split import NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.optimizers.selection import (
+    CONFIRM_ALPHA,
+    SELECTION_ALPHA,
+    PairedComparison,
+    acceptance_level,
+    compare,
+)
+from autoevol.optimizers.split import DataSplit, NotEnoughData, data_summary, split_pool_and_dev
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
@@ -82,8 +93,9 @@ __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidC
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
 #: The settings that shape the result (recorded in run.json and in the evolver's metadata), in order.
-HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "max_steps", "evolution_rounds", "temperature",
-                   "top_p", "evol_temperature", "patience", "racing", "racing_alpha", "proposal_mode",
+HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "confirm_size", "max_steps", "evolution_rounds",
+                   "temperature", "top_p", "evol_temperature", "patience", "racing", "racing_alpha",
+                   "selection_alpha", "confirm_alpha", "proposal_mode",
                    "proposal_attempts", "max_method_words", "answer_max_tokens", "trajectory_answers",
                    "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "seed")
 
@@ -96,8 +108,14 @@ class AutoEvolInstruct(Teleprompter):
     Each step samples a mini-batch of the training pool, evolves it ``evolution_rounds`` times with
     the current method (the trajectory), lets the optimizer LLM analyse the trajectory and propose
     ``num_candidates`` improved methods (sampled at ``temperature``/``top_p`` with distinct rollout
-    ids), measures every candidate's evolution failure rate on the same development items, and keeps
-    the lowest; the current method competes and is kept on ties. With ``max_demos > 0`` the
+    ids), measures every candidate's evolution failure rate on the same development items, and
+    accepts the candidate with the fewest failures among those whose advantage over the current
+    method on the discordant items passes a one-sided sign test at ``selection_alpha`` divided by
+    the number of candidates tried so far; otherwise the current method stays. Before the compile
+    reports a gain, the final method and the starting method are measured on ``confirm_size``
+    items that no selection step saw; a gain that does not hold there at ``confirm_alpha`` ends
+    the compile with :class:`NoImprovement` (or the starting method with ``keep_unchanged``).
+    With ``max_demos > 0`` the
     candidate is a method plus up to ``max_demos`` demonstrations (successful evolutions of
     training items seen in the trajectories, never dev items): each step also proposes
     ``demo_candidates`` new demonstration sets with the current method, measured and raced with
@@ -113,6 +131,8 @@ class AutoEvolInstruct(Teleprompter):
         num_candidates: m, candidates per step (paper: 5).
         batch_size: mini-batch size (paper: 10).
         dev_size: development set size |D| (paper: 50).
+        confirm_size: items held out of every selection step to confirm the final gain (default:
+            ``dev_size``; 0 skips the confirmation, and the result's gain is then unconfirmed).
         max_steps: T, the most steps (paper: 10).
         evolution_rounds: l, evolutions in a row per trajectory case (the authors' code: 1).
         temperature: sampling temperature of the optimizer LLM (paper: 0.6).
@@ -122,6 +142,9 @@ class AutoEvolInstruct(Teleprompter):
         racing: stop measuring candidates that cannot beat the best one (``False``: every
             candidate is measured on every dev item, as in the paper).
         racing_alpha: significance of the sign test that drops a candidate.
+        selection_alpha: family-wise level of acceptance; the k-th candidate of the compile is
+            accepted at ``selection_alpha / k`` (see :mod:`~autoevol.optimizers.selection`).
+        confirm_alpha: level of the confirmation test of the final method against the start.
         proposal_mode: ``"edit"`` (one or two general rules or a revised step, applied to the
             method; suits small optimizer LMs) or ``"rewrite"`` (the whole method, as the paper).
         proposal_attempts: proposals sampled per candidate before an unusable one is given up.
@@ -155,6 +178,7 @@ class AutoEvolInstruct(Teleprompter):
         num_candidates: int = 5,
         batch_size: int = 10,
         dev_size: int = 50,
+        confirm_size: int | None = None,
         max_steps: int = 10,
         evolution_rounds: int = 1,
         temperature: float = 0.6,
@@ -163,6 +187,8 @@ class AutoEvolInstruct(Teleprompter):
         patience: int = 1,
         racing: bool = True,
         racing_alpha: float = DEFAULT_ALPHA,
+        selection_alpha: float = SELECTION_ALPHA,
+        confirm_alpha: float = CONFIRM_ALPHA,
         proposal_mode: ProposalMode = "edit",
         proposal_attempts: int = 3,
         max_method_words: int = 400,
@@ -179,9 +205,11 @@ class AutoEvolInstruct(Teleprompter):
         progress: ProgressCallback | None = None,
     ) -> None:
         super().__init__()
+        confirm_size = dev_size if confirm_size is None else confirm_size
         check_settings(locals())
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
         self.num_candidates, self.batch_size, self.dev_size = num_candidates, batch_size, dev_size
+        self.confirm_size, self.selection_alpha, self.confirm_alpha = confirm_size, selection_alpha, confirm_alpha
         self.max_steps, self.evolution_rounds, self.patience = max_steps, evolution_rounds, patience
         self.temperature, self.top_p, self.evol_temperature = temperature, top_p, evol_temperature
         self.racing, self.racing_alpha = racing, racing_alpha
@@ -219,14 +247,14 @@ class AutoEvolInstruct(Teleprompter):
             Permanent LM errors (authentication, unknown model, unsupported parameter, context
             too long) stop the compile at once.
         """
-        pool, dev = self.split(trainset, valset)
+        pool, dev, confirm = self.split(trainset, valset)
         demos = DemoSearch(max_demos=self.max_demos, candidates=self.demo_candidates, teacher=self.teacher_demos,
                            dev=dev, seed=self.seed)
         start = Candidate(method=student.method, demos=demos.starting(student.demos) if self.keep_demos else ())
         evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
         header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
                                 models=role_models(evol_lm, self.optimizer_lm, self.detector),
-                                detector_rules=detector.rule_names, data=data_summary(pool, dev))
+                                detector_rules=detector.rule_names, data=data_summary(pool, dev, confirm))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
@@ -236,7 +264,9 @@ class AutoEvolInstruct(Teleprompter):
             proposer = MethodProposer(mode=self.proposal_mode, attempts=self.proposal_attempts,
                                       max_method_words=self.max_method_words, temperature=self.temperature,
                                       top_p=self.top_p, seed=self.seed)
-            loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev), proposer=proposer, demos=demos)
+            recorded = run.excluded_items() if run is not None else []
+            loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev, excluded=recorded),
+                         confirmation=DevEvaluator(role, confirm), proposer=proposer, demos=demos)
             return self._optimize(student, start, pool, header, run, loop)
         finally:
             lms.close()
@@ -260,12 +290,16 @@ class AutoEvolInstruct(Teleprompter):
             incumbent = record.selected
             log_step(record)
             stopped = notify(self.step_callback, record)
-        stopped = stopped or stop_reason(incumbent, history, self.patience) or "max_steps"
+        stopped = stopped or ("no_failures" if incumbent.failed == 0 else "max_steps")
         log_finish(stopped, start, incumbent, len(history))
-        evolver = compiled_evolver(student, incumbent, start, history, hyperparameters=self.hyperparameters(),
+        confirmation = self._confirm(start.score, incumbent, len(history) + 1, loop)
+        if confirmation is not None and run is not None:
+            run.write_confirmation(confirmation)
+        result = start.score if confirmation is not None and not confirmation.supported else incumbent
+        evolver = compiled_evolver(student, result, start, history, hyperparameters=self.hyperparameters(),
                                    models=header.settings["models"], detector_rules=loop.lms.detector.rule_names,
-                                   data=header.data, stopped=stopped)
-        found_nothing = found_nothing_error(start.score, incumbent, history, evolver)
+                                   data=header.data, stopped=stopped, confirmation=confirmation)
+        found_nothing = found_nothing_error(start.score, incumbent, history, evolver, confirmation)
         if found_nothing is not None and not self.keep_unchanged:
             raise found_nothing
         return evolver
@@ -288,20 +322,26 @@ class AutoEvolInstruct(Teleprompter):
         new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
         candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
-        winner = self._select(incumbent, candidates, step, loop)
-        selected = incumbent if winner is None else candidates[winner - 1].score
+        tried = (history[-1].tried if history else 0) + sum(not c.invalid and bool(c.method) for c in candidates)
+        winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.selection_alpha,
+                                                                                        max(tried, 1)))
+        # the incumbent kept is rescored: items left out during this step leave its rate too
+        selected = loop.evaluator.score(incumbent.candidate(), self.dev_size) if winner is None \
+            else candidates[winner - 1].score
         assert selected is not None
         return StepRecord(
             step=step, incumbent=incumbent, trajectory=trajectory, candidates=candidates, winner=winner,
-            selected=selected, improved=winner is not None, excluded_items=loop.evaluator.excluded_items(),
+            selected=selected, improved=winner is not None, tried=tried,
+            excluded_items=loop.evaluator.excluded_items(),
             new_demos=new_demos, usage=loop.lms.usage_since(usage_before),
             seconds=round(time.monotonic() - clock, 3), finished_at=now(),
         )
 
-    def split(self, trainset: Instructions, valset: Instructions | None = None) -> tuple[list[Item], list[Item]]:
-        """The training pool X and the development set D (see :func:`~autoevol.optimizers.split.split_pool_and_dev`)."""
+    def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
+        """The training pool X, the development set D and the confirmation split (see
+        :func:`~autoevol.optimizers.split.split_pool_and_dev`)."""
         return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
-                                  seed=self.seed)
+                                  seed=self.seed, confirm_size=self.confirm_size)
 
     def mini_batch(self, pool: Sequence[Item], step: int) -> list[Item]:
         """X_t: ``batch_size`` items of the pool, drawn from the seed and the step alone."""
@@ -314,8 +354,12 @@ class AutoEvolInstruct(Teleprompter):
     # ------------------------------------------------------------------------------ selection
 
     def _select(self, incumbent: MethodScore, candidates: Sequence[CandidateRecord], step: int,
-                loop: _Loop) -> int | None:
-        """Measure the candidates on D (paired, raced) and return the winner's index, or None."""
+                loop: _Loop, *, level: float) -> int | None:
+        """Measure the candidates on D (paired, raced) and return the winner's index, or None.
+
+        The winner is the candidate with the fewest failures among those measured on every dev
+        item whose paired advantage over the incumbent is supported at ``level``.
+        """
         methods = {INCUMBENT: incumbent.candidate()}
         methods.update({c.index: c.candidate() for c in candidates if not c.invalid and c.method})
         keys = list(methods)
@@ -326,13 +370,33 @@ class AutoEvolInstruct(Teleprompter):
                                            stage.plan, stage.advance)
 
         looks = DEFAULT_LOOKS if self.racing else ()
-        result = race(keys, measure, self.dev_size, looks=looks, alpha=self.racing_alpha, protected=[INCUMBENT])
+        result = race(keys, measure, self.dev_size, looks=looks, alpha=self.racing_alpha, protected=[INCUMBENT],
+                      reference=INCUMBENT, level=level)
         for candidate in candidates:
             if candidate.index in methods:
-                candidate.score = loop.evaluator.score(methods[candidate.index], result.measured(candidate.index))
+                measured = result.measured(candidate.index)
+                candidate.score = loop.evaluator.score(methods[candidate.index], measured)
                 candidate.dropped = result.dropped.get(candidate.index)
-        best = result.best(keys)
-        return None if best == INCUMBENT else best
+                candidate.comparison = compare(loop.evaluator.flags(methods[candidate.index], measured),
+                                               loop.evaluator.flags(methods[INCUMBENT], measured), level=level)
+        accepted = [c for c in candidates if c.dropped is None and c.comparison is not None and c.comparison.supported]
+        best = min(accepted, key=lambda c: (c.score.failed, c.index), default=None)  # type: ignore[union-attr]
+        return None if best is None else best.index
+
+    def _confirm(self, start: MethodScore, final: MethodScore, step: int, loop: _Loop) -> PairedComparison | None:
+        """The final method against the starting method on the confirmation split (``None``: nothing
+        to confirm, or no confirmation split)."""
+        if final.fingerprint == start.fingerprint or not loop.confirmation.dev:
+            return None
+        stage = Stage(step, "confirmation", self.progress)
+        methods = {INCUMBENT: start.candidate(), 1: final.candidate()}
+        size = len(loop.confirmation.dev)
+        loop.confirmation.failures(methods, 0, size, stage.plan, stage.advance)
+        comparison = compare(loop.confirmation.flags(methods[1], size), loop.confirmation.flags(methods[INCUMBENT], size),
+                             level=self.confirm_alpha)
+        logger.info("confirmation on %d held-out items: %s: the gain %s", size, comparison.describe(),
+                    "holds" if comparison.supported else "does not hold")
+        return comparison
 
     # ------------------------------------------------------------------------------ resume
 
@@ -347,8 +411,8 @@ class AutoEvolInstruct(Teleprompter):
         score = loop.evaluator.score(candidate, self.dev_size)
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
                     score.failed, score.evaluated)
-        start = StartRecord(score=score, usage=loop.lms.usage_since(usage_before),
-                            seconds=round(time.monotonic() - clock, 3))
+        start = StartRecord(score=score, excluded_items=loop.evaluator.excluded_items(),
+                            usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3))
         if run is not None:
             run.write_start(start)
         return start
@@ -367,6 +431,7 @@ class _Loop:
     lms: CompileLMs  # the role LMs, sharing the run's call cache
     role: EvolRole  # evolving and judging under the evol LM
     evaluator: DevEvaluator  # failure rates on D, each (candidate, item) measured once
+    confirmation: DevEvaluator  # the final check on items no selection step measured
     proposer: MethodProposer  # analyses and candidate methods under the optimizer LM
     demos: DemoSearch  # the demonstration pool and the demonstration candidates
 

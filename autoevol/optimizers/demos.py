@@ -172,11 +172,12 @@ class DemoSearch:
 
 
 def measured_rates(history: Sequence[StepRecord]) -> dict[str, list[float]]:
-    """Per demonstration, the dev failure rates of every measured candidate that carried it."""
+    """Per demonstration, the dev failure rates of every candidate measured on the whole dev set that
+    carried it (a raced-out candidate's rate on a first slice of the items is not comparable)."""
     rates: dict[str, list[float]] = {}
     for record in history:
         for candidate in record.candidates:
-            if candidate.score is not None:
+            if candidate.score is not None and candidate.dropped is None:
                 for demo in candidate.demos:
                     rates.setdefault(demo.key, []).append(candidate.score.failure_rate)
     return rates

@@ -3,14 +3,14 @@
 Both run the evolver under the evol LM in threads. A candidate is a method with its demonstrations
 (:class:`~autoevol.programs.demonstration.Candidate`). Failure rates are paired: every candidate is
 measured on the same dev items, and an item whose measurement ended in an LM error (after the
-LM's own retries and one more try of the whole item) is left out of every method's rate rather
-than counted as a failure of one method.
+LM's own retries and one more try of the whole item) or a judge abstention is left out of every
+method's rate rather than counted as a failure of one method.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dspy
@@ -22,7 +22,7 @@ from autoevol.optimizers.history import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
 from autoevol.programs.responder import Responder
-from autoevol.records import LM_ERROR, Verdict
+from autoevol.records import LM_ERROR, UNMEASURED, Verdict
 from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
@@ -116,13 +116,18 @@ def _case(case_id: str, item: Item, trajectory: Trajectory) -> TrajectoryCase:
 
 
 class DevEvaluator:
-    """Failure outcomes of candidates on the dev items; each (candidate, item) is evaluated at most once."""
+    """Failure outcomes of candidates on a fixed list of items (the dev set, or the confirmation
+    split); each (candidate, item) is evaluated at most once.
 
-    def __init__(self, role: EvolRole, dev: Sequence[Item]) -> None:
+    ``excluded`` starts from the positions an earlier run of the same compile left out, so a
+    resumed compile measures every method on the same items as the records it continues.
+    """
+
+    def __init__(self, role: EvolRole, dev: Sequence[Item], excluded: Iterable[int] = ()) -> None:
         self.role = role
         self.dev = list(dev)
         self._outcomes: dict[tuple[str, int], ItemOutcome] = {}
-        self.excluded: set[int] = set()
+        self.excluded: set[int] = set(excluded)
 
     def failures(self, candidates: Mapping[int, Candidate], start: int, stop: int,
                  on_planned: Callable[[int], None], on_done: Callable[[int], None]) -> dict[int, list[bool]]:
@@ -149,15 +154,19 @@ class DevEvaluator:
 
         for (key, index), outcome in zip(todo, self.role.run(evaluate, todo, on_done)):
             self._outcomes[(key, index)] = outcome
-            if outcome.verdict.rule == LM_ERROR and index not in self.excluded:
-                logger.warning("dev item %s is left out of every method's failure rate: %s",
-                               self.dev[index].id, outcome.verdict.reason)
+            if outcome.verdict.rule in UNMEASURED and index not in self.excluded:
+                logger.warning("item %s is left out of every method's failure rate (%s): %s",
+                               self.dev[index].id, outcome.verdict.rule, outcome.verdict.reason)
                 self.excluded.add(index)
         return {name: [self._failed(candidate.fingerprint, index) for index in range(start, stop)]
                 for name, candidate in candidates.items()}
 
     def _failed(self, key: str, index: int) -> bool:
         return index not in self.excluded and self._outcomes[(key, index)].verdict.failed
+
+    def flags(self, candidate: Candidate, measured: int) -> list[bool]:
+        """Whether ``candidate`` failed each of the first ``measured`` items that were not left out."""
+        return [self._failed(candidate.fingerprint, index) for index in range(measured) if index not in self.excluded]
 
     def score(self, candidate: Candidate, measured: int) -> MethodScore:
         """The failure rate of ``candidate`` on the first ``measured`` dev items that were not left out."""

@@ -57,7 +57,7 @@ from autoevol.optimizers.outcome import (
     compiled_evolver,
 )
 from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
-from autoevol.optimizers.split import Instructions, data_summary, split_pool_and_dev
+from autoevol.optimizers.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.programs.evolver import Evolver
 from autoevol.threads import run_in_threads
 from autoevol.version import __version__
@@ -155,8 +155,8 @@ class GEPAEvolInstruct(Teleprompter):
                 "evol_temperature": self.evol_temperature, "answer_max_tokens": self.answer_max_tokens,
                 "seed": self.seed}
 
-    def split(self, trainset: Instructions, valset: Instructions | None = None) -> tuple[list[Item], list[Item]]:
-        """The training pool and the dev set: the very split :class:`AutoEvolInstruct` makes."""
+    def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
+        """The training pool and the dev set: the split :class:`AutoEvolInstruct` makes without confirmation."""
         return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
                                   seed=self.seed)
 
@@ -175,7 +175,7 @@ class GEPAEvolInstruct(Teleprompter):
             BudgetExceeded, or a permanent LM error: GEPA is stopped and the error re-raised.
         """
         clock = time.monotonic()
-        pool, dev = self.split(trainset, valset)
+        pool, dev, _ = self.split(trainset, valset)
         header = self._run_header(student, pool, dev)
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from autoevol.lm.usage import RoleUsage
+from autoevol.optimizers.selection import PairedComparison
 from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.signatures.analyze import TrajectoryIssue
 from autoevol.version import __version__
@@ -103,6 +104,8 @@ class CandidateRecord(BaseModel):
     invalid_reason: str | None = None
     score: MethodScore | None = None
     dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
+    comparison: PairedComparison | None = Field(
+        default=None, description="paired against the incumbent on the dev items it was measured on")
 
     def candidate(self) -> Candidate:
         """The candidate's method and demonstrations as plain data (a valid candidate has a method)."""
@@ -119,8 +122,9 @@ class StepRecord(BaseModel):
     """Everything one optimization step did.
 
     ``incumbent`` is the method the step started from, ``selected`` the one it ended with: the
-    winning candidate, or the incumbent again when no candidate was strictly better
-    (``winner is None``).
+    winning candidate, or the incumbent again when no candidate's advantage was supported by the
+    paired test (``winner is None``). ``tried`` counts the candidates measured by the compile up
+    to this step, the level of the test is the selection alpha divided by it.
     """
 
     step: int
@@ -130,6 +134,7 @@ class StepRecord(BaseModel):
     winner: int | None
     selected: MethodScore
     improved: bool
+    tried: int = Field(default=0, description="candidates measured by the compile so far, this step's included")
     excluded_items: list[int] = Field(
         default_factory=list, description="dev items left out of every method's rate after LM errors")
     new_demos: list[Demo] = Field(
@@ -141,6 +146,14 @@ class StepRecord(BaseModel):
     @property
     def kept_incumbent(self) -> bool:
         return self.winner is None
+
+    def deciding_comparison(self) -> PairedComparison | None:
+        """The winner's comparison with the incumbent, else the one of the candidate that came closest."""
+        compared = [c for c in self.candidates if c.comparison is not None and c.dropped is None]
+        if self.winner is not None:
+            compared = [c for c in compared if c.index == self.winner]
+        closest = min(compared, key=lambda c: (c.comparison.p_value, c.index), default=None)  # type: ignore[union-attr]
+        return closest.comparison if closest is not None else None
 
     @property
     def valid_candidates(self) -> int:
@@ -162,6 +175,7 @@ class StepRecord(BaseModel):
             "excluded_dev_items": len(self.excluded_items),
             "dropped_candidates": sum(c.dropped is not None for c in self.candidates),
             "winner": self.winner if self.winner is not None else "incumbent kept",
+            "paired": self.deciding_comparison().model_dump() if self.deciding_comparison() else None,
             "failure_rate": self.selected.failure_rate,
             "candidate_kinds": [c.kind for c in self.candidates],
             "demos": len(self.selected.demos),
@@ -175,6 +189,8 @@ class StartRecord(BaseModel):
     """The starting method's measurement on the whole dev set, made once before step 1."""
 
     score: MethodScore
+    excluded_items: list[int] = Field(
+        default_factory=list, description="dev items left out of every method's rate after LM errors")
     usage: list[UsageDelta] = Field(default_factory=list)
     seconds: float = 0.0
 
@@ -204,7 +220,8 @@ class RunHeader(BaseModel):
 
 
 #: The least value of each numeric setting of an Auto Evol-Instruct compile.
-SETTING_MINIMUMS = {"num_candidates": 1, "batch_size": 1, "dev_size": 1, "max_steps": 0, "evolution_rounds": 1,
+SETTING_MINIMUMS = {"num_candidates": 1, "batch_size": 1, "dev_size": 1, "confirm_size": 0, "max_steps": 0,
+                    "evolution_rounds": 1,
                     "temperature": 0, "patience": 1, "proposal_attempts": 1, "max_method_words": 20,
                     "num_threads": 1, "max_demos": 0, "demo_candidates": 0}
 
@@ -216,8 +233,9 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             raise ValueError(f"{name} must be at least {minimum}")
     if not 0 < settings["top_p"] <= 1:
         raise ValueError("top_p must be in (0, 1]")
-    if not 0 < settings["racing_alpha"] < 1:
-        raise ValueError("racing_alpha must be in (0, 1)")
+    for name in ("racing_alpha", "selection_alpha", "confirm_alpha"):
+        if not 0 < settings[name] < 1:
+            raise ValueError(f"{name} must be in (0, 1)")
     if settings["proposal_mode"] not in ("edit", "rewrite"):
         raise ValueError("proposal_mode must be 'edit' or 'rewrite'")
 
@@ -329,6 +347,11 @@ class RunDirectory:
         """Checkpoint the starting method's measurement (atomically)."""
         write_json(self.path / "start.json", record.model_dump(mode="json"))
 
+    def write_confirmation(self, comparison: PairedComparison) -> None:
+        """Record the final check of the result against the start (for reports; a rerun measures it again
+        from the call cache)."""
+        write_json(self.path / "confirmation.json", {**comparison.model_dump(), "supported": comparison.supported})
+
     def steps(self) -> list[StepRecord]:
         """The completed steps, in order (steps 1..k without gaps)."""
         if not self.steps_dir.is_dir():
@@ -346,6 +369,13 @@ class RunDirectory:
                 raise RunDirError(f"{self.steps_dir}: step {expected} is missing (found step {number})")
             records.append(_read_step(file, number))
         return records
+
+    def excluded_items(self) -> list[int]:
+        """The dev items the recorded measurements left out (the last record's list), to resume with."""
+        history, start = self.steps(), self.start()
+        if history:
+            return history[-1].excluded_items
+        return start.excluded_items if start is not None else []
 
     def completed_steps(self, max_steps: int) -> list[StepRecord]:
         """The completed steps a compile of at most ``max_steps`` steps resumes after."""

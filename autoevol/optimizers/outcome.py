@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from autoevol.optimizers.selection import PairedComparison
 from autoevol.optimizers.history import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
 from autoevol.programs.evolver import Evolver
 from autoevol.version import __version__
@@ -101,8 +102,12 @@ def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> s
 
 def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, history: list[StepRecord], *,
                      hyperparameters: dict[str, Any], models: dict[str, str], detector_rules: list[str],
-                     data: dict[str, Any], stopped: str) -> Evolver:
-    """The compile's result: ``student`` following ``final``'s method, with metadata and ``compile_history``."""
+                     data: dict[str, Any], stopped: str, confirmation: PairedComparison | None = None) -> Evolver:
+    """The compile's result: ``student`` following ``final``'s method, with metadata and ``compile_history``.
+
+    ``confirmation`` (the last step's winner against the start on the confirmation split) is
+    recorded with ``confirmed``: whether it supports the gain, ``None`` when nothing was confirmed.
+    """
     initial = start.score
     metadata: dict[str, Any] = {
         "optimizer": "AutoEvolInstruct", "autoevol_version": __version__, "compiled_at": now(),
@@ -114,6 +119,8 @@ def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, h
         "dev_failure_rate": final.failure_rate,
         "dev_failures": {"failed": final.failed, "total": final.evaluated},
         "steps": len(history), "stopped": stopped,
+        "confirmation": None if confirmation is None else confirmation.model_dump(),
+        "confirmed": None if confirmation is None else confirmation.supported,
         "proposals": {"valid": sum(r.valid_candidates for r in history),
                       "total": sum(c.attempts for r in history for c in r.candidates)},
         "history": [record.summary() for record in history],
@@ -144,8 +151,17 @@ def total_usage(parts: Iterable[Sequence[UsageDelta]]) -> dict[str, dict[str, fl
 
 
 def found_nothing_error(initial: MethodScore, final: MethodScore, history: Sequence[StepRecord],
-                   evolver: Evolver) -> CompileFoundNothing | None:
-    """The error to raise when the compile has no better method to return, or ``None`` when it found one."""
+                        evolver: Evolver, confirmation: PairedComparison | None = None) -> CompileFoundNothing | None:
+    """The error to raise when the compile has no better method to return, or ``None`` when it found one.
+
+    A method better on the dev set is no result when the confirmation split does not support it.
+    """
+    if confirmation is not None and not confirmation.supported:
+        return NoImprovement(
+            f"the dev gain ({100 * initial.failure_rate:.0f}% -> {100 * final.failure_rate:.0f}%) did not hold "
+            f"on {confirmation.items} confirmation items no selection step saw: the start failed "
+            f"{confirmation.reference_only + confirmation.both}, the result {confirmation.challenger_only + confirmation.both}; "
+            f"{confirmation.describe()}", evolver)
     if final.fingerprint != initial.fingerprint:
         return None
     if not history:
@@ -154,7 +170,8 @@ def found_nothing_error(initial: MethodScore, final: MethodScore, history: Seque
         reasons = [c.invalid_reason or "invalid" for record in history for c in record.candidates]
         return NoValidCandidate(reasons, evolver)
     return NoImprovement(f"none of the {sum(r.valid_candidates for r in history)} valid candidates beat the "
-                         f"starting method's dev failure rate of {100 * initial.failure_rate:.0f}%", evolver)
+                         f"starting method ({100 * initial.failure_rate:.0f}% dev failure rate) by a margin the "
+                         f"paired test supports", evolver)
 
 
 def _describe(candidate: CandidateRecord) -> str:
@@ -175,6 +192,9 @@ def log_step(record: StepRecord) -> None:
     """Log one step in a line: the incumbent, every candidate's rate, and the outcome."""
     rates = ", ".join(_describe(candidate) for candidate in record.candidates)
     outcome = "incumbent kept" if record.winner is None else f"candidate {record.winner} wins"
+    deciding = record.deciding_comparison()
+    if deciding is not None:
+        outcome += f" ({deciding.describe()})"
     logger.info("step %d: incumbent %.1f%%, candidates [%s]: %s, dev failure rate %.1f%% (%.1fs)",
                 record.step, 100 * record.incumbent.failure_rate, rates, outcome,
                 100 * record.selected.failure_rate, record.seconds)

@@ -9,7 +9,12 @@ the items both have seen. A method is dropped when
   one, it would still have more failures; or
 * a one-sided exact sign test on the discordant items (McNemar's test) says, at significance
   ``alpha``, that it fails more often than the leader: under "it is at least as good", the number of
-  items it failed while the leader passed is at most Binomial(discordant, 1/2).
+  items it failed while the leader passed is at most Binomial(discordant, 1/2); or
+* with a ``reference`` (the incumbent) and an acceptance ``level``: it can no longer be accepted,
+  because even if it passed every remaining item its advantage over the reference would not be
+  significant at ``level`` (the test of :mod:`~autoevol.optimizers.selection`). The reference is
+  measured on every item first (in a compile its outcomes are already known), so this bound is
+  exact and drops only candidates that could never win.
 
 The survivors are measured on the rest of the items. Everything here is pure: the evaluation is a
 callback, so the same code runs in :class:`~autoevol.optimizers.AutoEvolInstruct` and in the
@@ -35,11 +40,11 @@ K = TypeVar("K", bound=Hashable)
 
 #: Default looks, as fractions of the development set: a first slice of 20%, then every 20%.
 DEFAULT_LOOKS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
-#: Default significance of the sign test that drops a method (80% confidence per comparison). In
-#: ``benchmarks/compile_calls.py`` it selects the truly best method at least 96% as often as full
-#: measurement in every simulated scenario while measuring about 40% fewer items; 0.1 stays within
-#: 1% of full measurement but saves about a third less.
-DEFAULT_ALPHA = 0.2
+#: Default significance of the sign test that drops a method against the leader. The leader is the
+#: luckiest method so far, so a loose level drops truly better methods: in ``benchmarks/selection.py``
+#: (one candidate in three 20 points better, dev 50) 0.2 found it in 15 of 20 compiles against 16 of
+#: 20 without racing; 0.05 found it as often as no racing.
+DEFAULT_ALPHA = 0.05
 
 #: ``measure(keys, start, stop)`` returns, for every key, whether each item in ``start:stop`` failed.
 Measure = Callable[[Sequence[K], int, int], Mapping[K, Sequence[bool]]]
@@ -133,6 +138,8 @@ def race(
     looks: Sequence[float] = DEFAULT_LOOKS,
     alpha: float = DEFAULT_ALPHA,
     protected: Collection[K] = (),
+    reference: K | None = None,
+    level: float | None = None,
 ) -> RaceResult[K]:
     """Measure ``keys`` on ``total`` items, dropping those that cannot beat the leader.
 
@@ -144,6 +151,10 @@ def race(
             method on every item (no racing).
         alpha: significance of the sign test that drops a method.
         protected: methods never dropped (e.g. the incumbent, whose measurement is free).
+        reference: with ``level``, the method a candidate must beat to be accepted (protected,
+            measured on every item before the race); a method that can no longer beat it at
+            ``level`` is dropped.
+        level: the acceptance level of the paired test against ``reference``.
 
     Returns:
         A :class:`RaceResult`; ``result.best(keys)`` is the selection.
@@ -151,6 +162,10 @@ def race(
     if len(set(keys)) != len(keys):
         raise ValueError("race keys must be distinct")
     result: RaceResult[K] = RaceResult(failures={key: [] for key in keys}, total=total)
+    known: list[bool] = []
+    if reference is not None and level is not None and looks:
+        known = [bool(flag) for flag in measure([reference], 0, total)[reference]]
+        protected = {*protected, reference}
     start = 0
     for stop in look_points(total, looks):
         running = [key for key in keys if key not in result.dropped]
@@ -161,7 +176,32 @@ def race(
         start = stop
         if stop < total:
             _drop_hopeless(result, running, stop, alpha, protected)
+            if known:
+                _drop_unacceptable(result, running, known, level, protected)  # type: ignore[arg-type]
     return result
+
+
+def unacceptable_reason(method: Sequence[bool], reference: Sequence[bool], level: float) -> str | None:
+    """Why ``method`` (flags on a prefix of the items) can no longer beat ``reference`` (flags on
+    every item) at ``level``, or ``None``: its best case is to pass every remaining item."""
+    seen = len(method)
+    challenger_only = sum(1 for mine, theirs in zip(method, reference) if mine and not theirs)
+    reference_only = sum(1 for mine, theirs in zip(method, reference) if theirs and not mine) + sum(reference[seen:])
+    if reference_only > challenger_only and sign_test_p_value(reference_only, challenger_only) <= level:
+        return None
+    return (f"cannot be accepted any more: after {seen} items, even passing all {len(reference) - seen} left "
+            f"it would win {reference_only} and lose {challenger_only} against the incumbent "
+            f"(sign test p={sign_test_p_value(reference_only, challenger_only):.3f} > {level:.3g})")
+
+
+def _drop_unacceptable(result: RaceResult[K], running: Sequence[K], reference: Sequence[bool], level: float,
+                       protected: Collection[K]) -> None:
+    for key in running:
+        if key in protected or key in result.dropped:
+            continue
+        reason = unacceptable_reason(result.failures[key], reference, level)
+        if reason is not None:
+            result.dropped[key] = reason
 
 
 def _drop_hopeless(result: RaceResult[K], running: Sequence[K], seen: int, alpha: float,

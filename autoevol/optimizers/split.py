@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import dspy
 
@@ -19,13 +19,23 @@ class NotEnoughData(ValueError):
     """The training or development data has fewer distinct instructions than the settings need."""
 
 
-def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, batch_size: int, dev_size: int,
-                       seed: int) -> tuple[list[Item], list[Item]]:
-    """The training pool and the development set: distinct instructions, never overlapping.
+class DataSplit(NamedTuple):
+    """The compile's three disjoint parts: the training pool X, the development set D, and the
+    confirmation split that only the final check measures (empty when it is turned off)."""
 
-    Without ``valset`` the dev set is ``dev_size`` items drawn from ``trainset`` with the seed
-    and the pool is the rest; with it, ``dev_size`` items are drawn from ``valset`` and every
-    training item equal to a dev item is left out of the pool.
+    pool: list[Item]
+    dev: list[Item]
+    confirm: list[Item]
+
+
+def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, batch_size: int, dev_size: int,
+                       seed: int, confirm_size: int = 0) -> DataSplit:
+    """The training pool, the development set and the confirmation split: distinct, never overlapping.
+
+    Without ``valset`` the dev set is ``dev_size`` items drawn from ``trainset`` with the seed;
+    with it, ``dev_size`` items are drawn from ``valset`` and every training item equal to a dev
+    item is left out. ``confirm_size`` items of the remaining training data are drawn for the
+    confirmation split, and the pool is the rest.
 
     Raises:
         NotEnoughData: the message says how many distinct instructions are needed and given.
@@ -33,13 +43,15 @@ def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, b
     train = distinct(items_of(trainset, "train"))
     rng = random.Random(f"{seed}:split")
     if valset is None:
-        needed = batch_size + dev_size
+        needed = batch_size + dev_size + confirm_size
         if len(train) < needed:
             raise NotEnoughData(
                 f"compile needs at least {needed} distinct instructions (batch size {batch_size} + dev size "
-                f"{dev_size}), but the training data has {len(train)}; lower the batch or dev size, or add data")
+                f"{dev_size}" + (f" + confirmation size {confirm_size}" if confirm_size else "") + f"), but the "
+                f"training data has {len(train)}; lower the batch, dev or confirmation size, or add data")
         shuffled = rng.sample(train, len(train))
-        return shuffled[dev_size:], shuffled[:dev_size]
+        end = dev_size + confirm_size
+        return DataSplit(pool=shuffled[end:], dev=shuffled[:dev_size], confirm=shuffled[dev_size:end])
     candidates = distinct(items_of(valset, "dev"))
     if len(candidates) < dev_size:
         raise NotEnoughData(
@@ -47,15 +59,18 @@ def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, b
             f"validation data has {len(candidates)}; lower the dev size, or add data")
     dev = rng.sample(candidates, dev_size)
     in_dev = {normalized(item.text) for item in dev}
-    pool = [item for item in train if normalized(item.text) not in in_dev]
-    if len(pool) < batch_size:
-        overlap = len(train) - len(pool)
+    rest = [item for item in train if normalized(item.text) not in in_dev]
+    if len(rest) < batch_size + confirm_size:
+        overlap = len(train) - len(rest)
         raise NotEnoughData(
-            f"compile needs at least {batch_size} distinct training instructions outside the dev set "
-            f"(batch size), but the training data has {len(pool)}"
+            f"compile needs at least {batch_size + confirm_size} distinct training instructions outside the dev "
+            f"set (batch size {batch_size}" + (f" + confirmation size {confirm_size}" if confirm_size else "")
+            + f"), but the training data has {len(rest)}"
             + (f" ({overlap} more are also dev items)" if overlap else "")
-            + "; lower the batch size, or add data")
-    return pool, dev
+            + "; lower the batch or confirmation size, or add data")
+    confirm = rng.sample(rest, confirm_size)
+    in_confirm = {id(item) for item in confirm}
+    return DataSplit(pool=[item for item in rest if id(item) not in in_confirm], dev=dev, confirm=confirm)
 
 
 def normalized(text: str) -> str:
@@ -97,15 +112,19 @@ def distinct(items: Iterable[Item]) -> list[Item]:
     return unique
 
 
-def data_summary(pool: Sequence[Item], dev: Sequence[Item]) -> dict[str, Any]:
+def data_summary(pool: Sequence[Item], dev: Sequence[Item], confirm: Sequence[Item] = ()) -> dict[str, Any]:
     """Fingerprints and sizes of the split (recorded in run.json and the evolver's metadata)."""
     pool_texts = [item.text for item in pool]
     dev_texts = [item.text for item in dev]
+    confirm_texts = [item.text for item in confirm]
+    confirmation = {"confirm_fingerprint": fingerprint(json.dumps(confirm_texts, ensure_ascii=False)),
+                    "confirm_size": len(confirm)} if confirm else {}
     return {
-        "fingerprint": fingerprint(json.dumps([sorted(pool_texts + dev_texts)], ensure_ascii=False)),
+        "fingerprint": fingerprint(json.dumps([sorted(pool_texts + dev_texts + confirm_texts)], ensure_ascii=False)),
         "train_fingerprint": fingerprint(json.dumps(sorted(pool_texts), ensure_ascii=False)),
         "dev_fingerprint": fingerprint(json.dumps(dev_texts, ensure_ascii=False)),
-        "size": len(pool) + len(dev),
+        "size": len(pool) + len(dev) + len(confirm),
         "train_pool_size": len(pool),
         "dev_size": len(dev),
+        **confirmation,
     }

@@ -180,9 +180,11 @@ class Objective:
             return self.factory(params=params, step_callback=on_step)
         from autoevol.optimizers.auto_evol import AutoEvolInstruct
 
-        # a trial that found nothing better is still a measurement: its held-out rate is e_0's
+        # a trial that found nothing better is still a measurement: its held-out rate is e_0's. The
+        # study measures every trial's evolver on its own held-out items, so a trial spends no data
+        # on a confirmation split of its own.
         options = {"optimizer_lm": self.optimizer_lm, "evol_lm": self.evol_lm, "seed": self.seed,
-                   "num_threads": self.num_threads, "keep_unchanged": True, **self.options}
+                   "num_threads": self.num_threads, "keep_unchanged": True, "confirm_size": 0, **self.options}
         if self.detector is not None:
             options["detector"] = self.detector
         settings = dict(params)

@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from autoevol.data import DataError, output_format, read_rows
 from autoevol.metrics.embeddings import Embedder
 from autoevol.metrics.quality import QualityReport, quality_report
+from autoevol.optimizers.selection import PairedComparison
 from autoevol.signatures.evolve import INITIAL_METHOD
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class StepPoint(BaseModel):
     selected: float | None = None
     winner: int | None = None
     kinds: list[str] = Field(default_factory=list, description="per candidate: 'method' or 'demos'")
+    paired: str | None = Field(default=None, description="the deciding paired comparison with the incumbent")
 
 
 class RunSummary(BaseModel):
@@ -46,6 +48,7 @@ class RunSummary(BaseModel):
     final_method: str | None = None
     final_demos: list[dict[str, Any]] = Field(default_factory=list, description="the final demonstrations")
     demos_found: dict[str, int] = Field(default_factory=dict, description="demonstrations found, by origin")
+    confirmation: PairedComparison | None = Field(default=None, description="the result against the start, held out")
 
 
 class RoundSummary(BaseModel):
@@ -99,6 +102,22 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / "run.json").is_file()
 
 
+def _deciding_comparison(candidates: list[dict[str, Any]], winner: Any) -> str | None:
+    """The winner's paired counts against the incumbent, else those of the closest candidate."""
+    compared = [c for c in candidates if isinstance(c.get("comparison"), dict) and not c.get("dropped")]
+    if isinstance(winner, int):
+        compared = [c for c in compared if c.get("index") == winner]
+    if not compared:
+        return None
+    closest = min(compared, key=lambda c: c["comparison"].get("p_value", 1.0))["comparison"]
+    try:
+        return (f"candidate {'won' if isinstance(winner, int) else 'closest'}: {closest['reference_only']} items only "
+                f"the incumbent failed, {closest['challenger_only']} only the candidate; p={closest['p_value']:.3g} "
+                f"(needed <= {closest['level']:.3g})")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def collect_run(path: str | Path) -> RunSummary:
     """Steps, candidate rates, issue categories, the final method and demonstrations of a compile run directory."""
     path = Path(path)
@@ -119,6 +138,7 @@ def collect_run(path: str | Path) -> RunSummary:
             selected=_rate(record.get("selected")),
             winner=record.get("winner") if isinstance(record.get("winner"), int) else None,
             kinds=[str(c.get("kind") or "method") for c in candidates],
+            paired=_deciding_comparison(candidates, record.get("winner")),
         ))
         for demo in record.get("new_demos") or []:
             if isinstance(demo, dict):
@@ -135,6 +155,11 @@ def collect_run(path: str | Path) -> RunSummary:
     summary.steps.sort(key=lambda s: s.step)
     summary.issue_categories = dict(issues.most_common())
     summary.demos_found = dict(found.most_common())
+    if (path / "confirmation.json").is_file():
+        try:
+            summary.confirmation = PairedComparison.model_validate(_load_json(path / "confirmation.json"))
+        except ValidationError:
+            logger.warning("skipping the unreadable confirmation record of %s", path)
     return summary
 
 

@@ -84,9 +84,17 @@ def run_section(run: RunSummary) -> str:
         parts.append(_table(["setting", "value"], [(k, v) for k, v in run.settings.items()]))
     if run.steps:
         parts += ["<h2>Dev failure rate per step</h2>", _image(plots.step_plot(run.steps), "failure rate per step"),
-                  _table(["step", "incumbent", "candidates (d: a new demonstration set)", "selected", "winner"],
+                  _table(["step", "incumbent", "candidates (d: a new demonstration set)", "selected", "winner",
+                          "paired test"],
                          [(s.step, s.incumbent, _candidates(s), s.selected,
-                           "incumbent kept" if s.winner is None else f"candidate {s.winner}") for s in run.steps])]
+                           "incumbent kept" if s.winner is None else f"candidate {s.winner}", s.paired or "-")
+                          for s in run.steps])]
+    if run.confirmation is not None:
+        held = run.confirmation
+        parts.append(f"<p>Confirmation on {held.items} items no selection step measured: the start failed "
+                     f"{held.reference_only + held.both}, the result {held.challenger_only + held.both} "
+                     f"(p={held.p_value:.3g}, needed &lt;= {held.level:.3g}): "
+                     f"{'the gain holds' if held.supported else 'the gain does not hold'}.</p>")
     if run.issue_categories:
         parts += ["<h2>Issue categories found by the trajectory analyses</h2>",
                   _image(plots.bar_chart(run.issue_categories, title="issues by category", color="#9467bd"),

@@ -29,7 +29,8 @@ def test_compile_with_the_embedded_model_then_evolve_another_file(tmp_path, left
     """The compile ends with a better method (exit 0) or says it found none (exit 4, no file): never e_0 and 0."""
     out = tmp_path / "evolver.json"
     args = ["compile", str(EXAMPLE), "--out", str(out), "--steps", "1", "--candidates", "2", "--batch-size", "2",
-            "--dev-size", "4", "--evol-lm", "local", "--max-output-tokens", "160", "--threads", "2"]
+            "--dev-size", "4", "--confirm-size", "2", "--evol-lm", "local", "--max-output-tokens", "160",
+            "--threads", "2"]
     result = run(*args)
     run_dir = tmp_path / "evolver.run"
     if result.returncode == 4:

@@ -20,7 +20,7 @@ from autoevol.metrics.failure import (
     FunctionRule,
     rule,
 )
-from autoevol.records import Verdict
+from autoevol.records import JUDGE_ABSTAINED, Verdict
 
 PARENT = "Plan a weekend trip to Lisbon for two people."
 GOOD_EVOLVED = ("Plan a three-day trip to Lisbon for two vegetarians on a budget of 600 euros, "
@@ -426,10 +426,10 @@ def test_judge_failure_does_not_crash_the_detector(caplog: pytest.LogCaptureFixt
     assert any("judge" in record.getMessage() for record in caplog.records)
 
 
-def test_judge_garbage_answer_does_not_crash_the_detector() -> None:
+def test_a_judge_reply_that_does_not_parse_is_an_abstention_never_a_pass() -> None:
     engine = ScriptedJudgeEngine("Maybe, who knows")
     verdict = FailureDetector(judge_lm=judge_lm(engine)).detect(PARENT, GOOD_EVOLVED, GOOD_ANSWER)
-    assert verdict == Verdict.passed()
+    assert verdict.failed and verdict.rule == JUDGE_ABSTAINED and verdict.reason
 
 
 def test_judge_lets_a_budget_stop_through() -> None:

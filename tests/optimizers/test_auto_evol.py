@@ -116,7 +116,7 @@ def lms(evol: EvolScript, optimizer: OptimizerScript):
 
 
 def teleprompter(evol_lm, optimizer_lm, **settings) -> AutoEvolInstruct:
-    options = dict(num_candidates=3, batch_size=4, dev_size=20, max_steps=1, num_threads=2, seed=0,
+    options = dict(num_candidates=3, batch_size=4, dev_size=20, confirm_size=16, max_steps=1, num_threads=2, seed=0,
                    proposal_mode="rewrite", proposal_attempts=1, trajectory_answers=False, keep_unchanged=True,
                    max_demos=0)  # the paper's method-only search; demonstrations: tests/optimizers/test_demos.py
     options.update(settings)
@@ -245,12 +245,13 @@ def test_optimizer_samples_candidates_at_its_temperature_with_distinct_rollouts(
 
 
 def test_the_analysis_sees_the_trajectory_with_stages_and_verdicts():
-    result, _, _, optimizer = compile_with([method("CAREFUL")], num_candidates=1, evolution_rounds=2, batch_size=6)
+    result, _, _, optimizer = compile_with([method("CAREFUL")], num_candidates=1, evolution_rounds=2, batch_size=6,
+                                           data=items(42))
     cases = optimizer.trajectories[0]
     assert len(cases) == 6 and [case["id"] for case in cases] == ["1", "2", "3", "4", "5", "6"]
     record = result.compile_history[0]
     for case, stored in zip(cases, record.trajectory):
-        assert case["stages"] == stored.stages and case["stages"][0] in items(40)
+        assert case["stages"] == stored.stages and case["stages"][0] in items(42)
         if stored.failed:
             assert len(case["stages"]) == 2 and case["verdict"].startswith("failed (unchanged)")
         else:
@@ -294,7 +295,7 @@ def test_dev_items_whose_lm_calls_keep_failing_are_left_out_for_every_method():
     result, evol_lm, *_ = compile_with([method("PERFECT")], num_candidates=1, evol=evol, racing=False)
     record = result.compile_history[0]
     tele = teleprompter(evol_lm, evol_lm)
-    _, dev = tele.split(items(40))
+    dev = tele.split(items(40)).dev
     broken_dev = [index for index, item in enumerate(dev) if int(item.text.split("#")[1].split(":")[0]) in broken]
     assert broken_dev and record.excluded_items == broken_dev
     candidate = record.candidates[0]
@@ -305,12 +306,12 @@ def test_dev_items_whose_lm_calls_keep_failing_are_left_out_for_every_method():
 
 def test_too_few_rows_is_a_clear_error():
     evol_lm, optimizer_lm = lms(EvolScript(), OptimizerScript([method("CAREFUL")]))
-    tele = teleprompter(evol_lm, optimizer_lm, batch_size=10, dev_size=50)
-    with pytest.raises(NotEnoughData, match=r"at least 60 distinct instructions .* has 12"):
+    tele = teleprompter(evol_lm, optimizer_lm, batch_size=10, dev_size=50, confirm_size=50)
+    with pytest.raises(NotEnoughData, match=r"at least 110 distinct instructions .* confirmation size 50.* has 12"):
         tele.compile(Evolver(), trainset=items(12))
     with pytest.raises(NotEnoughData, match=r"dev set needs at least 50 .* has 5"):
         tele.compile(Evolver(), trainset=items(30), valset=items(5, start=100))
-    with pytest.raises(NotEnoughData, match=r"at least 10 distinct training instructions .* has 5 \(25 more"):
+    with pytest.raises(NotEnoughData, match=r"at least 60 distinct training instructions .* has 5 \(25 more"):
         tele.compile(Evolver(), trainset=items(30, start=95), valset=items(50, start=70))
     assert evol_lm.engine.calls == 0 and optimizer_lm.engine.calls == 0
 
@@ -318,22 +319,25 @@ def test_too_few_rows_is_a_clear_error():
 def test_training_pool_and_dev_set_never_overlap():
     data = items(40) + [text.upper() for text in items(10)] + ["  " + text for text in items(5)]
     evol_lm, optimizer_lm = lms(EvolScript(), OptimizerScript([method("CAREFUL")]))
-    tele = teleprompter(evol_lm, optimizer_lm, batch_size=4, dev_size=20)
-    pool, dev = tele.split(data)
+    tele = teleprompter(evol_lm, optimizer_lm, batch_size=4, dev_size=20, confirm_size=10)
+    pool, dev, confirm = tele.split(data)
     normalized = lambda group: {" ".join(item.text.split()).casefold() for item in group}  # noqa: E731
-    assert len(dev) == 20 and len(pool) == 20 and not normalized(pool) & normalized(dev)
-    assert tele.split(data) == (pool, dev)
-    assert teleprompter(evol_lm, optimizer_lm, seed=1).split(data)[1] != dev
+    assert (len(dev), len(confirm), len(pool)) == (20, 10, 10)
+    assert not normalized(pool) & normalized(dev) and not normalized(confirm) & (normalized(pool) | normalized(dev))
+    assert tele.split(data) == (pool, dev, confirm)
+    assert teleprompter(evol_lm, optimizer_lm, seed=1).split(data).dev != dev
     train, val = items(40), items(20, start=30) + items(10, start=100)
-    pool, dev = tele.split(train, val)
-    assert not normalized(pool) & normalized(dev) and len(pool) >= 4
+    pool, dev, confirm = tele.split(train, val)
+    assert len(confirm) == 10 and len(pool) >= 4
+    assert not normalized(pool) & normalized(dev) and not normalized(confirm) & (normalized(pool) | normalized(dev))
     for step in range(1, 4):
         assert not normalized(tele.mini_batch(pool, step)) & normalized(dev)
 
 
 def test_trainset_accepts_strings_examples_and_seed_items():
-    tele = teleprompter(*lms(EvolScript(), OptimizerScript([method("CAREFUL")])), batch_size=2, dev_size=2)
-    pool, dev = tele.split([
+    tele = teleprompter(*lms(EvolScript(), OptimizerScript([method("CAREFUL")])), batch_size=2, dev_size=2,
+                        confirm_size=0)
+    pool, dev, _ = tele.split([
         "Task #1: a.", dspy.Example(instruction="Task #2: b.", id="e2").with_inputs("instruction"),
         autoevol.SeedItem(id="s3", instruction="Task #3: c.", row=3),
         autoevol.SeedItem(id="bad", instruction="", row=4, problem="empty"),
@@ -371,7 +375,7 @@ def test_every_step_is_checkpointed_with_its_candidates_rates_and_usage(tmp_path
 def test_resume_after_a_crash_repeats_no_completed_call(tmp_path, crash):
     proposals = [method("BALANCED"), method("SLOPPY"), method("PLAIN"),
                  method("CAREFUL"), method("SLOPPY"), method("BALANCED")]
-    settings = dict(max_steps=3, patience=3, num_threads=1)
+    settings = dict(max_steps=3, patience=3, num_threads=1, confirm_size=0)  # the crash points count step calls
 
     reference_evol, reference_optimizer = EvolScript(), OptimizerScript(proposals)
     evol_lm, optimizer_lm = lms(reference_evol, reference_optimizer)
@@ -432,20 +436,23 @@ def test_a_foreign_or_mismatched_run_directory_is_refused_and_left_alone(tmp_pat
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
     run = tmp_path / "run"
-    compile_with([method("CAREFUL")], run_dir=run)
+    compile_with([method("CAREFUL")], run_dir=run, confirm_size=10)
     snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(RunDirError, match=r"batch_size 4 \(now 5\)"):
-        teleprompter(evol_lm, optimizer_lm, batch_size=5).compile(Evolver(), trainset=items(40), run_dir=run)
+        teleprompter(evol_lm, optimizer_lm, batch_size=5, confirm_size=10).compile(Evolver(), trainset=items(40),
+                                                                                   run_dir=run)
+    with pytest.raises(RunDirError, match=r"confirm_size 10 \(now 16\)"):
+        teleprompter(evol_lm, optimizer_lm).compile(Evolver(), trainset=items(40), run_dir=run)
     with pytest.raises(RunDirError, match="other settings or data"):
-        teleprompter(evol_lm, optimizer_lm).compile(Evolver(), trainset=items(41), run_dir=run)
+        teleprompter(evol_lm, optimizer_lm, confirm_size=10).compile(Evolver(), trainset=items(41), run_dir=run)
     (run / "steps" / "step-001.json").write_text("{broken")
     snapshot[run / "steps" / "step-001.json"] = b"{broken"
     with pytest.raises(RunDirError, match="corrupt step record"):
-        teleprompter(evol_lm, optimizer_lm).compile(Evolver(), trainset=items(40), run_dir=run)
+        teleprompter(evol_lm, optimizer_lm, confirm_size=10).compile(Evolver(), trainset=items(40), run_dir=run)
     (run / "run.json").write_text(json.dumps({"format": "something.else"}))
     snapshot[run / "run.json"] = (run / "run.json").read_bytes()
     with pytest.raises(RunDirError, match="not an autoevol compile run"):
-        teleprompter(evol_lm, optimizer_lm).compile(Evolver(), trainset=items(40), run_dir=run)
+        teleprompter(evol_lm, optimizer_lm, confirm_size=10).compile(Evolver(), trainset=items(40), run_dir=run)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == snapshot
     assert evol_lm.engine.calls == 0
 
@@ -504,7 +511,7 @@ def test_compile_can_warm_start_from_a_compiled_evolver(tmp_path):
     first, *_ = compile_with([method("BALANCED")], num_candidates=1)
     path = first.save(tmp_path / "first.json")
     second, *_ = compile_with([method("CAREFUL")], num_candidates=1, student=Evolver().load(path),
-                              data=items(40, start=200))
+                              data=items(60, start=200), confirm_size=30)
     assert second.method == method("CAREFUL")
     record = second.compile_history[0]
     assert record.incumbent.method == method("BALANCED")
@@ -536,3 +543,17 @@ def test_detector_settings_are_used(tmp_path):
     result, *_ = compile_with([method("CAREFUL")], num_candidates=1, detector=detector)
     assert result.metadata["initial_dev_failure_rate"] == 0.0  # unchanged rewrites no longer fail
     assert "unchanged" not in result.metadata["detector_rules"]
+
+
+def test_a_resumed_compile_leaves_out_the_dev_items_its_records_left_out(tmp_path):
+    """The denominators of a resumed run match the recorded incumbent's, even when the LM now answers."""
+    proposals = [method("BALANCED"), method("SLOPPY"), method("PLAIN"), method("CAREFUL"), method("SLOPPY")]
+    broken = EvolScript(broken_items=frozenset(range(0, 40, 7)))
+    first, *_ = compile_with(proposals, evol=broken, run_dir=tmp_path / "run", racing=False, max_steps=1, patience=2)
+    excluded = first.compile_history[0].excluded_items
+    assert excluded
+    resumed, *_ = compile_with(proposals, run_dir=tmp_path / "run", racing=False, max_steps=2, patience=2)
+    second = resumed.compile_history[1]
+    assert second.excluded_items == excluded
+    assert second.incumbent.evaluated == 20 - len(excluded)
+    assert all(c.score.evaluated == 20 - len(excluded) for c in second.candidates if c.score is not None)

@@ -82,7 +82,7 @@ class Optimizer:
         return {"new_rules": json.dumps([rule]), "revised_step": ""}
 
 
-DEV = items(range(16))  # four of each residue
+DEV = items(range(32))  # eight of each residue
 TRAIN = items(range(100, 180))
 
 
@@ -91,7 +91,7 @@ def compile_world(student: Evolver | None = None, *, trainset=None, valset=None,
     policy = CallPolicy(max_retries=0)
     evol_lm = scripted_lm(evol or Evol(), role="evol", policy=policy)
     optimizer_lm = scripted_lm(optimizer or Optimizer(), role="optimizer", policy=policy)
-    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 16, "max_steps": 4, "patience": 4, "num_threads": 1,
+    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 32, "max_steps": 4, "patience": 4, "num_threads": 1,
                "seed": 0, "racing": False, "max_demos": 2, "demo_candidates": 3, "keep_unchanged": True}
     options.update(settings)
     tele = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
@@ -174,7 +174,7 @@ def test_teacher_rewrites_join_the_pool_only_when_they_pass_every_rule():
 def test_a_warm_start_keeps_the_method_and_draws_new_demonstrations_unless_told_to_keep_them():
     _, first = compile_world()
     assert first.demos
-    other_train, other_dev = items(range(200, 280), "Box"), items(range(16), "Box")
+    other_train, other_dev = items(range(200, 280), "Box"), items(range(32), "Box")
     _, redrawn = compile_world(first, trainset=other_train, valset=other_dev)
     assert redrawn.compile_history[0].incumbent.demos == []  # the start shows none of the old ones
     assert redrawn.demos and all(demo.instruction.startswith("Box #") for demo in redrawn.demos)
@@ -196,7 +196,7 @@ def test_a_resumed_run_rebuilds_the_same_pool_and_result(tmp_path):
     _, first = compile_world(max_steps=2)
     run_dir = tmp_path / "run"
     policy = CallPolicy(max_retries=0)
-    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 16, "patience": 4, "num_threads": 1, "seed": 0,
+    options = {"num_candidates": 1, "batch_size": 6, "dev_size": 32, "patience": 4, "num_threads": 1, "seed": 0,
                "racing": False, "max_demos": 2, "demo_candidates": 3, "keep_unchanged": True}
     for steps in (1, 2):  # one step, then the same run extended by a second one
         evol_lm = scripted_lm(Evol(), role="evol", policy=policy)

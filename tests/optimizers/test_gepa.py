@@ -114,7 +114,7 @@ def test_the_default_budget_matches_auto_evol_instructs_schedule():
 
 def test_gepa_uses_the_same_split_as_auto_evol_instruct():
     data = items(60)
-    auto = AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3)
+    auto = AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3, confirm_size=0)
     gepa = build_teleprompter("gepa", optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3,
                               racing=False, proposal_mode="edit", max_metric_calls=None)
     assert isinstance(gepa, GEPAEvolInstruct)

@@ -101,14 +101,14 @@ class Optimizer:
 
 #: The dev set: items 0-17, three of each residue, so e_0 fails exactly half of it.
 DEV = items(18)
-TRAIN = items(54)
+TRAIN = items(90)  # the items outside DEV: the pool and a confirmation split of 36
 
 
 def compile_world(evol: Evol, optimizer: Optimizer, **settings):
     policy = CallPolicy(max_retries=0)
     evol_lm = scripted_lm(evol, role="evol", policy=policy)
     optimizer_lm = scripted_lm(optimizer, role="optimizer", policy=policy)
-    options = dict(num_candidates=1, batch_size=3, dev_size=18, max_steps=1, num_threads=1, seed=0,
+    options = dict(num_candidates=1, batch_size=3, dev_size=18, confirm_size=36, max_steps=1, num_threads=1, seed=0,
                    racing=False, trajectory_answers=False, max_demos=0)
     options.update(settings)
     tele = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **options)
@@ -143,7 +143,7 @@ def test_a_method_as_bad_as_the_incumbent_on_other_items_does_not_win():
 def test_unusable_proposals_are_resampled_until_one_is_valid():
     # a format placeholder, no rule at all, a "rule" too short to be one, then a real rule
     optimizer = Optimizer([["Apply {improved_method} to the instruction."], [], ["Be"], [QUESTION]])
-    tele, result = compile_world(Evol(), optimizer, proposal_attempts=4, proposal_mode="edit")
+    tele, result = compile_world(Evol(), optimizer, proposal_attempts=4, proposal_mode="edit", keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
     assert not candidate.invalid and candidate.attempts == 4
     assert "placeholder" in candidate.rejected[0]
@@ -305,7 +305,7 @@ def test_a_rewrite_over_the_length_budget_is_invalid():
 def test_feedback_is_kept_when_the_issue_list_does_not_parse():
     garbage = "[[ ## issues ## ]]\nthe first case failed, badly\n\n[[ ## feedback ## ]]\nTell it to keep the question."
     optimizer = Optimizer([[QUESTION]], analysis=garbage)
-    tele, result = compile_world(Evol(), optimizer)
+    tele, result = compile_world(Evol(), optimizer, keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
     assert candidate.issues_unparsed and "keep the question" in candidate.feedback
     assert not candidate.invalid
@@ -363,7 +363,7 @@ def test_a_permanent_optimizer_error_stops_the_compile_at_once():
 def test_dev_items_that_keep_erroring_are_left_out_of_every_methods_rate():
     tele, result = compile_world(Evol(broken=frozenset({5, 11})), Optimizer([[INPUTS]]))
     record = result.compile_history[0]
-    _, dev = tele.split(TRAIN, DEV)
+    dev = tele.split(TRAIN, DEV).dev
     broken = sorted(index for index, item in enumerate(dev) if item.text.startswith(("Task #5:", "Task #11:")))
     assert record.excluded_items == broken
     assert record.candidates[0].score.evaluated == record.incumbent.evaluated == 18 - len(broken)

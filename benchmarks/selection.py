@@ -1,0 +1,98 @@
+"""Does the compile report only real gains? Compiles in scripted worlds whose truth is known.
+
+For each world and seed, one real :class:`~autoevol.optimizers.AutoEvolInstruct` compile runs on
+scripted LMs (:mod:`autoevol.testing.selection_world`); the script counts
+
+* in the *null* world (every proposal fails as often as the start, on other items): how many
+  compiles claim an improvement (return an evolver instead of raising ``NoImprovement``), the
+  false-improvement rate;
+* in the *better* world (every third proposal is truly ``--gain`` better): how many compiles
+  return a method carrying a truly better rule, the power;
+
+with ``flip`` 1.0 (equal methods fail on unrelated items) and 0.45 (about a third of the verdicts
+change with the prompt, as measured with a 1.5B evol LM). Figures are printed as a Markdown table.
+
+    python benchmarks/selection.py --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import dspy
+
+from autoevol.optimizers.auto_evol import AutoEvolInstruct
+from autoevol.optimizers.outcome import CompileFoundNothing
+from autoevol.optimizers.racing import DEFAULT_ALPHA
+from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
+from autoevol.programs.evolver import Evolver
+from autoevol.testing.selection_world import MARK, SelectionWorld, instructions
+
+
+def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> tuple[bool, bool, float, float, int]:
+    """(claimed an improvement, the result is truly better, start dev rate, result dev rate, evol LM calls)."""
+    evol_lm, optimizer_lm = world.lms()
+    teleprompter = AutoEvolInstruct(
+        optimizer_lm=optimizer_lm, evol_lm=evol_lm, num_candidates=args.candidates, batch_size=4,
+        dev_size=args.dev_size, confirm_size=args.confirm_size, max_steps=args.steps, patience=args.steps,
+        selection_alpha=args.selection_alpha, confirm_alpha=args.confirm_alpha, trajectory_answers=False,
+        racing=args.racing_alpha > 0, racing_alpha=args.racing_alpha or DEFAULT_ALPHA,
+        seed=seed, num_threads=args.threads)
+    data = instructions(args.dev_size + args.confirm_size + 40)
+    try:
+        compiled = teleprompter.compile(Evolver(), trainset=data)
+    except CompileFoundNothing as nothing:
+        meta = nothing.evolver.metadata
+        return False, False, meta["initial_dev_failure_rate"], meta["dev_failure_rate"], evol_lm.engine.calls
+    meta = compiled.metadata
+    return (True, MARK in compiled.method, meta["initial_dev_failure_rate"], meta["dev_failure_rate"],
+            evol_lm.engine.calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--dev-size", type=int, default=50)
+    parser.add_argument("--confirm-size", type=int, default=50)
+    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--gain", type=float, default=0.2)
+    parser.add_argument("--selection-alpha", type=float, default=SELECTION_ALPHA)
+    parser.add_argument("--confirm-alpha", type=float, default=CONFIRM_ALPHA)
+    parser.add_argument("--racing-alpha", type=float, default=DEFAULT_ALPHA, help="0: no racing")
+    parser.add_argument("--flips", type=float, nargs="+", default=[1.0, 0.45])
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    dspy.configure(track_usage=True)
+
+    print(f"selection: dev {args.dev_size}, confirmation {args.confirm_size}, {args.candidates} candidates, "
+          f"{args.steps} steps, selection alpha {args.selection_alpha}, confirmation alpha {args.confirm_alpha}, "
+          f"{args.seeds} seeds per world\n")
+    print("| world | flip | compiles | claimed an improvement | truly better result | dev rate start -> result "
+          "(mean over claims) | evol LM calls per compile | seconds per compile |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    for flip in args.flips:
+        for name, better_every in (("null", 0), (f"one in three {args.gain:.0%} better", 3)):
+            claims = truly = calls = 0
+            gains: list[tuple[float, float]] = []
+            clock = time.monotonic()
+            for seed in range(args.seeds):
+                world = SelectionWorld(seed=seed, gain=args.gain, better_every=better_every, flip=flip)
+                claimed, better, start, result, evol_calls = one_compile(world, args, seed)
+                calls += evol_calls
+                claims += claimed
+                truly += claimed and better
+                if claimed:
+                    gains.append((start, result))
+            seconds = (time.monotonic() - clock) / args.seeds
+            moved = (f"{100 * sum(s for s, _ in gains) / len(gains):.0f}% -> "
+                     f"{100 * sum(r for _, r in gains) / len(gains):.0f}%") if gains else "-"
+            print(f"| {name} | {flip:g} | {args.seeds} | {claims} | {truly} | {moved} | {calls / args.seeds:.0f} "
+                  f"| {seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
