@@ -48,6 +48,8 @@ ProposalMode = Literal["edit", "rewrite"]
 MIN_METHOD_WORDS = 5
 #: A proposed rule shorter than this many words is not a rule.
 MIN_RULE_WORDS = 3
+#: The words of a typical one-sentence rule, to tell a proposal how many more fit the budget.
+RULE_WORDS = 12
 #: A copied run of this many words from a trajectory case marks a method tied to that case.
 COPIED_RUN_WORDS = 6
 #: A new sentence with this many content words found in one trajectory case only (and not in the
@@ -60,7 +62,7 @@ CONTENT_WORD_LETTERS = 4
 #: evol LM the short operations failed less than e_0 (47.5% against 75% of 40 Self-Instruct
 #: tasks, 62.5% against 75% on HumanEval), and e_0 with four hand-written rules failed as often
 #: as e_0 alone (65% of 20 GSM8K-style problems): on a small evol LM, more method text does not
-#: buy fewer failures. 250 words leave e_0 room for about five rules; past that, an edit has to
+#: buy fewer failures. 250 words leave e_0 room for five or six rules; past that, an edit has to
 #: replace or delete a sentence to add one (the oldest rules under the heading give way first),
 #: which also keeps the method from the growth the paper saw hurt after about 12 steps.
 DEFAULT_MAX_METHOD_WORDS = 250
@@ -209,8 +211,9 @@ def proposal_context(context: str, method: str, max_words: int) -> str:
     """What a proposal reads beside the feedback: the analysis context (the dev failures by rule
     and the earlier changes) and the method's length against its budget."""
     words = len(method.split())
-    room = ("so a new rule must be paid for by replacing or deleting a sentence" if words >= 0.9 * max_words
-            else f"room for about {max(0, max_words - words) // 12} more one-sentence rules")
+    rules = (max_words - words) // RULE_WORDS
+    room = (f"room for about {rules} more one-sentence rule{'s' if rules > 1 else ''}" if rules > 0
+            else "full: replace or delete a sentence to make room for anything new")
     return f"{context}\nThe method has {words} words; its budget is {max_words} words ({room})."
 
 
