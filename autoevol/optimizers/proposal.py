@@ -272,7 +272,12 @@ def clean_rule(text: Any) -> str:
 
 def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = (),
                    max_words: int | None = None) -> str | None:
-    """Why a proposed method is not a usable candidate, or ``None``."""
+    """Why a proposed method is not a usable candidate, or ``None``.
+
+    Over ``max_words`` a proposal is refused only when it is also longer than the current method:
+    a method that starts over the budget (a warm start from an evolver compiled with a larger
+    one) can still be reworded and shortened.
+    """
     if not text:
         return "the optimizer gave no method"
     placeholder = _PLACEHOLDER.search(text)
@@ -281,7 +286,7 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
     words = len(text.split())
     if words < MIN_METHOD_WORDS:
         return f"the proposed method is too short ({words} words)"
-    if max_words is not None and words > max_words:
+    if max_words is not None and words > max_words and words > len(current.split()):
         return f"the proposed method has {words} words, over the budget of {max_words}"
     if normalized(text) == normalized(current):
         return "the proposed method is identical to the current one"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autoevol.optimizers.method_edit import RULES_HEADING, Edit, apply_edit, rule_target
+from autoevol.optimizers.proposal import method_problem
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import edit_reply
 from tests.optimizers.test_small_lm_compile import INPUTS, NOTHING, NUMBERS, QUESTION, Evol, Optimizer, compile_world
@@ -157,3 +158,15 @@ def test_a_new_sentence_without_an_old_one_is_a_rule_and_a_lone_unusable_edit_gi
                                  keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
     assert candidate.invalid and "the old sentence is too short to find" in candidate.invalid_reason
+
+
+def test_a_method_over_the_budget_may_shrink_or_be_reworded_but_not_grow():
+    budget = len(INITIAL_METHOD.split()) - 10  # e.g. a warm start compiled with a larger budget
+    shorter, _, _ = apply_edit(INITIAL_METHOD, Edit(old_sentence="carry out the plan."), budget)
+    reworded, _, _ = apply_edit(INITIAL_METHOD, Edit(old_sentence="carry out the plan.",
+                                                     new_sentence="follow the plan."), budget)
+    longer, _, _ = apply_edit(INITIAL_METHOD, Edit(rules=(INPUTS,)), budget)
+    assert method_problem(shorter, INITIAL_METHOD, max_words=budget) is None
+    assert method_problem(reworded, INITIAL_METHOD, max_words=budget) is None
+    assert method_problem(longer, INITIAL_METHOD, max_words=budget) == (
+        f"the proposed method has {len(longer.split())} words, over the budget of {budget}")
