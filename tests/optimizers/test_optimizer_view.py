@@ -9,7 +9,7 @@ import threading
 from autoevol.optimizers import AutoEvolInstruct
 from autoevol.optimizers.history import TrajectoryCase
 from autoevol.optimizers.proposal import DEFAULT_MAX_METHOD_WORDS, trajectory_view
-from autoevol.signatures.analyze import ISSUE_CATEGORIES, TrajectoryIssue, normalize_category
+from autoevol.signatures.analyze import ISSUE_CATEGORIES, AnalyzeTrajectory, TrajectoryIssue, normalize_category
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest
 from tests.optimizers.test_small_lm_compile import INPUTS, QUESTION, Evol, Optimizer, compile_world
@@ -73,6 +73,8 @@ def test_the_issue_taxonomy_is_short_and_reads_the_older_categories():
     for name, category in older.items():
         assert normalize_category(name) == category, name
     assert TrajectoryIssue(case_id=3, category="Unclear or incoherent", reason="r").category == "flawed"
+    named = re.findall(r"\b([a-z]+(?:_[a-z]+)*) \(", AnalyzeTrajectory.instructions)  # "name (what it means)"
+    assert set(ISSUE_CATEGORIES) - {"other"} == set(named) and "other" in AnalyzeTrajectory.instructions
 
 
 class RecordingOptimizer(Optimizer):
