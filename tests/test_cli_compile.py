@@ -90,7 +90,8 @@ def autoevol(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def compile_args(server: FakeOpenAIServer, data: Path, out: Path, *extra: str) -> list[str]:
     return ["compile", str(data), "--out", str(out), "--evol-lm", "openai/fake", "--api-base", server.url,
-            "--steps", "2", "--candidates", "3", "--batch-size", "4", "--dev-size", "20", "--threads", "2",
+            "--steps", "2", "--candidates", "3", "--batch-size", "4", "--dev-size", "20", "--confirm-size", "16",
+            "--threads", "2",
             "--keep-unchanged", "--proposal-mode", "rewrite", *extra]
 
 
@@ -144,7 +145,7 @@ def test_bad_input_gives_one_line_errors_and_overwrites_nothing(tmp_path, server
     out = tmp_path / "evolver.json"
     result = autoevol(*compile_args(server, data, out))
     assert result.returncode == 2
-    assert "needs at least 24 distinct instructions" in result.stderr and "has 12" in result.stderr
+    assert "needs at least 40 distinct instructions" in result.stderr and "has 12" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
     out.write_text("keep me")

@@ -24,7 +24,7 @@ from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
-from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 
 def shelf(number: int) -> str:
@@ -212,8 +212,8 @@ class World:
             self.proposals += 1
             number = self.proposals
         if number % 2:
-            return {"new_rules": "[]", "revised_step": ""}  # adds nothing: the proposal is resampled
-        return {"new_rules": json.dumps([f"Keep every number of the task (variant {number})."]), "revised_step": ""}
+            return edit_reply()  # adds nothing: the proposal is resampled
+        return edit_reply([f"Keep every number of the task (variant {number})."])
 
 
 def compiled_calls(**settings) -> tuple[dict[str, int], World]:

@@ -25,6 +25,7 @@ from autoevol.optimizers.auto_evol import NotEnoughData, StageProgress
 from autoevol.optimizers.gepa import OPTIMIZERS, build_teleprompter, matched_metric_calls
 from autoevol.optimizers.outcome import CompileFoundNothing
 from autoevol.optimizers.history import RunDirError
+from autoevol.optimizers.proposal import DEFAULT_MAX_METHOD_WORDS
 from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
@@ -59,9 +60,9 @@ def compile_command(
     patience: Annotated[int, typer.Option(min=1, help="Steps without improvement before stopping.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the dev split, mini-batches and candidate sampling.")] = 0,
     racing: Annotated[bool, typer.Option("--racing/--no-racing", help="Stop measuring candidates that cannot win (--no-racing: every candidate on every dev item, as in the paper).")] = True,
-    proposal_mode: Annotated[str, typer.Option(help="'edit': the optimizer adds one or two general rules or revises a step (suits small optimizer LMs); 'rewrite': it rewrites the whole method, as in the paper.")] = "edit",
+    proposal_mode: Annotated[str, typer.Option(help="'edit': the optimizer adds general rules (at the end or into a step), revises a step, or replaces or deletes a sentence (suits small optimizer LMs); 'rewrite': it rewrites the whole method, as in the paper.")] = "edit",
     proposal_attempts: Annotated[int, typer.Option(min=1, help="Proposals sampled per candidate before an unusable one is given up.")] = 3,
-    max_method_words: Annotated[int, typer.Option(min=20, help="Method-length budget in words (longer candidates are shortened or rejected).")] = 400,
+    max_method_words: Annotated[int, typer.Option(min=20, help="Method-length budget in words (longer candidates are shortened or rejected); the default suits small evol LMs.")] = DEFAULT_MAX_METHOD_WORDS,
     answer_max_tokens: Annotated[Optional[int], typer.Option(min=16, help="Output token limit of the evol LM's answers used for failure detection (default: --max-output-tokens); a few hundred keep the response rules intact and save time on slow models.")] = None,
     trajectory_answers: Annotated[bool, typer.Option("--trajectory-answers/--no-trajectory-answers", help="Answer and judge each trajectory case's last stage, so the analysis sees answers and every rule's verdict.")] = True,
     optimizer_name: Annotated[str, typer.Option("--optimizer", help="'auto-evol' (Auto Evol-Instruct, the default) or 'gepa' (DSPy's GEPA with autoevol's failure feedback; see docs/gepa.md).")] = "auto-evol",

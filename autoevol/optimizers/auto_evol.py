@@ -70,7 +70,8 @@ from autoevol.optimizers.outcome import (
     stop_reason,
 )
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
-from autoevol.optimizers.proposal import MethodProposer, ProposalMode, mark_duplicates, rollout_id
+from autoevol.optimizers.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
+                                          mark_duplicates, rollout_id)
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.selection import (
@@ -145,10 +146,12 @@ class AutoEvolInstruct(Teleprompter):
         selection_alpha: family-wise level of acceptance; the k-th candidate of the compile is
             accepted at ``selection_alpha / k`` (see :mod:`~autoevol.optimizers.selection`).
         confirm_alpha: level of the confirmation test of the final method against the start.
-        proposal_mode: ``"edit"`` (one or two general rules or a revised step, applied to the
-            method; suits small optimizer LMs) or ``"rewrite"`` (the whole method, as the paper).
+        proposal_mode: ``"edit"`` (rules at the end or into a step, a revised step, or a sentence
+            replaced or deleted, applied to the method; suits small optimizer LMs) or ``"rewrite"``
+            (the whole method, as the paper).
         proposal_attempts: proposals sampled per candidate before an unusable one is given up.
-        max_method_words: the method-length budget (the paper saw quality fall as methods grew).
+        max_method_words: the method-length budget (the paper saw quality fall as methods grew;
+            the default suits small evol LMs, see :data:`~autoevol.optimizers.proposal.DEFAULT_MAX_METHOD_WORDS`).
         answer_max_tokens: caps the evol LM's answers used for failure detection (default: the
             LM's limit); a few hundred tokens keep the response rules intact and save time.
         trajectory_answers: also answer and judge each case's last stage, so the analysis sees the
@@ -191,7 +194,7 @@ class AutoEvolInstruct(Teleprompter):
         confirm_alpha: float = CONFIRM_ALPHA,
         proposal_mode: ProposalMode = "edit",
         proposal_attempts: int = 3,
-        max_method_words: int = 400,
+        max_method_words: int = DEFAULT_MAX_METHOD_WORDS,
         answer_max_tokens: int | None = None,
         trajectory_answers: bool = True,
         keep_unchanged: bool = False,

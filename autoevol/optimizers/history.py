@@ -66,19 +66,34 @@ class TrajectoryCase(BaseModel):
     rule: str | None = None
     verdict: str = "passed"
 
-    def for_analysis(self) -> dict[str, Any]:
-        """The case as the optimizer LLM sees it (notes and answer shortened)."""
-        case: dict[str, Any] = {"id": self.case_id, "stages": self.stages}
-        if self.notes and self.notes[-1].strip():
-            case["working_notes"] = _excerpt(self.notes[-1], ANALYSIS_EXCERPT)
-        if self.answer is not None:
-            case["answer"] = _excerpt(self.answer, ANALYSIS_EXCERPT)
-        case["verdict"] = self.verdict
-        return case
+    def for_analysis(self) -> str:
+        """The case as the optimizer LLM reads it: a plain text block, no JSON and no escaping.
+
+        A header with the case id and the verdict (``FAILED`` with the rule and its reason, or
+        ``passed``), the original and each rewrite. A failed case also shows the start of its
+        answer, which the response rules and the judge read, and, when it has no rewrite, the start
+        of its working notes, the only trace of what the evol LM did. A passed case shows no more
+        than its rewrites: a small optimizer LM reads it as a contrast, not as a problem.
+        """
+        verdict = self.verdict
+        if self.failed:
+            verdict = "FAILED" + verdict[len("failed"):] if verdict.startswith("failed") else f"FAILED: {verdict}"
+        lines = [f"Case {self.case_id}: {verdict}", "Original:", self.stages[0]]
+        rewrites = self.stages[1:]
+        for number, rewrite in enumerate(rewrites, start=1):
+            lines += ["Rewrite:" if len(rewrites) == 1 else f"Rewrite {number}:", rewrite]
+        if not rewrites:
+            lines += ["Rewrite: (none)"]
+        if self.failed and not rewrites and self.notes and self.notes[-1].strip():
+            lines += ["Working notes (start):", _excerpt(self.notes[-1].strip(), ANALYSIS_EXCERPT)]
+        if self.failed and self.answer:
+            lines += ["Answer to the rewrite (start):", _excerpt(self.answer.strip(), ANALYSIS_EXCERPT)]
+        return "\n".join(lines)
 
 
-#: Characters of working notes and answers the trajectory analysis sees per case.
-ANALYSIS_EXCERPT = 600
+#: Characters of working notes and answers the trajectory analysis sees per case (a small
+#: optimizer LM reads a few sentences, enough to see how the evol LM reacted).
+ANALYSIS_EXCERPT = 400
 
 
 def _excerpt(text: str, limit: int) -> str:

@@ -7,43 +7,49 @@ from typing import Any, Literal, get_args
 import dspy
 from pydantic import BaseModel, Field, field_validator
 
-#: What can go wrong in an evolution (the paper's categories, then Figure 1's, then "other").
+#: What can go wrong in an evolution: six kinds and "other", few enough for a small optimizer LM to
+#: tell apart. The paper's nine categories and Figure 1's three fold into them (see ``_ALIASES``).
 IssueCategory = Literal[
-    "no_progression",
-    "wrong_or_unrealistic",
-    "task_changed",
-    "contradictory",
-    "unclear",
-    "unsupported_complexity",
+    "not_harder",
     "complexity_decreased",
-    "unrelated",
-    "irrelevant_complexity",
-    "unsolvable",
+    "task_changed",
     "answered_instead",
-    "unimproved_complexity",
+    "flawed",
+    "irrelevant_complexity",
     "other",
 ]
 
 #: Every issue category, in the order of :data:`IssueCategory`.
 ISSUE_CATEGORIES: tuple[str, ...] = get_args(IssueCategory)
 
+#: Other spellings, and the finer categories of earlier versions (recorded in older run folders).
 _ALIASES = {
-    "no_logical_progression": "no_progression",
-    "wrong_math": "wrong_or_unrealistic",
-    "unrealistic": "wrong_or_unrealistic",
+    "no_progression": "not_harder",
+    "no_logical_progression": "not_harder",
+    "unimproved_complexity": "not_harder",
+    "unimproved": "not_harder",
+    "unchanged": "not_harder",
+    "answer_leaked": "complexity_decreased",
+    "lost_information": "complexity_decreased",
     "problem_changed": "task_changed",
     "changed": "task_changed",
-    "contradiction": "contradictory",
-    "incoherent": "unclear",
-    "unclear_or_incoherent": "unclear",
-    "complexity_not_supported": "unsupported_complexity",
-    "answer_leaked": "complexity_decreased",
-    "irrelevant": "irrelevant_complexity",
-    "unsolvable_question": "unsolvable",
+    "unrelated": "task_changed",
     "answering_instead_of_evolving": "answered_instead",
     "answers_instead": "answered_instead",
-    "unimproved": "unimproved_complexity",
-    "unchanged": "unimproved_complexity",
+    "answered": "answered_instead",
+    "wrong_or_unrealistic": "flawed",
+    "wrong_math": "flawed",
+    "unrealistic": "flawed",
+    "contradictory": "flawed",
+    "contradiction": "flawed",
+    "unclear": "flawed",
+    "incoherent": "flawed",
+    "unclear_or_incoherent": "flawed",
+    "unsolvable": "flawed",
+    "unsolvable_question": "flawed",
+    "unsupported_complexity": "irrelevant_complexity",
+    "complexity_not_supported": "irrelevant_complexity",
+    "irrelevant": "irrelevant_complexity",
 }
 
 
@@ -76,30 +82,24 @@ class AnalyzeTrajectory(dspy.Signature):
     """You review the work of an evolving method: the instructions a model followed to rewrite
     instructions into harder versions of themselves.
 
-    The trajectory is a JSON list of cases. Each case has an id and its stages: stage 0 is the
-    original instruction and every later stage is the rewrite of the stage before it. A case also
-    shows the model's working notes, the answer given to its last stage (shortened) when there is
-    one, and the automatic verdict: "passed", or the rule that failed it and why. A good rewrite is
-    a more demanding version of its parent that a person could still answer: it keeps the task,
-    the facts and the language of the parent, adds requirements that fit, and contains no answer.
+    The trajectory shows one block per case, the failed cases first. A block starts with the
+    case's verdict: FAILED with the check that caught it and why, or passed. Then come the
+    original instruction and its rewrite; a failed case may also show the start of the answer the
+    model gave to its rewrite. A good rewrite is a harder version of the original that a person
+    could still answer: it keeps the task, the facts, the inputs and the language, adds
+    requirements that fit, and gives no answer away.
 
-    List every case where the evolution went wrong, with its category. Every case whose verdict
-    says failed is a problem case, and a passed case can still be one:
-    no_progression (the added complexity has no logical build-up), wrong_or_unrealistic (wrong
-    facts or impossible numbers), task_changed (the original problem was altered or irrelevant
-    details were added), contradictory (requirements that conflict), unclear (hard to understand
-    or incoherent), unsupported_complexity (complexity the original cannot carry),
-    complexity_decreased (simpler than the parent, e.g. the answer leaked into the question),
-    unrelated (no longer about the original), irrelevant_complexity (additions that do not
-    matter to the task), unsolvable (cannot be answered as written), answered_instead (the model
-    answered the instruction instead of rewriting it), unimproved_complexity (no harder than the
-    parent), or other. Then write feedback: which general weakness of the method let these
-    problems happen, and what the method should say instead. The feedback must apply to any
-    instruction of this kind, never to the facts of one case."""
+    List the cases that went wrong: every FAILED case, and a passed case only when it clearly
+    has one of these problems. Name each problem with one of: not_harder (no harder than the
+    original), complexity_decreased (lost part of the task, its inputs, facts or examples, or gave
+    the answer away), task_changed (asks for something else), answered_instead (answered or
+    commented instead of rewriting), flawed (unclear, contradictory, wrong or unsolvable),
+    irrelevant_complexity (additions that do not fit the task), other. Then write feedback: the
+    general weakness of the method behind these problems and what the method should say
+    instead, in words that fit any instruction of this kind, never the facts of one case."""
 
     method: str = dspy.InputField(desc="the evolving method that produced the rewrites")
-    trajectory: str = dspy.InputField(
-        desc="the cases as JSON: id, stages, working notes, answer excerpt and verdict")
+    trajectory: str = dspy.InputField(desc="the cases as plain text blocks, failed cases first")
     context: str = dspy.InputField(
         desc="how the method fails on the development set, by rule, and what earlier steps tried")
     issues: list[TrajectoryIssue] = dspy.OutputField(

@@ -8,9 +8,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,14 @@ def parse_request(request: Any) -> ScriptedRequest:
     return ScriptedRequest(system=system, user=user, inputs=inputs, outputs=outputs,
                            temperature=request.config.temperature, max_tokens=request.config.max_tokens,
                            history=history)
+
+
+def edit_reply(rules: Sequence[str] = (), *, revised_step: str = "", old_sentence: str = "",
+               new_sentence: str = "") -> dict[str, str]:
+    """A scripted optimizer's answer to an edit proposal, every field of
+    :class:`~autoevol.signatures.optimize.ProposeMethodEdit` filled (empty where not given)."""
+    return {"new_rules": json.dumps(list(rules)), "revised_step": revised_step, "old_sentence": old_sentence,
+            "new_sentence": new_sentence}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import threading
 from typing import Any
 
 from autoevol.lm.managed import ManagedLM
-from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 #: The mark of a truly better rule.
 MARK = "[better]"
@@ -73,7 +73,7 @@ class SelectionWorld:
             better = self.better_every > 0 and number % self.better_every == 0
             rule = (f"Keep every part of the task and add one fitting requirement, variant {number} {MARK}" if better
                     else f"Keep every part of the task and vary one detail, variant {number}.")
-            return {"new_rules": json.dumps([rule]), "revised_step": ""}
+            return edit_reply([rule])
         if "issues" in request.outputs:
             return {"issues": json.dumps([]), "feedback": "Make every rewrite change the instruction."}
         return {name: "ok" for name in request.outputs}

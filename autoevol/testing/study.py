@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from autoevol.lm.managed import ManagedLM
-from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 MARK = "[refined]"
 
@@ -76,7 +76,7 @@ class StudyWorld:
                 better = self._rng.random() < self.improve_p
                 number = self._rng.randrange(10**6)
             rule = f"Keep the task and add one fitting requirement {MARK}" if better else f"Be careful, note {number}."
-            return {"new_rules": json.dumps([rule]), "revised_step": ""}
+            return edit_reply([rule])
         if "issues" in request.outputs:
             return {"issues": json.dumps([]), "feedback": "Make every rewrite change the instruction."}
         return {name: "ok" for name in request.outputs}

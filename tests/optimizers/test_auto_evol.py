@@ -85,7 +85,7 @@ class OptimizerScript:
         self.analysis = analysis
         self.analyses = 0
         self.calls = 0
-        self.trajectories: list[list[dict]] = []
+        self.trajectories: list[str] = []
         self._lock = threading.Lock()
 
     def __call__(self, request: ScriptedRequest) -> dict[str, str] | str:
@@ -96,7 +96,7 @@ class OptimizerScript:
             if "issues" in request.outputs:
                 number = self.analyses
                 self.analyses += 1
-                self.trajectories.append(json.loads(request.inputs["trajectory"]))
+                self.trajectories.append(request.inputs["trajectory"])
         if "issues" in request.outputs:
             if self.analysis is not None:
                 return self.analysis
@@ -154,7 +154,7 @@ def test_compile_picks_the_candidate_with_the_lowest_failure_rate():
     assert record.selected.failure_rate == winner.score.failure_rate
     assert result.metadata["initial_dev_failure_rate"] == record.incumbent.failure_rate
     assert result.metadata["dev_failure_rate"] == winner.score.failure_rate < 0.2
-    assert all(issue.category == "unimproved_complexity" for c in record.candidates for issue in c.issues)
+    assert all(issue.category == "not_harder" for c in record.candidates for issue in c.issues)
 
 
 def test_the_incumbent_is_kept_when_every_candidate_is_worse():
@@ -247,22 +247,27 @@ def test_optimizer_samples_candidates_at_its_temperature_with_distinct_rollouts(
 def test_the_analysis_sees_the_trajectory_with_stages_and_verdicts():
     result, _, _, optimizer = compile_with([method("CAREFUL")], num_candidates=1, evolution_rounds=2, batch_size=6,
                                            data=items(42))
-    cases = optimizer.trajectories[0]
-    assert len(cases) == 6 and [case["id"] for case in cases] == ["1", "2", "3", "4", "5", "6"]
+    view = optimizer.trajectories[0]
     record = result.compile_history[0]
-    for case, stored in zip(cases, record.trajectory):
-        assert case["stages"] == stored.stages and case["stages"][0] in items(42)
+    assert [stored.case_id for stored in record.trajectory] == ["1", "2", "3", "4", "5", "6"]
+    blocks = view.split("\n\n")[1:]  # after the count of failed cases: one block per case, failed first
+    assert blocks == [stored.for_analysis() for stored in sorted(record.trajectory, key=lambda case: not case.failed)]
+    for stored in record.trajectory:
+        assert stored.stages[0] in items(42)
         if stored.failed:
-            assert len(case["stages"]) == 2 and case["verdict"].startswith("failed (unchanged)")
+            assert len(stored.stages) == 2 and stored.verdict.startswith("failed (unchanged)")
+            assert f"Case {stored.case_id}: FAILED (unchanged)" in view
         else:
-            assert len(case["stages"]) == 3 and case["verdict"] == "passed"
+            assert len(stored.stages) == 3 and stored.verdict == "passed"
+            assert f"Rewrite 1:\n{stored.stages[1]}\nRewrite 2:\n{stored.stages[2]}" in view
     assert any(stored.failed for stored in record.trajectory)
 
 
-def test_trajectory_answers_give_the_analysis_the_answers():
-    _, _, _, optimizer = compile_with([method("CAREFUL")], num_candidates=1, trajectory_answers=True)
-    passed = [case for case in optimizer.trajectories[0] if case["verdict"] == "passed"]
-    assert passed and all(case["answer"].startswith("A complete answer") for case in passed)
+def test_trajectory_answers_are_recorded_and_the_analysis_reads_those_of_failed_cases_only():
+    result, _, _, optimizer = compile_with([method("CAREFUL")], num_candidates=1, trajectory_answers=True)
+    passed = [case for case in result.compile_history[0].trajectory if not case.failed]
+    assert passed and all(case.answer.startswith("A complete answer") for case in passed)
+    assert "A complete answer" not in optimizer.trajectories[0]  # a passed case's answer explains nothing
 
 
 # ---------------------------------------------------------------------------------- bad input and faults
@@ -363,7 +368,7 @@ def test_every_step_is_checkpointed_with_its_candidates_rates_and_usage(tmp_path
     candidate = stored["candidates"][0]
     assert {"method", "feedback", "issues", "invalid", "score", "dropped"} <= set(candidate)
     assert candidate["score"]["failed"] <= candidate["score"]["evaluated"]
-    assert candidate["issues"][0]["category"] == "unimproved_complexity"
+    assert candidate["issues"][0]["category"] == "not_harder"
     assert {u["role"] for u in stored["usage"]} == {"evol", "optimizer"}
     assert all(u["calls"] + u["cache_hits"] > 0 and u["input_tokens"] > 0 for u in stored["usage"])
     assert stored["seconds"] >= 0 and stored["finished_at"]

@@ -25,7 +25,7 @@ from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
 from autoevol.signatures.evolve import INITIAL_METHOD
-from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 GOOD = "Count them per row and explain the total."
 BAD = "Round every count to the nearest ten first."
@@ -79,7 +79,7 @@ class Optimizer:
             return {"issues": json.dumps(issues), "feedback": "Rewrites stay unchanged."}
         with self._lock:
             rule = f"Keep the task's numbers and units exactly (variant {self.teacher_calls})."
-        return {"new_rules": json.dumps([rule]), "revised_step": ""}
+        return edit_reply([rule])
 
 
 DEV = items(range(32))  # eight of each residue

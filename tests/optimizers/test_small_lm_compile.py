@@ -26,12 +26,14 @@ from autoevol.optimizers.method_edit import RULES_HEADING, Edit, apply_edit, rep
 from autoevol.optimizers.proposal import method_problem
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
-from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 NUMBERS = "Keep every number of the original instruction."
 QUESTION = "Keep the question the original instruction asks."
 INPUTS = "Name the inputs the task works on."
 FIXES = {NUMBERS: ({0}, {3}), QUESTION: ({1, 2}, {4}), INPUTS: ({0, 1}, set())}
+#: Why an edit that changes nothing is not a candidate.
+NOTHING = "the edit changes nothing: no new rule, no revised step, no sentence replaced or deleted"
 
 
 def failing_residues(method: str) -> set[int]:
@@ -94,9 +96,9 @@ class Optimizer:
             raise answer
         if isinstance(answer, str):
             return {"improved_method": answer} if "improved_method" in request.outputs else answer
-        if isinstance(answer, dict):  # a whole edit reply: new rules and a revised step
+        if isinstance(answer, dict):  # a whole edit reply (see edit_reply)
             return answer
-        return {"new_rules": json.dumps(answer), "revised_step": ""}
+        return edit_reply(answer)
 
 
 #: The dev set: items 0-17, three of each residue, so e_0 fails exactly half of it.
@@ -147,7 +149,7 @@ def test_unusable_proposals_are_resampled_until_one_is_valid():
     candidate = result.compile_history[0].candidates[0]
     assert not candidate.invalid and candidate.attempts == 4
     assert "placeholder" in candidate.rejected[0]
-    assert candidate.rejected[1:] == ["the edit adds no new rule and revises no step"] * 2
+    assert candidate.rejected[1:] == [NOTHING] * 2
     assert candidate.change == f"added rule: {QUESTION}"
     assert optimizer.edit_calls == 4  # every attempt reached the LM: a new rollout id, not the cache
 
@@ -196,7 +198,7 @@ def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():
     changed, _, problem = apply_edit(method, Edit(revised_step=revised), 400)
     assert problem is None and revised in changed and "Step 3 - Rewrite: carry out the plan. The" not in changed
     assert apply_edit(method, Edit(revised_step="Step 9 - Extra: more."), 400).problem is not None
-    assert apply_edit(method, Edit(rules=(NUMBERS,)), 400).problem == "the edit adds no new rule and revises no step"
+    assert apply_edit(method, Edit(rules=(NUMBERS,)), 400).problem == NOTHING
     budget = len(method.split()) + 3  # room for the new rule only if the oldest one goes
     shortened, _, problem = apply_edit(method, Edit(rules=(INPUTS,)), budget)
     assert problem is None and NUMBERS not in shortened and QUESTION in shortened and INPUTS in shortened
@@ -272,8 +274,8 @@ def test_a_revised_step_that_says_what_the_step_says_is_no_revision():
 
 def test_an_edit_is_described_by_what_it_changed():
     step_3 = step_paragraph(INITIAL_METHOD, "Step 3 - ")
-    echoed = {"new_rules": "[]", "revised_step": step_3}
-    with_rule = {"new_rules": json.dumps([INPUTS]), "revised_step": step_3}
+    echoed = edit_reply(revised_step=step_3)
+    with_rule = edit_reply([INPUTS], revised_step=step_3)
     tele, result = compile_world(Evol(), Optimizer([echoed, with_rule]), proposal_attempts=2, proposal_mode="edit")
     candidate = result.compile_history[0].candidates[0]
     assert "Step 3 is the method's Step 3 unchanged" in candidate.rejected[0]
@@ -282,13 +284,13 @@ def test_an_edit_is_described_by_what_it_changed():
 
 def test_the_rules_of_an_edit_are_kept_when_its_revised_step_cannot_be_applied():
     # seen with Qwen2.5-Coder-1.5B on HumanEval: good rules beside a "revised step" without a step label
-    unlabeled = {"new_rules": json.dumps([INPUTS]), "revised_step": "Rewrite the instruction as follows: keep it."}
+    unlabeled = edit_reply([INPUTS], revised_step="Rewrite the instruction as follows: keep it.")
     tele, result = compile_world(Evol(), Optimizer([unlabeled]), proposal_attempts=1, proposal_mode="edit",
                                  keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
     assert not candidate.invalid and candidate.method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
     assert candidate.change == f"added rule: {INPUTS}"
-    alone = {"new_rules": "[]", "revised_step": "Rewrite the instruction as follows: keep it."}
+    alone = edit_reply(revised_step="Rewrite the instruction as follows: keep it.")
     tele, result = compile_world(Evol(), Optimizer([alone]), proposal_attempts=1, proposal_mode="edit",
                                  keep_unchanged=True)
     assert "does not start with a step label" in result.compile_history[0].candidates[0].invalid_reason
@@ -315,13 +317,12 @@ def test_the_analysis_sees_cases_rules_answers_and_earlier_tries():
     optimizer = Optimizer([[QUESTION], [INPUTS]])
     tele, result = compile_world(Evol(), optimizer, max_steps=2, patience=2, trajectory_answers=True,
                                  num_candidates=1)
-    first, second = optimizer.analyses[0].user, optimizer.analyses[-1].user
-    cases = json.loads(re.search(r"\[\[ ## trajectory ## \]\]\n(.*?)\n\n\[\[ ## context", first, re.S).group(1))
-    assert all("working_notes" in case and "verdict" in case for case in cases)
-    assert any(case["verdict"].startswith("failed (unchanged)") for case in cases)
-    assert any("answer" in case for case in cases)
-    assert "fails 9 of 18 items (by rule: unchanged 9)" in first
-    assert f"step 1: added rule: {QUESTION}: 33%" in second
+    first, second = optimizer.analyses[0].inputs, optimizer.analyses[-1].inputs
+    view = first["trajectory"]
+    assert "{" not in view and '\\"' not in view  # plain text, not JSON
+    assert re.search(r"^Case \d+: FAILED \(unchanged\): ", view, re.M) and "\nOriginal:\nTask #" in view
+    assert "fails 9 of 18 items (by rule: unchanged 9)" in first["context"]
+    assert f"step 1: added rule: {QUESTION}: 33%" in second["context"]
 
 
 # ---------------------------------------------------------------------------------- found nothing

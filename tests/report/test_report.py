@@ -44,7 +44,7 @@ def make_run(path: Path, steps: int = 3) -> Path:
         rates = [0.5 - 0.1 * step, 0.55]
         candidates = [
             CandidateRecord(index=i + 1, method=method if i == 0 else "other", feedback="f",
-                            issues=[TrajectoryIssue(case_id="c1", category="unclear", reason="r"),
+                            issues=[TrajectoryIssue(case_id="c1", category="flawed", reason="r"),
                                     TrajectoryIssue(case_id="c2", category="task_changed", reason="<b>r</b>")][: i + 1],
                             score=score(method if i == 0 else "other", rate, {"unchanged": 2}))
             for i, rate in enumerate(rates)
@@ -66,7 +66,7 @@ def test_run_report_has_steps_issues_method_and_diff(tmp_path: Path) -> None:
     model = collect(run)
     assert [s.step for s in model.run.steps] == [1, 2, 3]
     assert model.run.steps[0].candidates == [pytest.approx(0.4), pytest.approx(0.55)]
-    assert model.run.issue_categories == {"unclear": 6, "task_changed": 3}
+    assert model.run.issue_categories == {"flawed": 6, "task_changed": 3}
     assert model.run.final_method == FINAL
     assert model.run.final_by_rule == {"unchanged": 2, "lost_question": 1}
     html = build_report(run)
