@@ -14,7 +14,7 @@ import random
 import dspy
 
 from autoevol.records import fingerprint
-from autoevol.signatures.evolve import EvolveInstruction
+from autoevol.signatures.evolve import WEAK_METHOD, EvolveInstruction
 
 _COMMON_TAIL = (
     " Keep the result a single instruction a person could answer, in the same language as the "
@@ -58,6 +58,12 @@ IN_BREADTH: tuple[str, ...] = ("in_breadth",)
 def operation_method(name: str) -> str:
     """The full evolving method text of one operation."""
     return f"You rewrite an instruction. {OPERATIONS[name]}{_COMMON_TAIL}"
+
+
+def starting_methods() -> dict[str, str]:
+    """Methods a compile can race against its student's before optimizing: the paper's one-line weak
+    method, and each classic operation as a method of its own, by name."""
+    return {"weak": WEAK_METHOD, **{name: operation_method(name) for name in OPERATIONS}}
 
 
 class EvolInstructBaseline(dspy.Module):

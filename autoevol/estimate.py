@@ -224,7 +224,7 @@ class CompilePlan(BaseModel):
 def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int, rounds: int,
                  trajectory_answers: bool = True, proposal_attempts: int = 3, max_demos: int = 0,
                  demo_candidates: int = 2, teacher_demos: bool = False, own_demos: int = 0,
-                 confirm_size: int = 0) -> CompilePlan:
+                 confirm_size: int = 0, starts: int = 0) -> CompilePlan:
     """Upper bound of the calls of one compile at the paper's schedule (no caching, no racing).
 
     The starting method is measured once on the dev set (evolve, answer, judge each item). Each
@@ -238,7 +238,8 @@ def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int,
     case and the evol LM answers each rewrite, counted as if every case failed; and every
     evolution of the step shows up to ``max_demos`` demonstrations (``own_demos`` of them are
     the student's and already in its prompt). At the end the final method and the starting method
-    are measured on the ``confirm_size`` items of the confirmation split.
+    are measured on the ``confirm_size`` items of the confirmation split; ``starts`` starting
+    methods raced before step 1 are each measured on the dev set.
     """
     demos = max_demos > 0
     trajectory = batch_size * rounds
@@ -246,9 +247,9 @@ def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int,
     answered = batch_size if trajectory_answers or demos else 0
     teacher = batch_size if demos and teacher_demos else 0
     shown = steps * (trajectory + measured) * max(0, max_demos - own_demos) if demos else 0
-    confirmation = 2 * confirm_size
-    return CompilePlan(evolutions=dev_size + steps * (trajectory + measured) + confirmation,
-                       answers=dev_size + steps * (answered + measured + teacher) + confirmation,
+    once = (1 + starts) * dev_size + 2 * confirm_size  # the start, the raced starts, the confirmation
+    return CompilePlan(evolutions=once + steps * (trajectory + measured),
+                       answers=once + steps * (answered + measured + teacher),
                        optimizer_calls=steps * candidates * (1 + proposal_attempts),
                        teacher_calls=steps * teacher, demos_shown=shown)
 
@@ -276,6 +277,7 @@ def estimate_compile(
     teacher_demos: bool = False,
     keep_demos: bool = False,
     confirm_size: int = 0,
+    starts: int = 0,
 ) -> Estimate:
     """Plan of ``trials`` compiles (one for ``autoevol compile``) and their held-out evaluations.
 
@@ -290,7 +292,7 @@ def estimate_compile(
     plan = compile_plan(steps=steps, candidates=candidates, batch_size=batch_size, dev_size=dev_size, rounds=rounds,
                         trajectory_answers=trajectory_answers, proposal_attempts=proposal_attempts,
                         max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos,
-                        own_demos=own_demos, confirm_size=confirm_size)
+                        own_demos=own_demos, confirm_size=confirm_size, starts=starts)
     heldout_shown = heldout * max(0, max_demos - own_demos)  # the compiled evolver's demonstrations
     estimate = estimate_item_evaluations(
         sample, evaluations=trials * (plan.evolutions + heldout), answers=trials * (plan.answers + heldout),

@@ -22,8 +22,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed.jsonl"
 UNREACHABLE = ["--evol-lm", "openai/nowhere", "--api-base", "http://127.0.0.1:9/v1"]
 #: A small compile: 2 steps of 3 candidates, mini-batches of 2, 4 dev items.
 SMALL = ["--steps", "2", "--candidates", "3", "--batch-size", "2", "--dev-size", "4"]
-#: Its evolutions: e_0 on the 4 dev items, then per step 2 trajectory cases and 3 candidates x 4 dev items.
-EVOLUTIONS = 4 + 2 * (2 + 3 * 4)
+#: Its evolutions: e_0 on the 4 dev items, then per step 2 trajectory cases and 3 candidates x 4 dev items,
+#: then e_0 and the result on the 4 items of the confirmation split (its default size is the dev size).
+EVOLUTIONS = 4 + 2 * (2 + 3 * 4) + 2 * 4
 
 
 def planned_calls(output: str, role: str) -> int:
@@ -61,6 +62,16 @@ def test_the_entry_point_plans_the_compile_and_writes_nothing(tmp_path):
     assert planned_model(result.stdout, "judge") == "openai/nowhere"  # the optimizer LM, here the evol LM
     assert planned_calls(result.stdout, "optimizer") == 2 * 3 * (1 + 3)
     assert not any(tmp_path.iterdir())
+
+
+def test_compile_plans_the_confirmation_split_and_the_starting_methods_it_is_given(workdir):
+    compile_args = ["compile", str(EXAMPLE), "--out", "evolver.json", "--dry-run", *SMALL, *UNREACHABLE]
+    smaller = dry_run(*compile_args, "--confirm-size", "1")
+    assert planned_calls(smaller, "judge") == EVOLUTIONS - 2 * 3
+    raced = dry_run(*compile_args, "--start", "weak", "--start", "deepen")
+    assert planned_calls(raced, "judge") == EVOLUTIONS + 2 * 4  # each start on the 4 dev items
+    everything = dry_run(*compile_args, "--start", "all")
+    assert planned_calls(everything, "judge") == EVOLUTIONS + 7 * 4
 
 
 def test_compile_plans_the_judge_it_is_given_and_none_when_turned_off(workdir):

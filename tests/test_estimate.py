@@ -256,3 +256,10 @@ def test_a_compile_choosing_demonstrations_costs_more_but_stays_within_the_plan(
         assert 0 < demos[role] - paper[role] <= calls(planned, role) - calls(planned_paper, role), role
     assert demos["optimizer"] <= calls(planned, "optimizer") + calls(planned, "teacher")
     assert 0 < demos["optimizer"] - paper["optimizer"] == world.teacher_calls <= calls(planned, "teacher")
+
+
+def test_the_plan_counts_the_confirmation_and_the_raced_starting_methods():
+    base = compile_plan(**SCHEDULE)
+    planned = compile_plan(**SCHEDULE, confirm_size=5, starts=3)
+    assert planned.evolutions - base.evolutions == planned.answers - base.answers == 2 * 5 + 3 * SCHEDULE["dev_size"]
+    assert planned.optimizer_calls == base.optimizer_calls

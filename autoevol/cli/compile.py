@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from autoevol.baselines import starting_methods
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
 from autoevol.cli.demos import demos_line, demos_table
 from autoevol.data import iter_items
@@ -74,6 +75,7 @@ def compile_command(
     keep_demos: Annotated[bool, typer.Option(help="With --from: keep the evolver's demonstrations (default: draw new ones from DATA).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
+    start: Annotated[Optional[list[str]], typer.Option(help="A starting method raced against e_0 (or --from) on the dev set before step 1, replacing it when the paired test supports it: 'weak', an Evol-Instruct operation (add_constraints, deepen, concretize, increase_reasoning, complicate_input, in_breadth) or 'all' (repeatable).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 1024,
     timeout: Annotated[float, typer.Option(help="Seconds before one LM call is abandoned and retried.")] = 120.0,
@@ -95,6 +97,7 @@ def compile_command(
     dev_items = _read_items(valset, column) if valset else None
     if optimizer_name not in OPTIMIZERS:
         fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer_name!r}")
+    selection = _selection_settings(optimizer_name, confirm_size, selection_alpha, confirm_alpha, start)
     if max_metric_calls is not None and optimizer_name != "gepa":
         fail("--max-metric-calls is GEPA's budget; add --optimizer gepa (Auto Evol-Instruct's budget is --steps)")
     if dry_run and optimizer_name == "gepa":
@@ -114,7 +117,8 @@ def compile_command(
             proposal_attempts=proposal_attempts, judge_max_tokens=JUDGE_MAX_TOKENS,
             judge_model=parse_spec(judge_lm or optimizer_lm or evol_lm).display_name if judged else None,
             max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
-            confirm_size=dev_size if confirm_size is None else confirm_size)))
+            confirm_size=dev_size if confirm_size is None else confirm_size,
+            starts=len(selection.get("starts", ())))))
         return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
@@ -134,8 +138,7 @@ def compile_command(
             optimizer_name, max_metric_calls=max_metric_calls,  # type: ignore[arg-type]
             optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
             batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
-            patience=patience, racing=racing, **_selection_settings(optimizer_name, confirm_size, selection_alpha,
-                                                                    confirm_alpha), proposal_mode=proposal_mode,  # type: ignore[arg-type]
+            patience=patience, racing=racing, **selection, proposal_mode=proposal_mode,  # type: ignore[arg-type]
             proposal_attempts=proposal_attempts, max_method_words=max_method_words,
             answer_max_tokens=answer_max_tokens, trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
             max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
@@ -163,14 +166,22 @@ def compile_command(
 
 
 def _selection_settings(optimizer_name: str, confirm_size: int | None, selection_alpha: float,
-                        confirm_alpha: float) -> dict[str, Any]:
-    """The selection and confirmation settings, which only Auto Evol-Instruct has."""
+                        confirm_alpha: float, starts: list[str] | None) -> dict[str, Any]:
+    """The selection, confirmation and starting-method settings, which only Auto Evol-Instruct has."""
     if optimizer_name != "auto-evol":
+        if starts:
+            fail("--start races starting methods in Auto Evol-Instruct's compile; GEPA starts from e_0 or --from")
         return {}
+    known = list(starting_methods())
+    names = known if "all" in (starts or []) else list(starts or [])
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        fail(f"--start {unknown[0]!r} is not a starting method; choose from {', '.join(known)} or 'all'")
     for name, value in (("--selection-alpha", selection_alpha), ("--confirm-alpha", confirm_alpha)):
         if not 0 < value < 1:
             fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
-    return {"confirm_size": confirm_size, "selection_alpha": selection_alpha, "confirm_alpha": confirm_alpha}
+    return {"confirm_size": confirm_size, "selection_alpha": selection_alpha, "confirm_alpha": confirm_alpha,
+            "starts": names}
 
 
 def _judge(session: LMSession, spec: str | None, api_base: str | None, optimizer_spec: str,
@@ -195,6 +206,8 @@ def show_command(
     out.print(demos_table(loaded.demos) if loaded.demos else "no demonstrations")
     out.print(_metadata_table(loaded.metadata))
     history = loaded.metadata.get("history") or []
+    if loaded.metadata.get("start_race"):
+        out.print(start_race_line(loaded.metadata), highlight=False)
     if history:
         out.print(_steps_table(history))
         out.print(confirmation_line(loaded.metadata), highlight=False)
@@ -275,6 +288,8 @@ def _print_summary(compiled: Evolver, out: Path, *, start_label: str) -> None:
     table.add_row("method", str(meta.get("initial_method_fingerprint")), compiled.fingerprint)
     table.add_row("demonstrations", str(meta.get("initial_demos", 0)), demos_line(compiled.demos))
     console.print(table)
+    if meta.get("start_race"):
+        console.print(start_race_line(meta), highlight=False)
     if meta.get("history"):
         console.print(_steps_table(meta["history"]))
     console.print(confirmation_line(meta), highlight=False)
@@ -322,6 +337,18 @@ def _candidate(rate: float | None, measured: int | None, full: int) -> str:
         return "invalid"
     text = f"{100 * rate:.0f}%"
     return text if not measured or measured >= full else f"{text} (dropped after {measured})"
+
+
+def start_race_line(meta: dict[str, Any]) -> str:
+    """The starting-method race in one line: each method's dev failure rate and which one step 1 started from."""
+    parts = []
+    for entry in meta.get("start_race") or []:
+        rate = entry.get("failure_rate")
+        name = str(entry.get("method", "?")).removeprefix("starting method: ")
+        parts.append(f"{name} {'-' if rate is None else f'{100 * rate:.0f}%'}" + (" (dropped)" if entry.get("dropped") else ""))
+    chosen = str(meta.get("start_chosen") or "student").removeprefix("starting method: ")
+    return (f"starting methods raced against the start ({_rate(meta.get('initial_dev_failure_rate'), None)}): "
+            f"{', '.join(parts)}; step 1 started from: {chosen}")
 
 
 def confirmation_line(meta: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 
+from autoevol.baselines import starting_methods
 from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers.demos import DemoSearch
@@ -98,7 +99,7 @@ HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "confirm_size", "
                    "temperature", "top_p", "evol_temperature", "patience", "racing", "racing_alpha",
                    "selection_alpha", "confirm_alpha", "proposal_mode",
                    "proposal_attempts", "max_method_words", "answer_max_tokens", "trajectory_answers",
-                   "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "seed")
+                   "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "starts", "seed")
 
 Instructions = Sequence["str | dspy.Example | SeedItem"]
 
@@ -163,6 +164,9 @@ class AutoEvolInstruct(Teleprompter):
         demo_candidates: new demonstration sets proposed per step (when ``max_demos > 0``).
         teacher_demos: also let the optimizer LM rewrite failed trajectory cases; a rewrite that
             passes every rule under the evol LM's answer joins the demonstration pool.
+        starts: starting methods raced against the student's before step 1, by name (see
+            :func:`~autoevol.baselines.starting_methods`: ``weak`` and each classic operation); one
+            replaces the student's method when the paired test supports it, as a step's candidate.
         keep_demos: start from the student's demonstrations (a warm start keeps its method but by
             default draws new demonstrations from the new data).
         seed: seeds the dev split, the mini-batches and the optimizer's rollout ids.
@@ -202,6 +206,7 @@ class AutoEvolInstruct(Teleprompter):
         demo_candidates: int = 2,
         teacher_demos: bool = False,
         keep_demos: bool = False,
+        starts: Sequence[str] = (),
         seed: int = 0,
         num_threads: int = 4,
         step_callback: StepCallback | None = None,
@@ -223,6 +228,11 @@ class AutoEvolInstruct(Teleprompter):
         self.step_callback, self.progress = step_callback, progress
         self.max_demos, self.demo_candidates = max_demos, demo_candidates
         self.teacher_demos, self.keep_demos = teacher_demos, keep_demos
+        unknown = sorted(set(starts) - set(starting_methods()))
+        if unknown:
+            raise ValueError(f"unknown starting method(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(starting_methods())}")
+        self.starts = list(dict.fromkeys(starts))
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -280,13 +290,13 @@ class AutoEvolInstruct(Teleprompter):
         start = self._start(candidate, run, loop)
         history = run.completed_steps(self.max_steps) if run is not None else []
         loop.demos.replay(history)
-        incumbent = history[-1].selected if history else start.score
+        incumbent = history[-1].selected if history else start.chosen
         stopped = next(filter(None, (notify(self.step_callback, record) for record in history)), None)
         for step in range(len(history) + 1, self.max_steps + 1):
             stopped = stopped or stop_reason(incumbent, history, self.patience)
             if stopped:
                 break
-            record = self._step(step, incumbent, pool, history, loop)
+            record = self._step(step, incumbent, pool, history, loop, tried_before=start.tried)
             if run is not None:
                 run.write_step(record)
             history.append(record)
@@ -308,7 +318,7 @@ class AutoEvolInstruct(Teleprompter):
         return evolver
 
     def _step(self, step: int, incumbent: MethodScore, pool: Sequence[Item], history: Sequence[StepRecord],
-              loop: _Loop) -> StepRecord:
+              loop: _Loop, *, tried_before: int) -> StepRecord:
         """One step of the loop: mini-batch, trajectory, m analyses and candidates, selection."""
         clock, usage_before = time.monotonic(), loop.lms.usage()
         batch = self.mini_batch(pool, step)
@@ -325,7 +335,8 @@ class AutoEvolInstruct(Teleprompter):
         new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
         candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
-        tried = (history[-1].tried if history else 0) + sum(not c.invalid and bool(c.method) for c in candidates)
+        tried = (history[-1].tried if history else tried_before) + sum(not c.invalid and bool(c.method)
+                                                                       for c in candidates)
         winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.selection_alpha,
                                                                                         max(tried, 1)))
         # the incumbent kept is rescored: items left out during this step leave its rate too
@@ -404,7 +415,8 @@ class AutoEvolInstruct(Teleprompter):
     # ------------------------------------------------------------------------------ resume
 
     def _start(self, candidate: Candidate, run: RunDirectory | None, loop: _Loop) -> StartRecord:
-        """The starting candidate's failure rate on the whole dev set (measured once per run)."""
+        """The starting candidate's failure rate on the whole dev set, and the race of the other
+        starting methods against it (measured once per run)."""
         recorded = run.start() if run is not None else None
         if recorded is not None:
             return recorded
@@ -414,7 +426,19 @@ class AutoEvolInstruct(Teleprompter):
         score = loop.evaluator.score(candidate, self.dev_size)
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
                     score.failed, score.evaluated)
-        start = StartRecord(score=score, excluded_items=loop.evaluator.excluded_items(),
+        methods = starting_methods()
+        alternatives = [CandidateRecord(index=index, method=methods[name], change=f"starting method: {name}")
+                        for index, name in enumerate(self.starts, start=1)]
+        mark_duplicates(alternatives)
+        winner = None
+        if alternatives:
+            winner = self._select(score, alternatives, 0, loop, level=acceptance_level(self.selection_alpha,
+                                                                                       len(alternatives)))
+            logger.info("starting methods raced: %s", "the student's method stays" if winner is None else
+                        f"{self.starts[winner - 1]} replaces it")
+            score = loop.evaluator.score(candidate, self.dev_size)  # items left out during the race leave it too
+        start = StartRecord(score=score, alternatives=alternatives, winner=winner, tried=len(alternatives),
+                            excluded_items=loop.evaluator.excluded_items(),
                             usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3))
         if run is not None:
             run.write_start(start)

@@ -201,13 +201,30 @@ class StepRecord(BaseModel):
 
 
 class StartRecord(BaseModel):
-    """The starting method's measurement on the whole dev set, made once before step 1."""
+    """The starting method's measurement on the whole dev set, made once before step 1.
+
+    With starting methods to race (``starts``), each is a candidate against the student's method,
+    selected like the candidates of a step; ``chosen`` is the method step 1 starts from.
+    """
 
     score: MethodScore
+    alternatives: list[CandidateRecord] = Field(default_factory=list, description="the raced starting methods")
+    winner: int | None = Field(default=None, description="the alternative that replaced the student's method")
+    tried: int = Field(default=0, description="candidates measured so far: the alternatives")
     excluded_items: list[int] = Field(
         default_factory=list, description="dev items left out of every method's rate after LM errors")
     usage: list[UsageDelta] = Field(default_factory=list)
     seconds: float = 0.0
+
+
+    @property
+    def chosen(self) -> MethodScore:
+        """The method the first step starts from: the race's winner, else the student's."""
+        if self.winner is None:
+            return self.score
+        winner = self.alternatives[self.winner - 1].score
+        assert winner is not None
+        return winner
 
 
 class RunHeader(BaseModel):

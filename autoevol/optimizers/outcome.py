@@ -119,6 +119,11 @@ def compiled_evolver(student: Evolver, final: MethodScore, start: StartRecord, h
         "dev_failure_rate": final.failure_rate,
         "dev_failures": {"failed": final.failed, "total": final.evaluated},
         "steps": len(history), "stopped": stopped,
+        "start_race": [{"method": candidate.change, "failure_rate": None if candidate.score is None
+                        else candidate.score.failure_rate, "dropped": candidate.dropped,
+                        "paired": None if candidate.comparison is None else candidate.comparison.model_dump()}
+                       for candidate in start.alternatives],
+        "start_chosen": "student" if start.winner is None else start.alternatives[start.winner - 1].change,
         "confirmation": None if confirmation is None else confirmation.model_dump(),
         "confirmed": None if confirmation is None else confirmation.supported,
         "proposals": {"valid": sum(r.valid_candidates for r in history),

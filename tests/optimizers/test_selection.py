@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from autoevol.baselines import starting_methods
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement
 from autoevol.optimizers.demos import measured_rates
@@ -251,3 +252,70 @@ def test_the_report_of_a_run_shows_the_paired_tests_and_the_confirmation(tmp_pat
     page = (tmp_path / "run.html").read_text()
     assert "candidate won: " in page and "only the incumbent failed" in page
     assert "Confirmation on 50 items no selection step measured" in page and "the gain holds" in page
+
+
+# ---------------------------------------------------------------------------------- the starting-method race
+
+
+class StartWorld(SelectionWorld):
+    """Only the 'deepen' operation is truly better (30% against 50%); edits change nothing."""
+
+    def failure_rate(self, method: str) -> float:
+        return 0.3 if "widen or deepen" in method else 0.5
+
+
+def test_the_start_race_picks_a_truly_better_starting_method_and_records_it():
+    world = StartWorld(seed=2, flip=0.45)
+    evol_lm, optimizer_lm = world.lms()
+    teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=2,
+                                    **{**WORLD_SETTINGS, "max_steps": 1}, starts=["weak", "deepen", "concretize"])
+    compiled = teleprompter.compile(Evolver(), trainset=instructions(120))
+    assert "widen or deepen" in compiled.method and compiled.metadata["confirmed"] is True
+    assert compiled.metadata["start_chosen"] == "starting method: deepen"
+    race = compiled.metadata["start_race"]
+    assert [entry["method"] for entry in race] == [f"starting method: {name}" for name in ("weak", "deepen",
+                                                                                          "concretize")]
+    assert compiled.compile_history[0].incumbent.method == compiled.method  # step 1 starts from the winner
+    assert compiled.compile_history[0].tried == 3 + compiled.compile_history[0].valid_candidates
+    assert compiled.metadata["hyperparameters"]["starts"] == ["weak", "deepen", "concretize"]
+
+
+def test_the_start_race_keeps_the_student_when_no_start_is_truly_better():
+    claims = []
+    for seed in range(4):
+        world = SelectionWorld(seed=seed)
+        evol_lm, optimizer_lm = world.lms()
+        teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=seed,
+                                        **{**WORLD_SETTINGS, "max_steps": 0}, starts=list(starting_methods()))
+        try:
+            teleprompter.compile(Evolver(), trainset=instructions(120))
+            claims.append(True)
+        except NoImprovement:
+            claims.append(False)
+    assert sum(claims) <= 1
+
+
+def test_an_unknown_starting_method_is_refused():
+    evol_lm, optimizer_lm = SelectionWorld().lms()
+    with pytest.raises(ValueError, match="unknown starting method.*choose from weak"):
+        AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, starts=["sideways"])
+
+
+def test_show_prints_the_start_race_and_the_cli_refuses_an_unknown_start(tmp_path):
+    world = StartWorld(seed=2, flip=0.45)
+    evol_lm, optimizer_lm = world.lms()
+    compiled = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=2, **{**WORLD_SETTINGS, "max_steps": 1},
+                                starts=["weak", "deepen"]).compile(Evolver(), trainset=instructions(120))
+    path = compiled.save(tmp_path / "evolver.json")
+    autoevol = shutil.which("autoevol") or "autoevol"
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "220"}
+    shown = subprocess.run([autoevol, "show", str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "starting methods raced against the start" in shown.stdout and "step 1 started from: deepen" in shown.stdout
+    data = tmp_path / "seed.jsonl"
+    data.write_text("".join(f'{{"instruction": "{text}"}}\n' for text in instructions(10)))
+    refused = subprocess.run([autoevol, "compile", str(data), "--out", str(tmp_path / "e.json"), "--start", "sideways",
+                              "--evol-lm", "openai/nowhere", "--api-base", "http://127.0.0.1:9/v1"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--start 'sideways' is not a starting method" in refused.stderr and not (tmp_path / "e.json").exists()
