@@ -119,7 +119,9 @@ class MethodProposer:
                 record.attempts, record.rejected = attempt + 1, rejected
                 return record
             rejected.append(problem)
-            record.method = text or None
+            # the last unusable proposal, kept to inspect; an edit that could not be applied left the
+            # current method as it was, which is not a proposal of its own
+            record.method = text if text and text != method else None
         record.attempts, record.rejected = self.attempts, rejected
         record.invalid, record.invalid_reason = True, rejected[-1] if rejected else "no proposal"
         logger.info("candidate %d is invalid after %d attempt(s): %s", index, self.attempts, record.invalid_reason)

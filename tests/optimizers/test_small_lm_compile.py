@@ -413,3 +413,16 @@ def test_an_evolution_cut_off_before_its_fields_is_truncated_not_unparseable():
     with dspy.context(lm=lm):
         outcome = evaluate_item("Task #1: how many parts does item 1 need?", Evolver())
     assert outcome.verdict.rule == "truncated" and "token limit" in outcome.verdict.reason
+
+
+def test_a_rejected_proposal_never_records_the_current_method_as_its_own():
+    """An edit that cannot be applied leaves the method as it was: the candidate has no method."""
+    optimizer = Optimizer([[], [], []])  # three edits that add nothing
+    with pytest.raises(NoValidCandidate) as caught:
+        compile_world(Evol(), optimizer, proposal_mode="edit", proposal_attempts=3)
+    candidate = caught.value.evolver.compile_history[0].candidates[0]
+    assert candidate.invalid and candidate.attempts == 3 and candidate.method is None
+    rewrite = Optimizer([INITIAL_METHOD])
+    with pytest.raises(NoValidCandidate) as caught:
+        compile_world(Evol(), rewrite, proposal_mode="rewrite", proposal_attempts=2)
+    assert caught.value.evolver.compile_history[0].candidates[0].method is None
