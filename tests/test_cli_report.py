@@ -129,3 +129,25 @@ def test_export_dedup_drops_the_near_duplicate(tmp_path: Path) -> None:
     texts = [row["instruction"] for row in kept]
     assert len(set(texts)) == len(texts)
     assert {row["id"] for row in kept} < {row["id"] for row in every}
+
+
+def judge_says_lost_task(messages: list[dict], body: dict) -> str:
+    """A judge LM that finds every rewrite off its task."""
+    return "[[ ## verdict ## ]]\nlost_task\n\n[[ ## reason ## ]]\nThe rewrite drops the question.\n\n[[ ## completed ## ]]"
+
+
+def test_compare_measures_with_the_judge_and_rules_it_is_given(tmp_path: Path) -> None:
+    data = tmp_path / "held.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Add {i} and {i + 2}, then explain why the sum is even "
+                                                       f"or odd."}) + "\n" for i in range(6)))
+    out = tmp_path / "cmp.json"
+    with FakeOpenAIServer(responder=chat_adapter_responder) as evol, \
+            FakeOpenAIServer(responder=judge_says_lost_task) as judge:
+        common = ["compare", "e0", "--data", data, "--baseline", "evol-instruct", "--evol-lm", "openai/fake",
+                  "--api-base", evol.url, "--no-quality"]
+        judged = autoevol(*common, "--judge-lm", "openai/judge", "--judge-api-base", judge.url, "--out", out)
+        assert judged.returncode == 0, judged.stderr
+        summary = json.loads(out.read_text())
+        assert summary["evolvers"]["e0"]["by_rule"].get("judge_lost_task", 0) > 0 and judge.stats.requests > 0
+        unknown = autoevol(*common, "--disable-rule", "no_such_rule")
+    assert unknown.returncode == 2 and "no_such_rule" in unknown.stderr and "Traceback" not in unknown.stderr

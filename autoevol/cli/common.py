@@ -39,6 +39,25 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+#: Output tokens of a judge call: a verdict word and a one-sentence reason.
+JUDGE_MAX_TOKENS = 160
+
+
+def session_judge(session: LMSession, spec: str | None, api_base: str | None, *, default_spec: str | None = None,
+                  default_base: str | None = None) -> ManagedLM | None:
+    """The judge LM of ``--judge-lm`` (probed), or ``None`` for ``none`` or when neither it nor a
+    default model is given; a spec equal to the default model shares the default's API base."""
+    if spec is not None and spec.strip().casefold() == "none":
+        return None
+    if spec is None or spec == default_spec:
+        if default_spec is None:
+            return None
+        spec, api_base = default_spec, api_base or default_base
+    judge = session.lm(spec, role="judge", api_base=api_base, max_tokens=JUDGE_MAX_TOKENS)
+    probe(judge, spec, "judge")
+    return judge
+
+
 def probe(lm: ManagedLM, spec: str, role: str, policy: CallPolicy | None = None) -> None:
     """Fail fast, naming the spec, when an LM cannot be reached or does not exist.
 

@@ -10,10 +10,12 @@ import dspy
 import typer
 from rich.table import Table
 
-from autoevol.cli.common import check_output, console, fail, merged_usage, probe, usage_table
+from autoevol.cli.common import check_output, console, fail, merged_usage, probe, session_judge, usage_table
 from autoevol.cli.demos import demos_line
 from autoevol.data import iter_items
 from autoevol.lm import CallPolicy, LMSession
+from autoevol.metrics.compare import NothingMeasured
+from autoevol.metrics.failure import FailureDetector
 from autoevol.programs.evolver import Evolver
 
 #: The special evolver name for the initial method e_0.
@@ -44,6 +46,9 @@ def compare_command(
     baseline: Annotated[Optional[str], typer.Option(help="Add a hand-written baseline: 'evol-instruct'.")] = None,
     evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
     api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM.")] = None,
+    judge_lm: Annotated[Optional[str], typer.Option(help="LM of the evolution judge (one call per item that passes the cheap rules), as in a compile; default: none (the cheap rules only). A compile's default detector includes the judge: give the same model here to measure held-out rates with the detector the compile optimized against.")] = None,
+    judge_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the judge LM (default: --api-base when it is the evol LM's model).")] = None,
+    disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Items evaluated at once.")] = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
     quality: Annotated[bool, typer.Option(help="Measure complexity and diversity (WordLlama embeddings, offline).")] = True,
@@ -57,7 +62,8 @@ def compare_command(
     """Compare evolvers on the same held-out items, side by side (each with its demonstrations).
 
     Shows failure rates with a paired bootstrap interval of the difference to the first evolver,
-    failures by rule, and quality metrics of the successful evolutions.
+    failures by rule, and quality metrics of the successful evolutions. An item whose measurement
+    failed for any evolver (an LM error, a judge abstention) is left out of every rate and listed.
     """
     from autoevol.baselines import EvolInstructBaseline
     from autoevol.metrics.compare import compare_evolvers
@@ -76,6 +82,10 @@ def compare_command(
         programs[_unique(name, programs)] = program
     if baseline is not None:
         programs[_unique(baseline, programs)] = EvolInstructBaseline(seed=seed)
+    try:
+        FailureDetector(disable=disable_rule or ())  # an unknown rule stops here, before any LM starts
+    except ValueError as error:
+        fail(str(error))
     if not data.exists():
         fail(f"{data}: no such file or folder")
     items = [item.instruction for item in iter_items(data, column=column, limit=limit) if item.problem is None]
@@ -84,11 +94,19 @@ def compare_command(
     with LMSession(concurrency=concurrency, policy=CallPolicy()) as session:
         lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
         probe(lm, evol_lm, "evol")
+        judge = session_judge(session, judge_lm, judge_api_base or (api_base if judge_lm == evol_lm else None))
+        detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
         with dspy.context(lm=lm):
-            result = compare_evolvers(programs, items, num_threads=concurrency, quality=quality,
-                                      confidence=confidence, seed=seed)
+            try:
+                result = compare_evolvers(programs, items, detector=detector, num_threads=concurrency,
+                                          quality=quality, confidence=confidence, seed=seed)
+            except NothingMeasured as error:
+                fail(str(error))
         usage = merged_usage(session)
     console.print(results_table(result))
+    for item in result.left_out:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in item.reasons.items())
+        console.print(f"left out: item {item.index + 1} ({reasons[:200]})", highlight=False)
     demos = {name: program.demos for name, program in programs.items() if isinstance(program, Evolver)}
     console.print("demonstrations: " + "; ".join(f"{name} {demos_line(shown)}" for name, shown in demos.items()),
                   highlight=False)
@@ -109,7 +127,8 @@ def _fmt(value: float | None) -> str:
 
 def results_table(result: Any) -> Table:
     """Failure rates, intervals, failures by rule and quality figures, one column per evolver."""
-    table = Table(title=f"{result.items} held-out items")
+    left_out = f" ({len(result.left_out)} more left out: their measurement failed)" if result.left_out else ""
+    table = Table(title=f"{result.items} held-out items{left_out}")
     table.add_column("")
     for name in result.names:
         table.add_column(name, justify="right")

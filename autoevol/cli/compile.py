@@ -14,7 +14,17 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from autoevol.baselines import starting_methods
-from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
+from autoevol.cli.common import (
+    JUDGE_MAX_TOKENS,
+    check_output,
+    console,
+    fail,
+    merged_usage,
+    probe,
+    progress_bar,
+    session_judge,
+    usage_table,
+)
 from autoevol.cli.demos import demos_line, demos_table
 from autoevol.data import iter_items
 from autoevol.estimate import estimate_compile, format_estimate
@@ -30,9 +40,6 @@ from autoevol.optimizers.proposal import DEFAULT_MAX_METHOD_WORDS
 from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
-
-#: Output tokens of a judge call: a verdict word and a one-sentence reason.
-JUDGE_MAX_TOKENS = 160
 
 _STAGES = {"trajectory": "trajectory", "analysis": "analysis + candidates", "evaluation": "evaluation on dev",
            "confirmation": "confirmation on held-out items"}
@@ -130,7 +137,9 @@ def compile_command(
         optimizer_base = optimizer_api_base or (api_base if optimizer_spec == evol_lm else None)
         optimizer = session.lm(optimizer_spec, role="optimizer", api_base=optimizer_base, max_tokens=max_output_tokens)
         probe(optimizer, optimizer_spec, "optimizer")
-        judge = _judge(session, judge_lm, judge_api_base, optimizer_spec, optimizer_base)
+        # the judge: --judge-lm, else the optimizer LM's model; 'none' turns it off
+        judge = session_judge(session, judge_lm, judge_api_base, default_spec=optimizer_spec,
+                              default_base=optimizer_base)
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
         if proposal_mode not in ("edit", "rewrite"):
             fail(f"--proposal-mode must be 'edit' or 'rewrite', not {proposal_mode!r}")
@@ -182,18 +191,6 @@ def _selection_settings(optimizer_name: str, confirm_size: int | None, selection
             fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
     return {"confirm_size": confirm_size, "selection_alpha": selection_alpha, "confirm_alpha": confirm_alpha,
             "starts": names}
-
-
-def _judge(session: LMSession, spec: str | None, api_base: str | None, optimizer_spec: str,
-           optimizer_base: str | None) -> Any:
-    """The judge LM: ``--judge-lm``, else the optimizer LM's model; ``none`` turns the judge off."""
-    if spec is not None and spec.strip().casefold() == "none":
-        return None
-    if spec is None or spec == optimizer_spec:
-        spec, api_base = optimizer_spec, api_base or optimizer_base
-    judge = session.lm(spec, role="judge", api_base=api_base, max_tokens=JUDGE_MAX_TOKENS)
-    probe(judge, spec, "judge")
-    return judge
 
 
 def show_command(

@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autoevol.metrics.embeddings import Embedder
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.quality import QualityReport, quality_report
-from autoevol.metrics.rate import FailureRate, failure_rate
+from autoevol.metrics.rate import FailureRate, failure_rate, summarize
+from autoevol.records import UNMEASURED
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,23 @@ class PairedDifference(BaseModel):
         return self.low > 0.0 or self.high < 0.0
 
 
+class NothingMeasured(ValueError):
+    """No item was measured for every evolver (each hit an LM error or a judge abstention somewhere)."""
+
+
+class LeftOut(BaseModel):
+    """An item whose measurement failed for some evolver (an LM error or a judge abstention): it is
+    left out of every evolver's rate, so it is counted against none of them."""
+
+    index: int
+    instruction: str
+    reasons: dict[str, str] = Field(description="per evolver whose measurement failed: the rule and the reason")
+
+
 class ComparisonResult(BaseModel):
     """Evolvers side by side on the same items.
+
+    ``items`` counts the items every evolver was measured on; ``left_out`` lists the others.
 
     ``quality`` holds the quality report of each evolver's successful evolutions (``None`` when
     quality was not measured or nothing succeeded); ``seed_quality`` that of the items themselves.
@@ -103,6 +119,7 @@ class ComparisonResult(BaseModel):
     seed_quality: QualityReport | None = None
     differences: list[PairedDifference]
     methods: dict[str, str] = {}
+    left_out: list[LeftOut] = Field(default_factory=list)
 
     def rules(self) -> list[str]:
         """Every rule that fired for any evolver, most frequent first."""
@@ -127,6 +144,7 @@ class ComparisonResult(BaseModel):
             },
             "seed_quality": None if self.seed_quality is None else self.seed_quality.figures(),
             "differences": [d.model_dump() for d in self.differences],
+            "left_out": [item.model_dump() for item in self.left_out],
         }
 
 
@@ -158,11 +176,24 @@ def compare_evolvers(
         raise ValueError("compare_evolvers needs at least one item")
     items = [str(t) for t in items]
     names = list(evolvers)
-    rates: dict[str, FailureRate] = {}
+    measured: dict[str, FailureRate] = {}
     for name in names:
         logger.info("evaluating %s on %d items", name, len(items))
-        rates[name] = failure_rate(evolvers[name], items, responder=responder, detector=detector,
-                                   num_threads=num_threads)
+        measured[name] = failure_rate(evolvers[name], items, responder=responder, detector=detector,
+                                      num_threads=num_threads)
+    left_out = [LeftOut(index=index, instruction=text, reasons={
+        name: f"{measured[name].outcomes[index].verdict.rule}: {measured[name].outcomes[index].verdict.reason}"
+        for name in names if measured[name].outcomes[index].verdict.rule in UNMEASURED})
+        for index, text in enumerate(items)]
+    left_out = [item for item in left_out if item.reasons]
+    skipped = {item.index for item in left_out}
+    if skipped:
+        logger.warning("%d item(s) left out of every evolver's rate (LM errors or judge abstentions)", len(skipped))
+    kept = [index for index in range(len(items)) if index not in skipped]
+    if not kept:
+        raise NothingMeasured(f"none of the {len(items)} items was measured for every evolver; first problem: "
+                              f"{next(iter(left_out[0].reasons.values()))}")
+    rates = {name: summarize([measured[name].outcomes[index] for index in kept]) for name in names}
     reference = names[0]
     flags = {name: [o.verdict.failed for o in rates[name].outcomes] for name in names}
     differences = []
@@ -170,7 +201,7 @@ def compare_evolvers(
         diff, low, high = paired_bootstrap(flags[reference], flags[name], n_boot=n_boot,
                                            confidence=confidence, seed=seed)
         differences.append(PairedDifference(reference=reference, other=name, diff=diff, low=low,
-                                            high=high, confidence=confidence, n=len(items)))
+                                            high=high, confidence=confidence, n=len(kept)))
     reports: dict[str, QualityReport | None] = {name: None for name in names}
     seed_report = None
     if quality:
@@ -178,12 +209,12 @@ def compare_evolvers(
             from autoevol.metrics.embeddings import WordLlamaEmbedder
 
             embedder = WordLlamaEmbedder()
-        seed_report = quality_report(items, embedder=embedder)
+        seed_report = quality_report([items[index] for index in kept], embedder=embedder)
         for name in names:
             good = [o for o in rates[name].outcomes if not o.verdict.failed and o.evolved]
             if good:
                 reports[name] = quality_report([o.evolved for o in good], parents=[o.original for o in good],
                                                embedder=embedder)
     methods = {name: str(getattr(program, "method", "")) for name, program in evolvers.items()}
-    return ComparisonResult(names=names, items=len(items), rates=rates, quality=reports,
-                            seed_quality=seed_report, differences=differences, methods=methods)
+    return ComparisonResult(names=names, items=len(kept), rates=rates, quality=reports,
+                            seed_quality=seed_report, differences=differences, methods=methods, left_out=left_out)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from autoevol.baselines import OPERATIONS, EvolInstructBaseline
+from autoevol.lm import CallPolicy
 from autoevol.metrics.compare import compare_evolvers, paired_bootstrap
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
@@ -114,3 +115,24 @@ def test_baseline_picks_a_stable_operation_and_evolves_like_an_evolver() -> None
     assert prediction.evolved_instruction.startswith(ITEMS[0])
     assert prediction.operation == baseline.operation_for(ITEMS[0])
     assert OPERATIONS[prediction.operation] in seen[0]
+
+
+def test_items_whose_measurement_failed_are_left_out_and_listed_not_counted_against_one_evolver() -> None:
+    broken = set(ITEMS[:5])
+
+    def flaky(request: ScriptedRequest) -> dict[str, str]:
+        # evolver "rate=0" hits an LM error on five items: they leave both rates and are listed
+        if "evolved_instruction" in request.outputs and "rate=0" in request.instructions \
+                and request.inputs["instruction"] in broken:
+            raise RuntimeError("the endpoint dropped the connection")
+        return script(request)
+
+    lm = scripted_lm(flaky, cache=False, policy=CallPolicy(max_retries=0))
+    evolvers = {"reference": Evolver("Rewrite it. rate=40 tag."), "other": Evolver("Rewrite it. rate=0 tag.")}
+    with dspy.context(lm=lm):
+        result = compare_evolvers(evolvers, ITEMS[:40], quality=False)
+    assert result.items == 35 and [item.index for item in result.left_out] == [0, 1, 2, 3, 4]
+    assert all(set(item.reasons) == {"other"} and item.reasons["other"].startswith("lm_error") for item in result.left_out)
+    assert "lm_error" not in result.rates["other"].by_rule and result.rates["other"].total == 35
+    assert result.rates["reference"].total == 35 and result.differences[0].n == 35
+    assert result.summary()["left_out"][0]["index"] == 0
