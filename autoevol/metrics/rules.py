@@ -200,13 +200,13 @@ _SHRINK_RATIO = 0.8
 _SHRINK_MIN_PARENT = 8
 
 
-def _content_words(text: str) -> int:
+def _content_word_count(text: str) -> int:
     return sum(1 for token in TOKEN.findall(text) if token.casefold() not in STOP_WORDS)
 
 
 def _complexity_decreased(original: str, evolved: str, response: str | None) -> str | None:
     # content words, so a rewrite that drops filler ("I was wondering if you could ...") is not "shorter"
-    count, parent_count = _content_words(evolved or ""), _content_words(original or "")
+    count, parent_count = _content_word_count(evolved or ""), _content_word_count(original or "")
     if len(TOKEN.findall(original or "")) >= _SHRINK_MIN_PARENT and count < _SHRINK_RATIO * parent_count:
         return (f"the rewrite has fewer content words than its parent ({count} against {parent_count}): "
                 "it lost content")

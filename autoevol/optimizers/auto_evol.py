@@ -72,7 +72,7 @@ from autoevol.optimizers.outcome import (
 )
 from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
-                                          mark_duplicates, rollout_id)
+                                          mark_duplicates)
 from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.selection import (
@@ -82,10 +82,9 @@ from autoevol.optimizers.selection import (
     acceptance_level,
     compare,
 )
-from autoevol.optimizers.split import DataSplit, NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.optimizers.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
-from autoevol.records import SeedItem
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,6 @@ HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "confirm_size", "
                    "proposal_attempts", "max_method_words", "answer_max_tokens", "trajectory_answers",
                    "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "starts", "seed")
 
-Instructions = Sequence["str | dspy.Example | SeedItem"]
 
 
 class AutoEvolInstruct(Teleprompter):
@@ -345,7 +343,7 @@ class AutoEvolInstruct(Teleprompter):
         assert selected is not None
         return StepRecord(
             step=step, incumbent=incumbent, trajectory=trajectory, candidates=candidates, winner=winner,
-            selected=selected, improved=winner is not None, tried=tried,
+            selected=selected, tried=tried,
             excluded_items=loop.evaluator.excluded_items(),
             new_demos=new_demos, usage=loop.lms.usage_since(usage_before),
             seconds=round(time.monotonic() - clock, 3), finished_at=now(),
@@ -360,10 +358,6 @@ class AutoEvolInstruct(Teleprompter):
     def mini_batch(self, pool: Sequence[Item], step: int) -> list[Item]:
         """X_t: ``batch_size`` items of the pool, drawn from the seed and the step alone."""
         return random.Random(f"{self.seed}:batch:{step}").sample(list(pool), self.batch_size)
-
-    def rollout_id(self, step: int, index: int, attempt: int = 0) -> int:
-        """The rollout id of a candidate's proposal attempt (distinct and replayable)."""
-        return rollout_id(self.seed, step, index, attempt)
 
     # ------------------------------------------------------------------------------ selection
 

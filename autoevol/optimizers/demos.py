@@ -36,7 +36,8 @@ from autoevol.optimizers.history import (
     StepRecord,
     TrajectoryCase,
 )
-from autoevol.optimizers.split import distinct, items_of, normalized
+from autoevol.metrics._text import normalize
+from autoevol.optimizers.split import distinct, items_of
 from autoevol.programs.demonstration import Demo, candidate_fingerprint, demo_keys
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
@@ -61,7 +62,7 @@ class DemoSearch:
 
     def __init__(self, *, max_demos: int, candidates: int, teacher: bool, dev: Sequence[Item], seed: int) -> None:
         self.max_demos, self.candidates, self.teacher, self.seed = max_demos, candidates, teacher, seed
-        self._dev = {normalized(item.text) for item in dev}
+        self._dev = {normalize(item.text) for item in dev}
         self.pool: list[Demo] = []
         self._seen: set[str] = set()
         self._tried: set[frozenset[str]] = set()
@@ -73,7 +74,7 @@ class DemoSearch:
 
     def usable(self, demo: Demo) -> bool:
         """A demonstration may be shown: it is not a dev item (nor evolves into one)."""
-        return normalized(demo.instruction) not in self._dev and normalized(demo.evolved_instruction) not in self._dev
+        return normalize(demo.instruction) not in self._dev and normalize(demo.evolved_instruction) not in self._dev
 
     def starting(self, demos: Sequence[Demo]) -> tuple[Demo, ...]:
         """The student's demonstrations a compile keeps (dev items dropped), also added to the pool."""
@@ -144,7 +145,7 @@ class DemoSearch:
     def _add(self, demos: Iterable[Demo]) -> list[Demo]:
         added = []
         for demo in demos:
-            key = normalized(demo.instruction)
+            key = normalize(demo.instruction)
             if key in self._seen or not self.usable(demo):
                 continue
             self._seen.add(key)

@@ -340,7 +340,7 @@ def _history(result: Any, start: MethodScore, final: MethodScore) -> list[StepRe
         improved = score.failure_rate < best.failure_rate
         selected = score if improved else best
         history.append(StepRecord(step=index, incumbent=best, trajectory=[], candidates=[candidate],
-                                  winner=1 if improved else None, selected=selected, improved=improved,
+                                  winner=1 if improved else None, selected=selected,
                                   finished_at=now()))
         best = selected
     return history

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from autoevol.lm.usage import RoleUsage
 from autoevol.optimizers.selection import PairedComparison
@@ -85,9 +85,9 @@ class TrajectoryCase(BaseModel):
         if not rewrites:
             lines += ["Rewrite: (none)"]
         if self.failed and not rewrites and self.notes and self.notes[-1].strip():
-            lines += ["Working notes (start):", _excerpt(self.notes[-1].strip(), ANALYSIS_EXCERPT)]
+            lines += ["Working notes (start):", _opening(self.notes[-1].strip(), ANALYSIS_EXCERPT)]
         if self.failed and self.answer:
-            lines += ["Answer to the rewrite (start):", _excerpt(self.answer.strip(), ANALYSIS_EXCERPT)]
+            lines += ["Answer to the rewrite (start):", _opening(self.answer.strip(), ANALYSIS_EXCERPT)]
         return "\n".join(lines)
 
 
@@ -96,7 +96,8 @@ class TrajectoryCase(BaseModel):
 ANALYSIS_EXCERPT = 400
 
 
-def _excerpt(text: str, limit: int) -> str:
+def _opening(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, line breaks kept (code stays readable)."""
     return text if len(text) <= limit else text[:limit] + " [...]"
 
 
@@ -115,12 +116,17 @@ class CandidateRecord(BaseModel):
     change: str | None = Field(default=None, description="what the candidate changed (the edit, or a rewrite)")
     attempts: int = Field(default=1, description="proposals sampled for this candidate")
     rejected: list[str] = Field(default_factory=list, description="why earlier proposals were resampled")
-    invalid: bool = False
-    invalid_reason: str | None = None
+    invalid_reason: str | None = Field(default=None, description="why the candidate was given up (None: valid)")
     score: MethodScore | None = None
     dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
     comparison: PairedComparison | None = Field(
         default=None, description="paired against the incumbent on the dev items it was measured on")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def invalid(self) -> bool:
+        """Whether the candidate was given up (it then has an ``invalid_reason``)."""
+        return self.invalid_reason is not None
 
     def candidate(self) -> Candidate:
         """The candidate's method and demonstrations as plain data (a valid candidate has a method)."""
@@ -148,7 +154,6 @@ class StepRecord(BaseModel):
     candidates: list[CandidateRecord]
     winner: int | None
     selected: MethodScore
-    improved: bool
     tried: int = Field(default=0, description="candidates measured by the compile so far, this step's included")
     excluded_items: list[int] = Field(
         default_factory=list, description="dev items left out of every method's rate after LM errors")
@@ -159,8 +164,9 @@ class StepRecord(BaseModel):
     finished_at: str = ""
 
     @property
-    def kept_incumbent(self) -> bool:
-        return self.winner is None
+    def improved(self) -> bool:
+        """Whether a candidate replaced the incumbent."""
+        return self.winner is not None
 
     def deciding_comparison(self) -> PairedComparison | None:
         """The winner's comparison with the incumbent, else the one of the candidate that came closest."""

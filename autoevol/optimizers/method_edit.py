@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from autoevol.optimizers.split import normalized
+from autoevol.metrics._text import normalize
 
 #: The heading under which edit proposals add their rules to a method.
 RULES_HEADING = "Rules:"
@@ -106,8 +106,8 @@ def apply_edit(method: str, edit: Edit, max_words: int) -> AppliedEdit:
     added: list[str] = []
     for rule in edit.rules:
         label, body = rule_target(rule)
-        said = normalized(body).rstrip(_TRAILING)
-        if said in normalized(text) or said in {normalized(other).rstrip(_TRAILING) for other in added}:
+        said = normalize(body).rstrip(_TRAILING)
+        if said in normalize(text) or said in {normalize(other).rstrip(_TRAILING) for other in added}:
             continue  # the method (or this edit) says so already
         into_step = _add_to_step(text, label, body) if label else None
         if into_step is not None:
@@ -158,7 +158,7 @@ def _step_span(lines: Sequence[str], revised: str) -> tuple[int, int] | None:
         return None
     for span in _step_spans(lines):
         found = _STEP_LABEL.match(lines[span[0]])
-        if found and normalized(found.group(1)) == normalized(label.group(1)):
+        if found and normalize(found.group(1)) == normalize(label.group(1)):
             return span
     return None
 
@@ -171,7 +171,7 @@ def _replace_step(method: str, revised: str) -> tuple[str, str | None]:
     if span is None:
         return method, f"the revised step names {_label(revised)!r}, which the method does not have"
     step = _one_step(revised)
-    if normalized(_span_text(lines, span)) == normalized(step):
+    if normalize(_span_text(lines, span)) == normalize(step):
         return method, f"the revised {_label(revised)} is the method's {_label(revised)} unchanged"
     others = [_span_text(lines, other) for other in _step_spans(lines) if other != span]
     copied = _copied_step(step, others)
@@ -213,7 +213,7 @@ def _change_sentence(method: str, old: str, new: str) -> tuple[str, str | None]:
         replacement = new.strip()
         if method[end:end + 1] and method[end] in _TRAILING:
             replacement = replacement.rstrip(_TRAILING)
-        if normalized(replacement) == normalized(method[start:end]):
+        if normalize(replacement) == normalize(method[start:end]):
             return method, "the new sentence is the old sentence unchanged"
         changed = method[:start] + replacement + method[end:]
     else:
@@ -250,7 +250,7 @@ def _delete_span(method: str, start: int, end: int) -> str:
 
 def _labels(method: str) -> list[str]:
     """The normalized step labels of ``method``, in order."""
-    return [normalized(_label(line)) for line in method.splitlines() if _STEP_LABEL.match(line)]
+    return [normalize(_label(line)) for line in method.splitlines() if _STEP_LABEL.match(line)]
 
 
 def _quoted(text: str, limit: int = 100) -> str:

@@ -33,7 +33,7 @@ from autoevol.metrics.rate import describe_error
 from autoevol.metrics.rules import STOP_WORDS
 from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
 from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
-from autoevol.optimizers.split import normalized
+from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
@@ -123,7 +123,7 @@ class MethodProposer:
             # current method as it was, which is not a proposal of its own
             record.method = text if text and text != method else None
         record.attempts, record.rejected = self.attempts, rejected
-        record.invalid, record.invalid_reason = True, rejected[-1] if rejected else "no proposal"
+        record.invalid_reason = rejected[-1] if rejected else "no proposal"
         logger.info("candidate %d is invalid after %d attempt(s): %s", index, self.attempts, record.invalid_reason)
         return record
 
@@ -290,7 +290,7 @@ def method_problem(text: str, current: str, cases: Sequence[TrajectoryCase] = ()
         return f"the proposed method is too short ({words} words)"
     if max_words is not None and words > max_words and words > len(current.split()):
         return f"the proposed method has {words} words, over the budget of {max_words}"
-    if normalized(text) == normalized(current):
+    if normalize(text) == normalize(current):
         return "the proposed method is identical to the current one"
     return copied_case_wording(text, current, cases) or case_details(text, current, cases) or repeated_step(text, current)
 
@@ -315,16 +315,16 @@ def case_details(text: str, current: str, cases: Sequence[TrajectoryCase]) -> st
     :data:`CASE_DETAIL_WORDS` of its content words appear in one case's stages, in no other case
     and not in the current method; words the whole batch shares are the domain's, not a case's.
     """
-    known = _content_words(current)
-    per_case = [_content_words(" ".join(case.stages)) - known for case in cases]
+    known = _distinctive_words(current)
+    per_case = [_distinctive_words(" ".join(case.stages)) - known for case in cases]
     specific = [words.difference(*per_case[:position], *per_case[position + 1:])
                 for position, words in enumerate(per_case)]
-    old_lines = {normalized(line) for line in current.splitlines()}
+    old_lines = {normalize(line) for line in current.splitlines()}
     for line in text.splitlines():
-        if normalized(line) in old_lines:
+        if normalize(line) in old_lines:
             continue
         for sentence in _SENTENCE_END.split(line):
-            words = _content_words(sentence)
+            words = _distinctive_words(sentence)
             for case, only_there in zip(cases, specific):
                 named = sorted(words & only_there)
                 if len(named) >= CASE_DETAIL_WORDS:
@@ -333,7 +333,7 @@ def case_details(text: str, current: str, cases: Sequence[TrajectoryCase]) -> st
     return None
 
 
-def _content_words(text: str) -> set[str]:
+def _distinctive_words(text: str) -> set[str]:
     return {word for word in WORD.findall(text.casefold())
             if len(word) >= CONTENT_WORD_LETTERS and word not in STOP_WORDS}
 
@@ -355,9 +355,9 @@ def mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
     for candidate in candidates:
         if candidate.invalid or candidate.method is None:
             continue
-        key = (normalized(candidate.method), demo_keys(candidate.demos))
+        key = (normalize(candidate.method), demo_keys(candidate.demos))
         if key in first:
             what = "method" if candidate.kind == "method" else "demonstrations"
-            candidate.invalid, candidate.invalid_reason = True, f"the same {what} as candidate {first[key]}"
+            candidate.invalid_reason = f"the same {what} as candidate {first[key]}"
         else:
             first[key] = candidate.index

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import dspy
 
+from autoevol.metrics._text import normalize
 from autoevol.optimizers.evaluation import Item
 from autoevol.records import SeedItem, fingerprint
 
@@ -58,8 +59,8 @@ def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, b
             f"the dev set needs at least {dev_size} distinct instructions (dev size), but the "
             f"validation data has {len(candidates)}; lower the dev size, or add data")
     dev = rng.sample(candidates, dev_size)
-    in_dev = {normalized(item.text) for item in dev}
-    rest = [item for item in train if normalized(item.text) not in in_dev]
+    in_dev = {normalize(item.text) for item in dev}
+    rest = [item for item in train if normalize(item.text) not in in_dev]
     if len(rest) < batch_size + confirm_size:
         overlap = len(train) - len(rest)
         raise NotEnoughData(
@@ -71,11 +72,6 @@ def split_pool_and_dev(trainset: Instructions, valset: Instructions | None, *, b
     confirm = rng.sample(rest, confirm_size)
     in_confirm = {id(item) for item in confirm}
     return DataSplit(pool=[item for item in rest if id(item) not in in_confirm], dev=dev, confirm=confirm)
-
-
-def normalized(text: str) -> str:
-    """Text compared without case and spacing differences."""
-    return " ".join(text.split()).casefold()
 
 
 def items_of(data: Iterable[str | dspy.Example | SeedItem], prefix: str) -> list[Item]:
@@ -101,11 +97,11 @@ def items_of(data: Iterable[str | dspy.Example | SeedItem], prefix: str) -> list
 
 
 def distinct(items: Iterable[Item]) -> list[Item]:
-    """The items without repeats (compared by :func:`normalized` text), first occurrence kept."""
+    """The items without repeats (compared by :func:`~autoevol.metrics._text.normalize` text), first occurrence kept."""
     seen: set[str] = set()
     unique = []
     for item in items:
-        key = normalized(item.text)
+        key = normalize(item.text)
         if key not in seen:
             seen.add(key)
             unique.append(item)

@@ -22,6 +22,7 @@ from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import failure_rate
 from autoevol.optimizers import AutoEvolInstruct, NotEnoughData, RunDirError, StepRecord, StopCompile
 from autoevol.optimizers.history import RunDirectory
+from autoevol.optimizers.proposal import rollout_id
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
@@ -163,7 +164,7 @@ def test_the_incumbent_is_kept_when_every_candidate_is_worse():
     assert result.method == method("CAREFUL")
     assert len(result.compile_history) == 1  # patience 1: one step without improvement ends the loop
     record = result.compile_history[0]
-    assert record.winner is None and record.kept_incumbent and not record.improved
+    assert record.winner is None and not record.improved
     assert record.selected == record.incumbent
     assert result.metadata["stopped"] == "plateau"
     assert result.metadata["history"][0]["winner"] == "incumbent kept"
@@ -241,7 +242,7 @@ def test_optimizer_samples_candidates_at_its_temperature_with_distinct_rollouts(
     assert {r.temperature for r in optimizer_lm.engine.requests} == {0.6}
     assert {r.temperature for r in evol_lm.engine.requests} == {0.0}
     tele = teleprompter(evol_lm, optimizer_lm, seed=3)
-    assert len({tele.rollout_id(step, j) for step in (1, 2) for j in (1, 2, 3)}) == 6
+    assert len({rollout_id(tele.seed, step, j) for step in (1, 2) for j in (1, 2, 3)}) == 6
 
 
 def test_the_analysis_sees_the_trajectory_with_stages_and_verdicts():

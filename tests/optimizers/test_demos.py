@@ -20,7 +20,7 @@ import pytest
 
 from autoevol.lm import CallPolicy
 from autoevol.optimizers import AutoEvolInstruct
-from autoevol.optimizers.split import normalized
+from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
@@ -147,13 +147,13 @@ def test_with_max_demos_0_the_compile_is_the_papers_method_search():
 
 
 def test_no_dev_item_ever_becomes_a_demonstration():
-    dev_texts = {normalized(text) for text in DEV}
+    dev_texts = {normalize(text) for text in DEV}
     # the training data contains the dev items too; the teacher writes rewrites of failed cases
     _, result = compile_world(trainset=TRAIN + DEV, teacher_demos=True, max_steps=3)
     seen = [demo for record in result.compile_history
             for demo in [*record.new_demos, *(d for c in record.candidates for d in c.demos)]]
     assert seen and {demo.origin for demo in seen} == {"observed", "teacher"}
-    assert not any(normalized(demo.instruction) in dev_texts for demo in [*seen, *result.demos])
+    assert not any(normalize(demo.instruction) in dev_texts for demo in [*seen, *result.demos])
     # a student's demonstration that is a dev item is not used either, even with keep_demos
     leaked = Demo(instruction=DEV[4], evolved_instruction=f"{DEV[4]} {GOOD}")
     _, kept = compile_world(Evolver(demos=[leaked]), keep_demos=True, max_steps=1)

@@ -191,7 +191,7 @@ def test_demonstration_ranking_ignores_rates_of_raced_out_candidates():
     demo = Demo(instruction="a", working_notes="", evolved_instruction="b", origin="observed", item_id="x", step=1)
     score = MethodScore(method="m", fingerprint="f", failure_rate=0.5, failed=10, evaluated=20, demos=[demo])
     partial = MethodScore(method="m", fingerprint="g", failure_rate=0.0, failed=0, evaluated=5, demos=[demo])
-    record = StepRecord(step=1, incumbent=score, trajectory=[], winner=None, selected=score, improved=False,
+    record = StepRecord(step=1, incumbent=score, trajectory=[], winner=None, selected=score,
                         candidates=[CandidateRecord(index=1, kind="demos", method="m", demos=[demo], score=score),
                                     CandidateRecord(index=2, kind="demos", method="m", demos=[demo], score=partial,
                                                     dropped="worse than the leader")])

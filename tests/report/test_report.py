@@ -51,7 +51,7 @@ def make_run(path: Path, steps: int = 3) -> Path:
         ]
         selected = score(method, rates[0], {"unchanged": 2, "lost_question": 1})
         record = StepRecord(step=step, incumbent=incumbent, trajectory=[], candidates=candidates, winner=1,
-                            selected=selected, improved=True)
+                            selected=selected)
         write_json(path / "steps" / f"step-{step:03d}.json", record.model_dump(mode="json"))
         incumbent = selected
     return path
