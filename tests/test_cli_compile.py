@@ -147,6 +147,7 @@ def test_bad_input_gives_one_line_errors_and_overwrites_nothing(tmp_path, server
     assert result.returncode == 2
     assert "needs at least 40 distinct instructions" in result.stderr and "has 12" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+    assert "checkpoints:" not in result.stdout + result.stderr and not out.with_suffix(".run").exists()
 
     out.write_text("keep me")
     result = autoevol(*compile_args(server, write_items(tmp_path / "big.jsonl", 40), out))

@@ -153,6 +153,10 @@ def compile_command(
             max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
             num_threads=threads, progress=display.update,
         )
+        try:
+            teleprompter.split(trainset, dev_items)  # too little data fails here, before any display
+        except NotEnoughData as error:
+            fail(str(error))
         console.print(f"checkpoints: {run_dir} (rerun the same command to resume)", highlight=False)
         try:
             with display if optimizer_name == "auto-evol" else nullcontext():
