@@ -248,14 +248,16 @@ def test_too_little_data_for_the_space_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- workers started together
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_mark(tmp_path, monkeypatch, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_mark(tmp_path, monkeypatch, request,
+                                                                                      kind):
     """Worker B loads the study in the moment between A's create_study and A's mark: B must not fail."""
     import threading
 
     from autoevol.optimizers import tuning_study
 
-    storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    storage = {"sqlite": lambda: f"sqlite:///{tmp_path}/s.db", "journal": lambda: f"journal:{tmp_path}/s.log",
+               "postgresql": lambda: request.getfixturevalue("postgres_server")("mark")}[kind]()
     created, looked = threading.Event(), threading.Event()
     real_create, real_attrs = optuna.create_study, optuna.Study.user_attrs.fget
 
