@@ -82,8 +82,9 @@ def start_together(runs: list[list[str]], cwd: Path, gate: Path) -> list[subproc
             started.append(subprocess.Popen([sys.executable, "-c", code, *arguments], cwd=cwd, stdout=stdout,
                                             stderr=stderr, env=cli_env(cwd)))
     deadline = time.monotonic() + 600
-    while any(process.poll() is None for process in started) and time.monotonic() < deadline:
-        if any(process.returncode for process in started):
+    while time.monotonic() < deadline:
+        codes = [process.poll() for process in started]
+        if None not in codes or any(codes):  # all done, or one failed
             break
         time.sleep(0.1)
     for process in started:
