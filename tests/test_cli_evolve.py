@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -27,8 +28,9 @@ PROBE_KEY = request_key([{"role": "user", "content": "Reply with OK."}])
 FAST = ["--timeout", "30", "--retries", "2", "--backoff", "0.01", "--concurrency", "8"]
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A fake server of this test's own: its counts hold this test's requests only."""
     with FakeOpenAIServer() as fake:
         yield fake
 
@@ -110,20 +112,6 @@ ERRORS = {
 }
 
 
-@pytest.fixture(scope="module")
-def bad_file_runs(tmp_path_factory, server):
-    root = tmp_path_factory.mktemp("bad")
-    requests = server.stats.requests
-    runs = {}
-    for name in ERRORS:
-        folder = root / name
-        folder.mkdir()
-        shutil.copyfile(BAD / name, folder / name)
-        runs[name] = [folder / name, "-o", folder / "out.jsonl"]
-    results = {name: autoevol(*args, url=server.url) for name, args in runs.items()}
-    return root, results, server.stats.requests - requests
-
-
 def test_bad_files_through_the_installed_entry_point(tmp_path, server):
     names = ["invalid_json_row3.jsonl", "wrong_schema.parquet"]
     runs = {}
@@ -144,15 +132,15 @@ def test_budget_stop_through_the_installed_entry_point(tmp_path, server):
 
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
-def test_bad_files_fail_in_one_line_naming_file_and_row(bad_file_runs, name):
-    root, results, spent = bad_file_runs
-    result, folder = results[name], root / name
+def test_bad_files_fail_in_one_line_naming_file_and_row(tmp_path, server, name):
+    shutil.copyfile(BAD / name, tmp_path / name)
+    result = autoevol(tmp_path / name, "-o", tmp_path / "out.jsonl", url=server.url)
     assert_one_line_error(result, name, ERRORS[name])
     assert result.returncode == 2
-    assert (folder / name).read_bytes() == (BAD / name).read_bytes()
-    assert not (folder / "out.jsonl").exists()
-    assert not list(folder.glob("out.jsonl.partial*"))  # nothing started, nothing to clean up
-    assert spent == 0  # no LM call was made for any bad file
+    assert (tmp_path / name).read_bytes() == (BAD / name).read_bytes()
+    assert not (tmp_path / "out.jsonl").exists()
+    assert not list(tmp_path.glob("out.jsonl.partial*"))  # nothing started, nothing to clean up
+    assert server.stats.requests == 0  # no LM call was made for a bad file
 
 
 @pytest.mark.parametrize("name, failed", [("null_and_numeric.jsonl", 6), ("sharegpt_no_human.jsonl", 2),
@@ -187,13 +175,12 @@ def test_existing_output_is_untouched_without_overwrite(tmp_path, server):
 
 def test_dry_run_plans_calls_and_spends_nothing(tmp_path, server):
     data = seed(tmp_path / "seed.jsonl", 25)
-    requests = server.stats.requests
     result = autoevol(data, "-o", tmp_path / "out.jsonl", "--dry-run", "--rounds", "2",
                       "--evol-lm", "openai/gpt-4o-mini", "--api-base", server.url)  # a call would reach the server
     assert result.returncode == 0, result.stderr
     assert "100 calls" in result.stdout  # 25 items x 2 rounds x (evolve + answer)
     assert "$" in result.stdout  # gpt-4o-mini has a known price
-    assert server.stats.requests == requests
+    assert server.stats.requests == 0
     assert not (tmp_path / "out.jsonl").exists() and not list(tmp_path.glob("out.jsonl.partial*"))
 
 
@@ -206,7 +193,6 @@ def test_resume_without_an_unfinished_job_is_an_error(tmp_path, server):
 def test_budget_stops_cleanly_and_the_rerun_completes_without_repeating_calls(tmp_path, server):
     data = seed(tmp_path / "seed.jsonl", 30)
     out = tmp_path / "out.jsonl"
-    server.reset()
     first = autoevol(data, "-o", out, "--max-calls", "10", url=server.url)
     assert first.returncode == 3, first.stderr
     assert "--resume" in first.stderr and "call budget of 10" in first.stderr
@@ -251,7 +237,6 @@ def test_retry_failed_reruns_only_failed_rows(tmp_path, server):
     assert failed == {f"s{i}:r1" for i in range(1, 10, 2)}
     assert all(first[i]["rule"] == "unparseable" for i in failed)
     before = first_out.read_bytes()
-    server.reset()
     out = tmp_path / "second.jsonl"
     result = autoevol("--retry-failed", first_out, "-o", out, url=server.url)
     assert result.returncode == 0, result.stderr

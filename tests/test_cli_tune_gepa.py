@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from autoevol.optimizers.tuning import load_study
+from autoevol.optimizers.tuning import best_evolver, load_study
 from autoevol.testing.fake_openai import FakeOpenAIServer
 from autoevol.testing.study import both_roles, seed_instructions
+from tests.test_cli_tune import autoevol
 
 
-def autoevol(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from autoevol.cli import main; main()", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "OPENAI_API_KEY": "x",
-                               "DSPY_CACHEDIR": str(cwd / "dspy-cache")})
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAIServer(responder=both_roles) as fake:
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A fake server of this test's own (its study world draws from a fresh random state)."""
+    with FakeOpenAIServer(responder=both_roles()) as fake:
         yield fake
 
 
@@ -45,8 +41,13 @@ def test_tune_with_both_optimizers_records_the_choice_per_trial(tmp_path, server
     assert result.returncode == 0, result.stderr[-3000:]
     study = load_study("opt", storage)
     assert len(study.trials) == 3
-    assert {trial.params["optimizer"] for trial in study.trials} <= {"auto-evol", "gepa"}
     assert all(trial.state.name == "COMPLETE" for trial in study.trials)
+    chosen = {trial.number: trial.params["optimizer"] for trial in study.trials}
+    assert sorted(chosen.values()) == ["auto-evol", "gepa", "gepa"]  # the seeded sampler's choices
+    for number, optimizer in chosen.items():  # each trial's evolver was compiled by the optimizer chosen
+        metadata = best_evolver(study, trial_number=number).metadata
+        assert metadata["optimizer"] == {"auto-evol": "AutoEvolInstruct", "gepa": "gepa"}[optimizer]
+        assert (metadata.get("gepa", {}).get("total_metric_calls", 0) > 0) == (optimizer == "gepa")
 
 
 def test_an_unknown_optimizer_is_one_line_and_exit_2(tmp_path, server):

@@ -1,88 +1,36 @@
-"""One study, several worker processes, a real PostgreSQL server (Debian's package, installed by .ci/run)."""
+"""One study, several worker processes, a real PostgreSQL server (``postgres_server`` in conftest.py;
+Debian's package, installed by .ci/run)."""
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from autoevol.optimizers.tuning import load_study
+from autoevol.optimizers.tuning import StudyError, load_study
 from autoevol.testing.fake_openai import FakeOpenAIServer
 from autoevol.testing.study import both_roles
 from tests.test_cli_tune import (
-    REPETITIONS, WORKERS, assert_one_study_from_workers, start_together, tune_command, write_seed,
+    REPETITIONS, WORKERS, assert_one_study_from_workers, start_together, tune_arguments, write_seed,
 )
 
 
-def pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_server(tmp_path_factory):
-    """A PostgreSQL server of our own; yields a function that creates a fresh database and gives its URL."""
-    pytest.importorskip("psycopg2", reason="psycopg2-binary (test extra) is needed for PostgreSQL studies")
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl not found; .ci/run installs it)")
-    root = Path(tempfile.mkdtemp(prefix="autoevol-pg-"))  # pytest's tmp is private to root: postgres needs a way in
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-        os.chmod(root, 0o755)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=100", "start"],
-                   check=True, capture_output=True)
-    try:
-        import psycopg2
-
-        def new_database(name: str) -> str:
-            connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-            connection.autocommit = True
-            connection.cursor().execute(f"CREATE DATABASE {name}")
-            connection.close()
-            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
-
-        yield new_database
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres(postgres_server):
+def postgres(postgres_server) -> str:
+    """One database for this module's studies (each test uses study names of its own)."""
     return postgres_server("studies")
 
 
-def workers(storage: str, study: str, shares: list[int], **options) -> list[subprocess.Popen]:
+def workers(storage: str, study: str, shares: list[int], folder: Path, **options) -> list[subprocess.Popen]:
+    """One ``run_worker`` process per share, working in ``folder`` (where a PostgreSQL study keeps its
+    trial artifacts by default)."""
     code = ("import sys; from autoevol.testing.study import run_worker; "
             f"run_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), seed=int(sys.argv[4]), **{options!r})")
-    return [subprocess.Popen([sys.executable, "-c", code, storage, study, str(n), str(i)],
+    return [subprocess.Popen([sys.executable, "-c", code, storage, study, str(n), str(i)], cwd=folder,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i, n in enumerate(shares)]
 
@@ -94,11 +42,11 @@ def finish(processes: list[subprocess.Popen]) -> None:
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_workers_share_one_study(postgres, count, capsys):
+def test_workers_share_one_study(postgres, count, capsys, tmp_path):
     total = 8
     study = f"shared-{count}"
     started = time.perf_counter()
-    finish(workers(postgres, study, [total // count] * count))
+    finish(workers(postgres, study, [total // count] * count, tmp_path))
     seconds = time.perf_counter() - started
     trials = load_study(study, postgres).trials
     numbers = [t.number for t in trials]
@@ -160,32 +108,49 @@ def test_storages_opened_at_the_same_instant_on_a_fresh_database_all_open(postgr
 
 
 def test_tune_processes_started_together_share_one_postgresql_study(postgres_server, tmp_path):
+    """Workers released at the same moment on a fresh database race to create its schema and the study,
+    then to claim the queued paper-defaults trial: none fails and the queued trial runs once."""
     seed = write_seed(tmp_path)
-    with FakeOpenAIServer(responder=both_roles) as server:
-        for repetition in range(REPETITIONS):  # a fresh database each time: the workers also race to make the schema
-            storage = postgres_server(f"together_{repetition}")
-            results = start_together([tune_command(seed, storage, "together", server, "--trials", "1")
-                                      for _ in range(WORKERS)], tmp_path)
+    with FakeOpenAIServer(responder=both_roles()) as server:
+        for repetition in range(REPETITIONS):
+            storage = postgres_server("together")
+            results = start_together([tune_arguments(seed, storage, "together", server, "--trials", "1")
+                                      for _ in range(WORKERS)], tmp_path, tmp_path / f"gate-{repetition}")
             assert_one_study_from_workers(results, load_study("together", storage), WORKERS)
 
 
-def test_killed_worker_trial_is_failed_by_heartbeat(postgres):
-    study = "heartbeat"
-    (victim,) = workers(postgres, study, [1], slow=True, heartbeat=1)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.5)
+def running_trial(url: str, study: str, worker: subprocess.Popen, *, deadline: float = 300.0) -> int:
+    """The number of the first RUNNING trial of ``study``, once ``worker`` has started it.
+
+    Until the worker has created the study, there is no study to read; any other error, or the worker
+    ending first, is reported as it is.
+    """
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up:
+        if worker.poll() is not None:
+            _, err = worker.communicate()
+            pytest.fail(f"the worker ended (exit {worker.returncode}) before running a trial: {err[-2000:]}")
         try:
-            running = [t for t in load_study(study, postgres).trials if t.state.name == "RUNNING"]
-        except Exception:
-            running = []
+            trials = load_study(study, url).get_trials(deepcopy=False)
+        except StudyError as error:
+            if f"no study '{study}'" not in str(error):
+                raise
+            trials = []
+        running = [t.number for t in trials if t.state.name == "RUNNING"]
         if running:
-            break
-    assert running, "the worker never started its trial"
+            return running[0]
+        time.sleep(0.2)
+    pytest.fail(f"the worker started no trial of {study!r} in {deadline:.0f} s")
+
+
+def test_killed_worker_trial_is_failed_by_heartbeat(postgres, tmp_path):
+    study = "heartbeat"
+    (victim,) = workers(postgres, study, [1], tmp_path, slow=True, heartbeat=1)
+    number = running_trial(postgres, study, victim)
     victim.kill()
     victim.wait()
-    assert wait_until_stale(postgres, study, running[0].number, grace=2), "the dead worker's heartbeat never aged"
-    finish(workers(postgres, study, [1], heartbeat=1))
+    assert wait_until_stale(postgres, study, number, grace=2), "the dead worker's heartbeat never aged"
+    finish(workers(postgres, study, [1], tmp_path, heartbeat=1))
     states = {t.number: t.state.name for t in load_study(study, postgres).trials}
-    assert states[running[0].number] == "FAIL"
+    assert states[number] == "FAIL"
     assert "COMPLETE" in states.values()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from autoevol.lm.managed import ManagedLM
@@ -113,15 +114,22 @@ def chat_responder(world: StudyWorld, role: str):
     return respond
 
 
-_WORLD = StudyWorld(seed=0)
+def both_roles(seed: int = 0) -> Callable[[list[dict], dict], str]:
+    """A fake-server responder answering the evol and the optimizer requests of a new ``StudyWorld(seed=seed)``.
 
-
-def both_roles(messages: list[dict], body: dict) -> str:
-    """A ``module:function`` responder answering evol and optimizer requests of one StudyWorld."""
-    user = str(messages[-1].get("content", "")) if messages else ""
+    Each call makes a world of its own, so the optimizer's draws of one server never depend on the
+    requests another server (or an earlier test) answered.
+    """
+    world = StudyWorld(seed=seed)
+    roles = {role: chat_responder(world, role) for role in ("evol", "optimizer")}
     optimizer_fields = ("improved_method", "`[[ ## new_rules ## ]]`", "`[[ ## issues ## ]]`")
-    role = "optimizer" if any(field in user for field in optimizer_fields) else "evol"
-    return chat_responder(_WORLD, role)(messages, body)
+
+    def respond(messages: list[dict], body: dict) -> str:
+        user = str(messages[-1].get("content", "")) if messages else ""
+        role = "optimizer" if any(field in user for field in optimizer_fields) else "evol"
+        return roles[role](messages, body)
+
+    return respond
 
 
 SPACE = {"num_candidates": {"low": 1, "high": 4}, "max_steps": {"low": 1, "high": 2}, "batch_size": 2,

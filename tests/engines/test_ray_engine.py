@@ -7,6 +7,7 @@ in a subprocess whose answers depend only on the request, so both engines must a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dspy
@@ -19,7 +20,9 @@ from autoevol.lm import CallPolicy, LMSession
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
-from autoevol.testing.fake_openai import chat_adapter_responder, parse_output_fields, serve_in_subprocess
+from autoevol.testing.fake_openai import (
+    SubprocessServer, chat_adapter_responder, parse_output_fields, serve_in_subprocess,
+)
 
 if ray_available():
     import ray
@@ -48,8 +51,9 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture
+def server() -> Iterator[SubprocessServer]:
+    """A fake server of this test's own: its counts hold this test's requests only."""
     with serve_in_subprocess(latency=0.005, responder=RESPONDER) as running:
         yield running
 

@@ -9,9 +9,11 @@ the k-th method of a list the test gives.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import threading
+import time
 
 import dspy
 import pytest
@@ -359,7 +361,9 @@ def test_trainset_accepts_strings_examples_and_seed_items():
 def test_every_step_is_checkpointed_with_its_candidates_rates_and_usage(tmp_path):
     run_dir = tmp_path / "run"
     proposals = [method("BALANCED"), method("CAREFUL"), method("SLOPPY")] * 2
+    started, began = time.monotonic(), datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     result, *_ = compile_with(proposals, max_steps=2, patience=2, num_threads=1, run_dir=run_dir)
+    elapsed, ended = time.monotonic() - started, datetime.datetime.now(datetime.timezone.utc)
     files = sorted(path.name for path in (run_dir / "steps").iterdir())
     assert files == ["step-001.json", "step-002.json"]
     assert (run_dir / "run.json").exists() and (run_dir / "calls.sqlite").exists()
@@ -372,7 +376,10 @@ def test_every_step_is_checkpointed_with_its_candidates_rates_and_usage(tmp_path
     assert candidate["issues"][0]["category"] == "not_harder"
     assert {u["role"] for u in stored["usage"]} == {"evol", "optimizer"}
     assert all(u["calls"] + u["cache_hits"] > 0 and u["input_tokens"] > 0 for u in stored["usage"])
-    assert stored["seconds"] >= 0 and stored["finished_at"]
+    steps = [json.loads(path.read_text()) for path in sorted((run_dir / "steps").iterdir())]
+    assert all(0 < step["seconds"] for step in steps)  # each step's own duration, within the compile's
+    assert sum(step["seconds"] for step in steps) <= elapsed
+    assert began <= datetime.datetime.fromisoformat(stored["finished_at"]) <= ended
     assert comparable(result.compile_history) == comparable(
         [StepRecord.model_validate_json(p.read_text()) for p in sorted((run_dir / "steps").iterdir())])
 

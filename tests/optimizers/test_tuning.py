@@ -13,7 +13,7 @@ from autoevol.optimizers.tuning import (
     StudyError, best_evolver, best_trial, load_study, mask_url, open_storage, plot_study, trial_rows, tune,
 )
 from autoevol.programs.evolver import Evolver
-from autoevol.testing.study import MARK, StudyWorld, level_of, seed_instructions
+from autoevol.testing.study import MARK, StudyWorld, bucket, level_of, seed_instructions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -91,6 +91,12 @@ def test_search_space_files(tmp_path):
 # ----------------------------------------------------------------------------- the objective
 
 
+def heldout_failure_rate(world: StudyWorld, method: str, heldout: list[str]) -> float:
+    """The share of ``heldout`` that ``method`` fails in ``world``: its law, computed without any LM."""
+    share = world.fail_share(level_of(method))
+    return sum(bucket(text) < share for text in heldout) / len(heldout)
+
+
 def test_paper_defaults_first_heldout_objective_and_usage(tmp_path):
     study = run(tmp_path, n_trials=2)
     first, second = study.trials
@@ -98,7 +104,8 @@ def test_paper_defaults_first_heldout_objective_and_usage(tmp_path):
     assert first.params["num_candidates"] == 5 and first.params["temperature"] == 0.6
     for trial in study.trials:
         assert trial.state == optuna.trial.TrialState.COMPLETE
-        assert 0.0 <= trial.value <= 1.0
+        method = best_evolver(study, trial_number=trial.number).method  # the trial's own evolver, on held-out items
+        assert trial.value == pytest.approx(heldout_failure_rate(StudyWorld(), method, seed_instructions(60)[30:]))
         assert trial.user_attrs["calls"] > 0 and trial.user_attrs["tokens"] > 0
         assert set(trial.user_attrs["calls_by_role"]) == {"evol", "optimizer"}
         assert trial.user_attrs["artifact_id"]
@@ -248,14 +255,16 @@ def test_too_little_data_for_the_space_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- workers started together
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_mark(tmp_path, monkeypatch, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_mark(tmp_path, monkeypatch, request,
+                                                                                      kind):
     """Worker B loads the study in the moment between A's create_study and A's mark: B must not fail."""
     import threading
 
     from autoevol.optimizers import tuning_study
 
-    storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    storage = {"sqlite": lambda: f"sqlite:///{tmp_path}/s.db", "journal": lambda: f"journal:{tmp_path}/s.log",
+               "postgresql": lambda: request.getfixturevalue("postgres_server")("mark")}[kind]()
     created, looked = threading.Event(), threading.Event()
     real_create, real_attrs = optuna.create_study, optuna.Study.user_attrs.fget
 

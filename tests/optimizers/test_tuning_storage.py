@@ -1,9 +1,10 @@
-"""Study storages shared by independently started workers: claiming a queued trial on SQLite."""
+"""Study storages shared by independently started workers: claiming a queued trial (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -91,12 +92,23 @@ def users_rdb_storage(url: str) -> optuna.storages.BaseStorage:
     return with_atomic_claim(optuna.storages.RDBStorage(url))
 
 
+def database_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A new, empty database of ``kind``: a SQLite file, or a database on the suite's PostgreSQL server
+    (with the psycopg2 driver named, as a user making an ``RDBStorage`` of their own names it)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/race.db"
+    url = request.getfixturevalue("postgres_server")("race")
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("make_storage", [open_storage, users_rdb_storage], ids=["url", "storage-object"])
-def test_two_workers_never_both_claim_the_queued_trial_on_sqlite(tmp_path, monkeypatch, make_storage):
+def test_two_workers_never_both_claim_the_queued_trial(tmp_path, monkeypatch, request, make_storage, kind):
     """Two workers that ask for a trial at the same moment while one trial is queued: exactly one of
     them runs the queued trial, the other gets a new one. (When both ran it, the slower one's tell
-    failed with Optuna's "Cannot tell a COMPLETE trial".)"""
-    url = f"sqlite:///{tmp_path}/race.db"
+    failed with Optuna's "Cannot tell a COMPLETE trial".) On PostgreSQL, B's write waits for A's
+    row lock: A is let go as soon as B has sent it."""
+    url = database_url(kind, tmp_path, request)
     storage_a, storage_b = make_storage(url), make_storage(url)
     study_a = optuna.create_study(storage=storage_a, study_name="race")
     study_a.enqueue_trial({"x": 0.5}, user_attrs={"queued": True})
