@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -111,7 +111,8 @@ class LMSession(AbstractContextManager["LMSession"]):
         concurrency: the most calls in flight per endpoint (adaptive below that on rate limits);
             for a local model also the number of the server's parallel slots. Default: 8 per
             remote endpoint, and ``DEFAULT_SLOTS`` (4) on a local server.
-        policy: timeout and retries for every call.
+        policy: timeout and retries for every call. On a local server the timeout is multiplied
+            by the server's slots: a call there shares the cores with up to that many others.
         budget: limits shared by every LM of the session.
         call_cache: completed responses shared by every LM of the session.
         structured_output: constrain signature calls of non-local LMs to their output schema
@@ -163,6 +164,7 @@ class LMSession(AbstractContextManager["LMSession"]):
         parsed = parse_spec(spec)
         wanted = self.structured_output if structured_output is None else structured_output
         kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **settings}
+        policy = self.policy
         if parsed.is_local:
             server = self._server(parsed.gguf)  # type: ignore[arg-type]
             # The vLLM dialect of the OpenAI API sends `max_tokens`, the field llama.cpp's server reads.
@@ -170,6 +172,7 @@ class LMSession(AbstractContextManager["LMSession"]):
             kwargs.update(api_base=server.api_base, api_key="local")
             # a server another job started keeps its own slots: more calls than slots would only queue
             endpoint, concurrency = server.api_base, min(self.concurrency or server.slots, server.slots)
+            policy = replace(policy, timeout=policy.timeout * server.slots)
             if wanted is not False:
                 kwargs.update(structured_output=LOCAL_DIALECT, structured_max_tokens=LOCAL_STRUCTURED_MAX_TOKENS,
                               marked_text=writes_marked_text(parsed.gguf))  # type: ignore[arg-type]
@@ -185,7 +188,7 @@ class LMSession(AbstractContextManager["LMSession"]):
         if kwargs.get("structured_output"):
             install_routing_adapter()
         limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(concurrency))
-        lm = ManagedLM(model, role=role, policy=self.policy, limiter=limiter, budget=self.budget,
+        lm = ManagedLM(model, role=role, policy=policy, limiter=limiter, budget=self.budget,
                        call_cache=self.call_cache, **kwargs)
         lm.display_name = parsed.display_name  # type: ignore[attr-defined]
         self.lms.append(lm)
