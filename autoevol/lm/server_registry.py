@@ -57,8 +57,9 @@ def cache_dir() -> Path:
 
 def entry_path(model: Path) -> Path:
     """Where the registry keeps the entry of the server for ``model`` (one per resolved file)."""
-    digest = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / "servers" / f"{model.stem}-{digest}.json"
+    resolved = model.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return cache_dir() / "servers" / f"{resolved.stem}-{digest}.json"
 
 
 @contextmanager
