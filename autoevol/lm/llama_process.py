@@ -30,9 +30,9 @@ from autoevol.lm.server_registry import process_alive, read_entry, retire
 
 logger = logging.getLogger(__name__)
 
-#: The repetition penalty a request gets unless it sets its own: 1.1, as in the server autoevol
-#: used before (llama-cpp-python's), where llama.cpp's own default (1.0, off) lets the embedded
-#: 135M model repeat one token until the limit (a JSON string of digits, seen in the tests).
+#: The repetition penalty a request gets unless it sets its own: 1.1, the default of the server
+#: autoevol used before (llama-cpp-python's), so that sampling stays as it was (llama.cpp's own
+#: default is 1.0, no penalty).
 REPEAT_PENALTY = 1.1
 #: How often the lease list is read again for users who joined (their deaths wake it at once).
 LEASE_POLL_SECONDS = 0.5
