@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -119,7 +120,7 @@ def run_main(app: typer.Typer) -> None:
     try:
         app(standalone_mode=True)
     except known as error:
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(getattr(error, "code", 2))
     except Exception as error:
         if os.environ.get(DEBUG_ENV):

@@ -4,7 +4,7 @@ Constrained JSON is a poor fit for free text. A small model that writes a JSON s
 where it would have started a new line: asked to evolve "Write a conversation based on the given
 facts.\\n\\nFacts: ...", Qwen2.5-Coder-1.5B returns the first line alone in JSON mode, and the
 whole instruction, facts included, in DSPy's chat format. So a signature whose outputs are all
-text is sent to llama-cpp-python's server with ChatAdapter's prompt and a GBNF ``grammar`` that
+text is sent to llama.cpp's server with ChatAdapter's prompt and a GBNF ``grammar`` that
 allows exactly that format: each output field's ``[[ ## name ## ]]`` marker in order, free text
 (newlines included) under each, and the closing ``[[ ## completed ## ]]`` marker. The model still
 cannot skip, reorder or invent fields. (The embedded SmolLM2-135M keeps JSON: see
@@ -57,7 +57,7 @@ class MarkedTextAdapter(ChatAdapter):
     """DSPy's ``ChatAdapter`` with its field markers enforced by a llama.cpp grammar.
 
     The prompt and the parser are ChatAdapter's; the request carries a GBNF ``grammar`` (in the
-    request body, as llama-cpp-python's server reads it) built by :func:`marker_grammar`. The
+    request body, where llama.cpp's server reads it) built by :func:`marker_grammar`. The
     call keeps the caller's ``max_tokens``: free text has no closing quote to wait for, and a
     model that rambles stops there instead of at the JSON floor (a 2,047-token ramble took 151 s
     on two cores). An answer that does not parse (cut off before its last field) is asked again

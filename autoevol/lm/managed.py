@@ -39,7 +39,7 @@ class ManagedLM(dspy.LM):
         budget: limits shared by every LM of a job.
         call_cache: completed responses; a hit is free and counted as a cache hit.
         structured_output: the JSON-schema dialect the server decodes by (``json_object`` for
-            llama-cpp-python, ``json_schema`` for vLLM and OpenAI); signature calls are then
+            llama.cpp, ``json_schema`` for vLLM and OpenAI); signature calls are then
             constrained to their output fields (see :mod:`autoevol.lm.structured`).
         structured_max_tokens: the fewest output tokens a constrained signature call gets.
         marked_text: on a llama.cpp server (``json_object``), answer signatures whose outputs are

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from autoevol.lm.cache import CallCache
-from autoevol.lm.local import LocalModelError, LocalServer, default_model_path
+from autoevol.lm.local import DEFAULT_SLOTS, LocalModelError, LocalServer, default_model_path
 from autoevol.lm.managed import ManagedLM
 from autoevol.lm.policy import AdaptiveLimiter, Budget, CallPolicy
 from autoevol.lm.structured import LOCAL_DIALECT, OPENAI_DIALECT, install_routing_adapter
 
 LOCAL = "local"
-#: llama.cpp's server answers one request at a time; queueing on our side keeps timeouts meaningful.
-LOCAL_CONCURRENCY = 1
+#: Calls in flight per remote endpoint when the session is not told.
+DEFAULT_CONCURRENCY = 8
 #: The fewest output tokens of a constrained signature call on a local model: room for the
 #: working fields and the closing ones of a JSON answer (the server caps it at its context).
 LOCAL_STRUCTURED_MAX_TOKENS = 2048
@@ -103,12 +103,16 @@ def endpoint_from_environment(model: str) -> str | None:
 class LMSession(AbstractContextManager["LMSession"]):
     """Builds the LMs of one job and owns what they need: local servers, cache, budget.
 
-    One llama.cpp server is started per distinct GGUF file and shared by every role that uses it;
-    all servers stop when the session closes, whatever happened.
+    One llama.cpp server serves each distinct GGUF file, shared by every role that uses it and by
+    every other job on the machine that uses the same file (see :class:`LocalServer`); the
+    session's leases end when it closes, whatever happened, and a server whose last user ends stops.
 
     Args:
-        concurrency: the most calls in flight per endpoint (adaptive below that on rate limits).
-        policy: timeout and retries for every call.
+        concurrency: the most calls in flight per endpoint (adaptive below that on rate limits);
+            for a local model also the number of the server's parallel slots. Default: 8 per
+            remote endpoint, and ``DEFAULT_SLOTS`` (4) on a local server.
+        policy: timeout and retries for every call. On a local server the timeout is multiplied
+            by the server's slots: a call there shares the cores with up to that many others.
         budget: limits shared by every LM of the session.
         call_cache: completed responses shared by every LM of the session.
         structured_output: constrain signature calls of non-local LMs to their output schema
@@ -119,7 +123,7 @@ class LMSession(AbstractContextManager["LMSession"]):
     def __init__(
         self,
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         policy: CallPolicy | None = None,
         budget: Budget | None = None,
         call_cache: CallCache | None = None,
@@ -160,13 +164,15 @@ class LMSession(AbstractContextManager["LMSession"]):
         parsed = parse_spec(spec)
         wanted = self.structured_output if structured_output is None else structured_output
         kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **settings}
+        policy = self.policy
         if parsed.is_local:
             server = self._server(parsed.gguf)  # type: ignore[arg-type]
-            # The vLLM dialect of the OpenAI API sends `max_tokens`, which llama-cpp-python's server
-            # honours (it ignores the `max_completion_tokens` that DSPy sends to `openai/` models).
+            # The vLLM dialect of the OpenAI API sends `max_tokens`, the field llama.cpp's server reads.
             model = f"hosted_vllm/{parsed.gguf.stem}"  # type: ignore[union-attr]
             kwargs.update(api_base=server.api_base, api_key="local")
-            endpoint, concurrency = server.api_base, LOCAL_CONCURRENCY
+            # a server another job started keeps its own slots: more calls than slots would only queue
+            endpoint, concurrency = server.api_base, min(self.concurrency or server.slots, server.slots)
+            policy = replace(policy, timeout=policy.timeout * server.slots)
             if wanted is not False:
                 kwargs.update(structured_output=LOCAL_DIALECT, structured_max_tokens=LOCAL_STRUCTURED_MAX_TOKENS,
                               marked_text=writes_marked_text(parsed.gguf))  # type: ignore[arg-type]
@@ -176,13 +182,13 @@ class LMSession(AbstractContextManager["LMSession"]):
             if api_base:
                 kwargs["api_base"] = api_base
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
-            endpoint, concurrency = api_base or model.split("/", 1)[0], self.concurrency
+            endpoint, concurrency = api_base or model.split("/", 1)[0], self.concurrency or DEFAULT_CONCURRENCY
             if wanted:
                 kwargs["structured_output"] = OPENAI_DIALECT
         if kwargs.get("structured_output"):
             install_routing_adapter()
         limiter = self._limiters.setdefault(endpoint, AdaptiveLimiter(concurrency))
-        lm = ManagedLM(model, role=role, policy=self.policy, limiter=limiter, budget=self.budget,
+        lm = ManagedLM(model, role=role, policy=policy, limiter=limiter, budget=self.budget,
                        call_cache=self.call_cache, **kwargs)
         lm.display_name = parsed.display_name  # type: ignore[attr-defined]
         self.lms.append(lm)
@@ -192,7 +198,7 @@ class LMSession(AbstractContextManager["LMSession"]):
         key = gguf.resolve()
         if key not in self._servers:
             log = self.server_log_dir / f"llama-server-{len(self._servers)}.log" if self.server_log_dir else None
-            self._servers[key] = LocalServer(gguf, log_path=log).start()
+            self._servers[key] = LocalServer(gguf, slots=self.concurrency or DEFAULT_SLOTS, log_path=log).start()
         return self._servers[key]
 
     @property
@@ -200,7 +206,7 @@ class LMSession(AbstractContextManager["LMSession"]):
         return list(self._servers.values())
 
     def close(self) -> None:
-        """Stop every local server this session started."""
+        """Give back this session's lease on every local server (the last user's return stops it)."""
         for server in self._servers.values():
             server.stop()
         self._servers.clear()

@@ -8,8 +8,8 @@ pydantic models). A plain ``lm(messages=[...])`` call never gets a ``response_fo
 
 Two dialects of the OpenAI API exist for this:
 
-- ``json_object``: ``{"type": "json_object", "schema": {...}}``, what llama-cpp-python's server
-  (the embedded default) reads;
+- ``json_object``: ``{"type": "json_object", "schema": {...}}``, what llama.cpp's server (the
+  embedded default) reads;
 - ``json_schema``: ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``, the
   OpenAI Structured Outputs form that vLLM and most OpenAI-compatible servers read.
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 Dialect = Literal["json_object", "json_schema"]
 #: The dialects a spec or the CLI can name.
 DIALECTS: tuple[str, ...] = ("json_object", "json_schema")
-#: The dialect of llama-cpp-python's server (the embedded default and ``local:FILE.gguf``).
+#: The dialect of llama.cpp's server (the embedded default and ``local:FILE.gguf``).
 LOCAL_DIALECT: Dialect = "json_object"
 #: The dialect of OpenAI-compatible servers that support JSON-schema outputs (vLLM, SGLang...).
 OPENAI_DIALECT: Dialect = "json_schema"
@@ -98,7 +98,7 @@ class StructuredAdapter(JSONAdapter):
     closing fields of a constrained answer fit.
 
     Args:
-        dialect: ``json_object`` (llama-cpp-python) or ``json_schema`` (OpenAI, vLLM).
+        dialect: ``json_object`` (llama.cpp) or ``json_schema`` (OpenAI, vLLM).
     """
 
     def __init__(self, dialect: Dialect = OPENAI_DIALECT, **kwargs: Any) -> None:

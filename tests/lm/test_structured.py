@@ -137,6 +137,7 @@ def test_structured_calls_get_at_least_the_lm_floor_of_output_tokens(server):
 def test_session_turns_structured_output_on_for_local_models_and_on_request(monkeypatch, server, tmp_path):
     class Stub:
         api_base = server.url
+        slots = 1
 
     monkeypatch.setattr(LMSession, "_server", lambda self, gguf: Stub())
     gguf = tmp_path / "tiny.gguf"
