@@ -187,11 +187,12 @@ def unacceptable_reason(method: Sequence[bool], reference: Sequence[bool], level
     seen = len(method)
     challenger_only = sum(1 for mine, theirs in zip(method, reference) if mine and not theirs)
     reference_only = sum(1 for mine, theirs in zip(method, reference) if theirs and not mine) + sum(reference[seen:])
-    if reference_only > challenger_only and sign_test_p_value(reference_only, challenger_only) <= level:
+    p_value = sign_test_p_value(reference_only, challenger_only)
+    if reference_only > challenger_only and p_value <= level:
         return None
     return (f"cannot be accepted any more: after {seen} items, even passing all {len(reference) - seen} left "
             f"it would win {reference_only} and lose {challenger_only} against the incumbent "
-            f"(sign test p={sign_test_p_value(reference_only, challenger_only):.3f} > {level:.3g})")
+            f"(sign test p={p_value:.3f} > {level:.3g})")
 
 
 def _drop_unacceptable(result: RaceResult[K], running: Sequence[K], reference: Sequence[bool], level: float,
