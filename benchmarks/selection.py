@@ -28,7 +28,7 @@ from autoevol.optimizers.outcome import CompileFoundNothing
 from autoevol.optimizers.racing import DEFAULT_ALPHA
 from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
-from autoevol.testing.selection_world import MARK, SelectionWorld, instructions
+from autoevol.testing.selection_world import MARK, START, SelectionWorld, instructions
 
 
 def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> tuple[bool, bool, float, float, int]:
@@ -42,7 +42,7 @@ def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> t
         seed=seed, num_threads=args.threads)
     data = instructions(args.dev_size + args.confirm_size + 40)
     try:
-        compiled = teleprompter.compile(Evolver(), trainset=data)
+        compiled = teleprompter.compile(Evolver(START), trainset=data)
     except CompileFoundNothing as nothing:
         meta = nothing.evolver.metadata
         return False, False, meta["initial_dev_failure_rate"], meta["dev_failure_rate"], evol_lm.engine.calls

@@ -12,6 +12,9 @@ The optimizer LM proposes edits with a fresh rule each time; in the *null* world
 (``better_every=0``) no rule changes the rate, so every accepted candidate is noise; with
 ``better_every=3`` every third proposal carries the mark and is truly ``gain`` better.
 
+Compiles in a world start from :data:`START`, a fixed method of its own, so that rewording e_0
+does not draw the world's verdicts anew.
+
 Example:
     >>> world = SelectionWorld(seed=1, better_every=3)
     >>> evol_lm, optimizer_lm = world.lms()
@@ -29,6 +32,8 @@ from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
 
 #: The mark of a truly better rule.
 MARK = "[better]"
+#: The starting method of a compile in a world (fixed, unlike e_0's wording).
+START = "Rewrite the given instruction into a harder version of itself, keeping every part of it."
 
 
 def unit(*parts: str) -> float:

@@ -21,7 +21,7 @@ from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.records import JUDGE_ABSTAINED
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
-from autoevol.testing.selection_world import MARK, SelectionWorld, instructions
+from autoevol.testing.selection_world import MARK, START, SelectionWorld, instructions
 
 WORLD_SETTINGS = dict(num_candidates=3, batch_size=4, dev_size=50, confirm_size=50, max_steps=2, patience=2,
                       trajectory_answers=False, num_threads=2)
@@ -34,7 +34,7 @@ def world_compile(world: SelectionWorld, seed: int, **settings) -> tuple[bool, E
     teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=seed, **options)
     data = instructions(options["dev_size"] + options["confirm_size"] + 20)
     try:
-        return True, teleprompter.compile(Evolver(), trainset=data)
+        return True, teleprompter.compile(Evolver(START), trainset=data)
     except CompileFoundNothing as nothing:
         return False, nothing.evolver
 
@@ -131,7 +131,7 @@ def test_the_confirmation_split_is_measured_only_after_the_last_step():
                                     step_callback=lambda step, record: seen_by_steps.append(len(recording.evolved)))
     data = instructions(120)
     split = teleprompter.split(data)
-    compiled = teleprompter.compile(Evolver(), trainset=data)
+    compiled = teleprompter.compile(Evolver(START), trainset=data)
     confirm = {item.text for item in split.confirm}
     during_steps = recording.evolved[:seen_by_steps[-1]]
     assert not confirm & set(during_steps)
@@ -150,11 +150,11 @@ def test_a_dev_gain_that_does_not_hold_on_the_confirmation_split_is_no_result():
         teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=seed,
                                         **{**WORLD_SETTINGS, "max_steps": 1}, selection_alpha=0.999)
         try:
-            teleprompter.compile(Evolver(), trainset=instructions(120))
+            teleprompter.compile(Evolver(START), trainset=instructions(120))
         except NoImprovement as error:
             if error.evolver.compile_history[0].winner is not None:  # accepted on dev, refused by confirmation
                 assert "did not hold on 50 confirmation items" in str(error)
-                assert error.evolver.method == Evolver().method  # the unchanged start, not the dev winner
+                assert error.evolver.method == START  # the unchanged start, not the dev winner
                 assert error.evolver.metadata["confirmed"] is False
                 return
     pytest.fail("no seed accepted a noise candidate on dev; the world cannot show the confirmation")
@@ -214,7 +214,7 @@ def test_judge_abstentions_are_left_out_of_every_methods_rate():
     teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, detector=detector, seed=0,
                                     **{**WORLD_SETTINGS, "max_steps": 1}, keep_unchanged=True)
     dev = teleprompter.split(instructions(120)).dev
-    compiled = teleprompter.compile(Evolver(), trainset=instructions(120))
+    compiled = teleprompter.compile(Evolver(START), trainset=instructions(120))
     record = compiled.compile_history[0]
     abstaining_dev = {index for index, item in enumerate(dev) if item.text in abstain}
     # the judge reads only rewrites that passed the cheap rules: an item every method left unchanged
@@ -244,7 +244,7 @@ def test_the_report_of_a_run_shows_the_paired_tests_and_the_confirmation(tmp_pat
     world = SelectionWorld(seed=0, better_every=3, flip=0.45)
     evol_lm, optimizer_lm = world.lms()
     AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=0, **WORLD_SETTINGS).compile(
-        Evolver(), trainset=instructions(120), run_dir=tmp_path / "run")
+        Evolver(START), trainset=instructions(120), run_dir=tmp_path / "run")
     assert (tmp_path / "run" / "confirmation.json").is_file()
     result = subprocess.run([shutil.which("autoevol") or "autoevol", "report", str(tmp_path / "run"), "--out",
                              str(tmp_path / "run.html")], capture_output=True, text=True, timeout=600)
@@ -269,7 +269,7 @@ def test_the_start_race_picks_a_truly_better_starting_method_and_records_it():
     evol_lm, optimizer_lm = world.lms()
     teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=2,
                                     **{**WORLD_SETTINGS, "max_steps": 1}, starts=["weak", "deepen", "concretize"])
-    compiled = teleprompter.compile(Evolver(), trainset=instructions(120))
+    compiled = teleprompter.compile(Evolver(START), trainset=instructions(120))
     assert "widen or deepen" in compiled.method and compiled.metadata["confirmed"] is True
     assert compiled.metadata["start_chosen"] == "starting method: deepen"
     race = compiled.metadata["start_race"]
@@ -296,7 +296,7 @@ def test_show_prints_the_start_race_and_the_cli_refuses_an_unknown_start(tmp_pat
     world = StartWorld(seed=2, flip=0.45)
     evol_lm, optimizer_lm = world.lms()
     compiled = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=2, **{**WORLD_SETTINGS, "max_steps": 1},
-                                starts=["weak", "deepen"]).compile(Evolver(), trainset=instructions(120))
+                                starts=["weak", "deepen"]).compile(Evolver(START), trainset=instructions(120))
     path = compiled.save(tmp_path / "evolver.json")
     autoevol = shutil.which("autoevol") or "autoevol"
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "220"}

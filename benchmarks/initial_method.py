@@ -1,0 +1,252 @@
+"""e_0's wording on a small evol LM: evolution failures and where the output tokens go, per wording.
+
+Every held-out item of the measurement seed sets (the split of ``quality.py``: the same seed, the
+last ``--held-out`` items of the shuffle, so no compile of that benchmark saw them) is evolved once
+with each wording of e_0, and the evolution rules judge the rewrite (no answer, no judge: the
+failures e_0's wording is about, ``truncated``, ``complexity_decreased``, ``unchanged``, happen
+there). The wordings of one item run one after the other, so a run stopped anywhere leaves paired
+outcomes.
+
+- ``2026-12-02``: e_0 as the quality runs of 2026-12-02 measured it (kept here verbatim);
+- ``current``: ``autoevol.INITIAL_METHOD`` with the evolving signature as it is now.
+
+Each finished item is one JSON line in ``--runs-dir`` (default ``benchmarks/runs/initial-method/``,
+tracked in git), committed every ``--commit-every`` minutes and when the run stops; a rerun skips
+the items already there, so an interrupted run continues on any machine. ``--budget-minutes`` stops starting new items after that long.
+``--report`` prints the tables from the lines alone, without an LM.
+
+    python benchmarks/initial_method.py --lm local:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --budget-minutes 60
+    python benchmarks/initial_method.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import quality  # noqa: E402
+import seeds  # noqa: E402
+from quality_eval import ItemLog, format_seconds, role_usage, usage_delta  # noqa: E402
+from run_records import GitCheckpoint  # noqa: E402
+
+from autoevol.data import iter_items  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
+from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.optimizers.selection import compare  # noqa: E402
+from autoevol.programs.evolver import Evolver  # noqa: E402
+from autoevol.records import SeedItem, fingerprint  # noqa: E402
+
+DEFAULT_RUNS_DIR = HERE / "runs" / "initial-method"
+#: The paired difference between two wordings is reported with this one-sided sign-test level.
+LEVEL = 0.05
+
+#: e_0 and the notes field's description as the quality runs of 2026-12-02 measured them.
+E0_2026_12_02 = """\
+You turn an instruction into a harder version of itself. Work through four steps and write your \
+work for steps 1 to 3 in the working notes.
+
+Step 1 - Options: read the instruction carefully and list every way it could be made more complex: \
+added constraints or requirements, deeper or broader questions, more concrete details, more \
+reasoning steps, richer inputs. Never change the language the instruction is written in.
+
+Step 2 - Plan: choose several options from your list that fit together and write a short plan for \
+combining them.
+
+Step 3 - Rewrite: carry out the plan. The rewritten instruction may add only about 10 to 20 words \
+to the original and must stay a single instruction a person could answer.
+
+Step 4 - Review: reread the rewrite, remove anything unreasonable or contradictory, and make sure \
+it is only a more complex version of the original instruction, asking for the same kind of answer. \
+Give the final rewritten instruction alone as the evolved instruction: do not answer it, and do \
+not mention these steps."""
+NOTES_2026_12_02 = "your work on the method's steps before the final rewrite"
+
+
+def wordings() -> dict[str, Evolver]:
+    """The measured wordings of e_0 by name, each an Evolver with its whole signature."""
+    before = Evolver(E0_2026_12_02)
+    before.evolve.signature = before.evolve.signature.with_updated_fields("working_notes", desc=NOTES_2026_12_02)
+    return {"2026-12-02": before, "current": Evolver()}
+
+
+def signature_text(evolver: Evolver) -> str:
+    """What the evol LM is told: the method and every field's description."""
+    fields = {name: field.json_schema_extra.get("desc") for name, field in evolver.evolve.signature.fields.items()}
+    return json.dumps({"method": evolver.method, "fields": fields}, sort_keys=True)
+
+
+def held_out_items(name: str, held_out: int, seed: int) -> list[SeedItem]:
+    """The held-out items of seed set ``name`` in ``quality.py``'s split."""
+    try:
+        path = seeds.prepare(name)
+    except seeds.SeedSetError as error:
+        raise SystemExit(f"error: {error}") from None
+    items = [item for item in iter_items(path) if item.problem is None]
+    return quality.split(items, held_out, seed)[1]
+
+
+def words(text: str | None) -> int:
+    return len((text or "").split())
+
+
+def measure(evolver: Evolver, item: SeedItem, detector: FailureDetector) -> dict[str, Any]:
+    """Evolve ``item`` once and judge the rewrite by the evolution rules."""
+    trajectory = evolver.trajectory(item.instruction, rounds=1, detector=detector)
+    rewrite = trajectory.stages[1] if len(trajectory.stages) > 1 else None
+    verdict = trajectory.verdict
+    return {"failed": verdict.failed, "rule": verdict.rule if verdict.failed else None,
+            "reason": (verdict.reason or "")[:200] if verdict.failed else None,
+            "original_words": words(item.instruction), "notes_words": words(trajectory.notes[0] if trajectory.notes else None),
+            "rewrite_words": words(rewrite)}
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evolve every held-out item with every wording until done or out of budget; commit the records."""
+    checkpoint = GitCheckpoint(args.runs_dir, None if args.no_commit else args.commit_every,
+                               "benchmarks/initial_method.py")
+    try:
+        evolve_all(args, checkpoint)
+    finally:
+        checkpoint.final_commit()
+
+
+def evolve_all(args: argparse.Namespace, checkpoint: GitCheckpoint) -> None:
+    """The run's loop: item by item, each wording in turn, until done or out of budget."""
+    detector = FailureDetector(disable=args.disable_rule or ())
+    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
+    evolvers = wordings()
+    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
+    with LMSession(concurrency=1, policy=policy) as session:
+        lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
+        quality.probe(lm, args.lm)
+        settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
+                    "rules": detector.rule_names}
+        for set_name in args.sets:
+            items = held_out_items(set_name, args.held_out, args.seed)
+            logs = {name: ItemLog(args.runs_dir / f"{set_name}.{name}.items.jsonl", resume=True) for name in evolvers}
+            keys = {name: [line_key(settings, evolver, item) for item in items] for name, evolver in evolvers.items()}
+            todo = sum(key not in logs[name].lines for name in evolvers for key in keys[name])
+            print(f"{set_name}: {len(items)} held-out items x {len(evolvers)} wordings, {todo} evolutions to run",
+                  file=sys.stderr, flush=True)
+            done, started = 0, time.monotonic()
+            for index, item in enumerate(items):
+                for name, evolver in evolvers.items():
+                    if keys[name][index] in logs[name].lines:
+                        continue
+                    if deadline is not None and time.monotonic() > deadline:
+                        print(f"budget of {args.budget_minutes} min reached: stopped; rerun to continue",
+                              file=sys.stderr)
+                        return
+                    before, clock = role_usage(session), time.monotonic()
+                    with dspy.context(lm=lm):
+                        line = measure(evolver, item, detector)
+                    usage = usage_delta(role_usage(session), before).get("evol", {})
+                    logs[name].append({"key": keys[name][index], "set": set_name, "wording": name, "index": index,
+                                       "id": item.id, **line, "input_tokens": usage.get("input_tokens", 0),
+                                       "output_tokens": usage.get("output_tokens", 0),
+                                       "seconds": round(time.monotonic() - clock, 2)})
+                    checkpoint.due_commit()
+                    done += 1
+                    elapsed = time.monotonic() - started
+                    print(f"[{set_name}] {done}/{todo} evolutions, elapsed {format_seconds(elapsed)}, "
+                          f"ETA {format_seconds(elapsed / done * (todo - done))}", file=sys.stderr, flush=True)
+
+
+def line_key(settings: dict[str, Any], evolver: Evolver, item: SeedItem) -> str:
+    """What decides one line's outcome, hashed: the settings, the whole signature, the item."""
+    return fingerprint(json.dumps({"settings": settings, "signature": signature_text(evolver),
+                                   "item": item.instruction}, sort_keys=True, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def read_lines(runs_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every finished line under ``runs_dir`` (torn lines skipped)."""
+    for path in sorted(runs_dir.glob("*.items.jsonl")):
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            try:
+                yield json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+
+
+def report(runs_dir: Path) -> str:
+    """Per seed set: each wording on the items every wording finished, and the paired comparison."""
+    by_set: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for line in read_lines(runs_dir):
+        by_set.setdefault(line["set"], {}).setdefault(line["wording"], {})[line["id"]] = line
+    sections = []
+    for set_name, by_wording in sorted(by_set.items()):
+        names = [name for name in wordings() if name in by_wording]
+        shared = sorted(set.intersection(*(set(by_wording[name]) for name in names)))
+        if not shared:
+            continue
+        rows = ["| wording | failed / items | failures by rule | notes words / item | rewrite words / item "
+                "(original) | output tokens / item | seconds / item |", "|---|---:|---|---:|---:|---:|---:|"]
+        for name in names:
+            lines = [by_wording[name][item] for item in shared]
+            rules = Counter(line["rule"] for line in lines if line["failed"])
+            mean = _mean_of(lines)
+            rows.append(f"| {name} | {sum(line['failed'] for line in lines)} / {len(lines)} | "
+                        f"{', '.join(f'{rule} {count}' for rule, count in rules.most_common()) or '-'} | "
+                        f"{mean('notes_words'):.0f} | {mean('rewrite_words'):.0f} ({mean('original_words'):.0f}) | "
+                        f"{mean('output_tokens'):.0f} | {mean('seconds'):.1f} |")
+        if len(names) == 2:
+            reference, challenger = ([by_wording[name][item]["failed"] for item in shared] for name in names)
+            paired = compare(challenger, reference, level=LEVEL)
+            rows.append(f"\n{names[1]} against {names[0]}: {paired.describe()}.")
+        sections.append(f"### {set_name}\n\n" + "\n".join(rows))
+    return "\n\n".join(sections) or "no finished items"
+
+
+def _mean_of(lines: list[dict[str, Any]]) -> Any:
+    return lambda key: sum(float(line.get(key) or 0) for line in lines) / len(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parse.add_argument("--lm", help="LM spec of the evol role: 'local:FILE.gguf' or a DSPy model")
+    parse.add_argument("--api-base", default=None)
+    parse.add_argument("--sets", nargs="+", choices=sorted(seeds.SEED_SETS), default=["humaneval", "self-instruct"])
+    parse.add_argument("--held-out", type=int, default=40)
+    parse.add_argument("--seed", type=int, default=0)
+    parse.add_argument("--max-tokens", type=int, default=450, help="the evol LM's output cap (the quality runs' 450)")
+    parse.add_argument("--disable-rule", action="append", help="leave a failure rule out (repeatable)")
+    parse.add_argument("--timeout", type=float, default=900.0)
+    parse.add_argument("--retries", type=int, default=2)
+    parse.add_argument("--budget-minutes", type=float, default=None, help="stop starting items after this long")
+    parse.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    parse.add_argument("--commit-every", type=float, default=30.0, metavar="MINUTES",
+                       help="commit --runs-dir this often while running, and when the run stops")
+    parse.add_argument("--no-commit", action="store_true", help="never commit --runs-dir")
+    parse.add_argument("--report", action="store_true", help="print the tables from the finished lines and stop")
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if not args.report:
+        if not args.lm:
+            raise SystemExit("error: --lm is required unless --report is given")
+        logging.basicConfig(level=logging.WARNING)
+        for noisy in ("LiteLLM", "httpx", "dspy"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        run(args)
+    print(report(args.runs_dir))
+
+
+if __name__ == "__main__":
+    main()

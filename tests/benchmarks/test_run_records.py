@@ -1,0 +1,61 @@
+"""benchmarks/run_records.py: a benchmark's record folder is committed as it grows, alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from run_records import GitCheckpoint  # noqa: E402
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+                       "GIT_COMMITTER_EMAIL": "t@example.org"}.items():
+        monkeypatch.setenv(key, value)
+    git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git(tmp_path, "add", "code.py")
+    git(tmp_path, "commit", "-q", "-m", "start")
+    return tmp_path
+
+
+def test_the_records_are_committed_when_due_and_nothing_else_is(repo: Path):
+    records = repo / "benchmarks" / "runs" / "demo"
+    checkpoint = GitCheckpoint(records, every_minutes=0, label="demo")
+    (records / "a.items.jsonl").write_text('{"id": 1}\n{"id": 2}\n')
+    (repo / "code.py").write_text("x = 2\n")  # work in progress beside the run
+    checkpoint.due_commit()
+    assert git(repo, "log", "-1", "--format=%s").strip() == "demo: run records, 2 lines"
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["benchmarks/runs/demo/a.items.jsonl"]
+    assert git(repo, "status", "--porcelain").split() == ["M", "code.py"]
+    commits = git(repo, "rev-list", "--count", "HEAD")
+    checkpoint.final_commit()  # nothing changed: no empty commit
+    assert git(repo, "rev-list", "--count", "HEAD") == commits
+
+
+def test_records_are_not_committed_before_the_interval(repo: Path):
+    records = repo / "runs"
+    checkpoint = GitCheckpoint(records, every_minutes=60, label="demo")
+    (records / "a.items.jsonl").write_text('{"id": 1}\n')
+    checkpoint.due_commit()
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+    checkpoint.final_commit()
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+def test_outside_a_checkout_nothing_is_committed_and_the_run_says_so(tmp_path: Path, capsys):
+    checkpoint = GitCheckpoint(tmp_path / "records", every_minutes=0, label="demo")
+    (tmp_path / "records" / "a.items.jsonl").write_text('{"id": 1}\n')
+    checkpoint.final_commit()
+    assert not checkpoint.enabled and "not in a git checkout" in capsys.readouterr().err
+    assert not GitCheckpoint(tmp_path / "records", every_minutes=None, label="demo").enabled
