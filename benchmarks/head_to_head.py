@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 import quality  # noqa: E402
 import quality_eval  # noqa: E402
 from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
+from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
@@ -93,8 +94,12 @@ def run_compile(name: str, optimizer: Any, train: list[Any], run_dir: Path, sess
     return compiled, figures
 
 
-def run(args: argparse.Namespace) -> Report:
-    """Split, evaluate e_0, compile with both optimizers at equal budgets, evaluate both, compare."""
+def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Report:
+    """Split, evaluate e_0, compile with both optimizers at equal budgets, evaluate both, compare.
+
+    ``checkpoint`` commits the run's records as they grow (after each evaluated item).
+    """
+    after_item = checkpoint.due_commit if checkpoint is not None else None
     data = quality.seed_file(args)
     items = [item for item in iter_items(data, column=args.column) if item.problem is None]
     train, held_out = quality.split(items, args.held_out, args.seed)
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> Report:
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
           file=sys.stderr, flush=True)
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=args.threads, policy=policy) as session:
+    with LMSession(concurrency=args.threads, policy=policy, budget=quality.session_budget(args)) as session:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(evol, args.lm)
         optimizer_lm = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> Report:
         def evaluate(key: str, label: str, program: Any, path: Path, resume: bool) -> MethodResult:
             result = evaluate_method(key, label, program, held_out, session=session, lm=evol,
                                      responder=Responder(max_tokens=args.answer_max_tokens), detector=detector,
-                                     settings=settings, path=path, resume=resume, threads=args.threads)
+                                     settings=settings, path=path, resume=resume, threads=args.threads,
+                                     after_item=after_item)
             report.methods.append(result)
             return result
 
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if args.json is not None and args.e0_from is not None and args.json.resolve() == args.e0_from.resolve():
         raise SystemExit("error: --json must not be quality.py's file (--e0-from): it would be overwritten")
-    report = run(args)
+    report = quality.run_recorded(args, "head_to_head.py", run)
     title = (f"Auto Evol-Instruct against GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
     table = markdown(report)

@@ -10,9 +10,10 @@ outcomes.
 - ``2026-12-02``: e_0 as the quality runs of 2026-12-02 measured it (kept here verbatim);
 - ``current``: ``autoevol.INITIAL_METHOD`` with the evolving signature as it is now.
 
-Each finished item is one JSON line in ``--runs-dir`` (default ``benchmarks/runs/initial-method/``,
-tracked in git), committed every ``--commit-every`` minutes and when the run stops; a rerun skips
-the items already there, so an interrupted run continues on any machine. ``--budget-minutes`` stops starting new items after that long.
+Each finished item is one JSON line in ``benchmarks/runs/NAME/`` (``--name``, default
+``initial-method``; tracked in git), committed every ``--commit-every`` minutes and when the run
+stops; a rerun skips the items already there, so an interrupted run continues on any machine.
+``--budget-minutes`` stops the run cleanly (exit code 3), as in ``quality.py``.
 ``--report`` prints the tables from the lines alone, without an LM.
 
     python benchmarks/initial_method.py --lm local:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --budget-minutes 60
@@ -48,7 +49,6 @@ from autoevol.optimizers.selection import compare  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
 
-DEFAULT_RUNS_DIR = HERE / "runs" / "initial-method"
 #: The paired difference between two wordings is reported with this one-sided sign-test level.
 LEVEL = 0.05
 
@@ -112,30 +112,20 @@ def measure(evolver: Evolver, item: SeedItem, detector: FailureDetector) -> dict
             "rewrite_words": words(rewrite)}
 
 
-def run(args: argparse.Namespace) -> None:
-    """Evolve every held-out item with every wording until done or out of budget; commit the records."""
-    checkpoint = GitCheckpoint(args.runs_dir, None if args.no_commit else args.commit_every,
-                               "benchmarks/initial_method.py")
-    try:
-        evolve_all(args, checkpoint)
-    finally:
-        checkpoint.final_commit()
-
-
-def evolve_all(args: argparse.Namespace, checkpoint: GitCheckpoint) -> None:
-    """The run's loop: item by item, each wording in turn, until done or out of budget."""
+def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
+    """Evolve every held-out item with every wording, item by item, each wording in turn."""
     detector = FailureDetector(disable=args.disable_rule or ())
-    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
     evolvers = wordings()
+    records = quality.RUNS_DIR / args.name
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=1, policy=policy) as session:
+    with LMSession(concurrency=1, policy=policy, budget=quality.session_budget(args)) as session:
         lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(lm, args.lm)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
                     "rules": detector.rule_names}
         for set_name in args.sets:
             items = held_out_items(set_name, args.held_out, args.seed)
-            logs = {name: ItemLog(args.runs_dir / f"{set_name}.{name}.items.jsonl", resume=True) for name in evolvers}
+            logs = {name: ItemLog(records / f"{set_name}.{name}.items.jsonl", resume=True) for name in evolvers}
             keys = {name: [line_key(settings, evolver, item) for item in items] for name, evolver in evolvers.items()}
             todo = sum(key not in logs[name].lines for name in evolvers for key in keys[name])
             print(f"{set_name}: {len(items)} held-out items x {len(evolvers)} wordings, {todo} evolutions to run",
@@ -145,10 +135,6 @@ def evolve_all(args: argparse.Namespace, checkpoint: GitCheckpoint) -> None:
                 for name, evolver in evolvers.items():
                     if keys[name][index] in logs[name].lines:
                         continue
-                    if deadline is not None and time.monotonic() > deadline:
-                        print(f"budget of {args.budget_minutes} min reached: stopped; rerun to continue",
-                              file=sys.stderr)
-                        return
                     before, clock = role_usage(session), time.monotonic()
                     with dspy.context(lm=lm):
                         line = measure(evolver, item, detector)
@@ -157,7 +143,8 @@ def evolve_all(args: argparse.Namespace, checkpoint: GitCheckpoint) -> None:
                                        "id": item.id, **line, "input_tokens": usage.get("input_tokens", 0),
                                        "output_tokens": usage.get("output_tokens", 0),
                                        "seconds": round(time.monotonic() - clock, 2)})
-                    checkpoint.due_commit()
+                    if checkpoint is not None:
+                        checkpoint.due_commit()
                     done += 1
                     elapsed = time.monotonic() - started
                     print(f"[{set_name}] {done}/{todo} evolutions, elapsed {format_seconds(elapsed)}, "
@@ -227,11 +214,12 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--disable-rule", action="append", help="leave a failure rule out (repeatable)")
     parse.add_argument("--timeout", type=float, default=900.0)
     parse.add_argument("--retries", type=int, default=2)
-    parse.add_argument("--budget-minutes", type=float, default=None, help="stop starting items after this long")
-    parse.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    parse.add_argument("--budget-minutes", type=float, default=None,
+                       help="stop cleanly after this long (no LM call starts later); rerun to continue")
+    parse.add_argument("--name", default="initial-method", help="the records' folder under benchmarks/runs/")
     parse.add_argument("--commit-every", type=float, default=30.0, metavar="MINUTES",
-                       help="commit --runs-dir this often while running, and when the run stops")
-    parse.add_argument("--no-commit", action="store_true", help="never commit --runs-dir")
+                       help="commit the records this often while running, and when the run stops")
+    parse.add_argument("--no-commit", action="store_true", help="never commit the records")
     parse.add_argument("--report", action="store_true", help="print the tables from the finished lines and stop")
     return parse
 
@@ -244,8 +232,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(level=logging.WARNING)
         for noisy in ("LiteLLM", "httpx", "dspy"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        run(args)
-    print(report(args.runs_dir))
+        args.resume = True
+        quality.run_recorded(args, "initial_method.py", run)
+    print(report(quality.RUNS_DIR / args.name))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ Per-item outcomes go to ``<json stem>.<method>.items.jsonl`` next to ``--json`` 
 ``--work-dir``) as they finish, the compile checkpoints to ``<stem>.compile.run/``; rerun the same
 command with ``--resume`` to reuse finished items and compile steps. ``--seed-set`` prepares the
 file with ``benchmarks/seeds.py``.
+
+A measurement that spans sessions: ``--name NAME`` keeps everything under ``benchmarks/runs/NAME/``
+(tracked in git; LM call caches excepted), resumes from it, and commits it every
+``--commit-every`` minutes and when the run stops; ``--budget-minutes`` stops the run cleanly
+(no LM call starts after it, exit code 3), everything finished so far written and committed.
+
+    python benchmarks/quality.py --lm local:FILE.gguf --seed-set humaneval --name he60 --budget-minutes 120
 """
 
 from __future__ import annotations
@@ -49,9 +56,10 @@ sys.path.insert(0, str(HERE))
 import quality_eval  # noqa: E402
 import seeds  # noqa: E402
 from quality_eval import MethodResult, StageReporter, evaluate_method, role_usage, usage_delta  # noqa: E402
+from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
+from autoevol.lm import Budget, BudgetExceeded, CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing  # noqa: E402
@@ -60,6 +68,10 @@ from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
 
+#: The tracked folder of ``--name`` runs.
+RUNS_DIR = HERE / "runs"
+#: Exit code of a run stopped by ``--budget-minutes`` (rerun the same command to continue).
+EXIT_BUDGET = 3
 #: Output token limit of the information-gain judge (a one-word verdict), as in ``autoevol compile``.
 JUDGE_MAX_TOKENS = 64
 CONFIDENCE = 0.95
@@ -113,7 +125,10 @@ def seed_file(args: argparse.Namespace) -> Path:
 
 
 def output_prefix(args: argparse.Namespace, data: Path) -> Path:
-    """Where per-item outcomes and the compile checkpoint go: next to ``--json``, or a work folder."""
+    """Where per-item outcomes and the compile checkpoint go: the run's tracked folder, next to ``--json``,
+    or a work folder."""
+    if args.name is not None:
+        return RUNS_DIR / args.name / "quality"
     if args.work_dir is not None:
         return args.work_dir / "quality"
     if args.json is not None:
@@ -168,12 +183,13 @@ def compile_args(pairs: list[str] | None) -> dict[str, Any]:
     return parsed
 
 
-def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace) -> Any:
+def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace,
+                 after_progress: Any = None) -> Any:
     """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
     settings: dict[str, Any] = dict(
         optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
         batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
-        seed=args.seed, num_threads=args.threads, progress=StageReporter(), answer_max_tokens=args.answer_max_tokens,
+        seed=args.seed, num_threads=args.threads, progress=StageReporter(after_progress), answer_max_tokens=args.answer_max_tokens,
         max_demos=args.max_demos or 0,  # without --max-demos: the method text alone, as every earlier run
     )
     settings.update(compile_args(args.compile_arg))
@@ -235,8 +251,12 @@ def bootstrapped_e0(train: list[SeedItem], args: argparse.Namespace, detector: F
 # ------------------------------------------------------------------------------ the run
 
 
-def run(args: argparse.Namespace) -> Report:
-    """Split, compile (or load), evaluate every method on the held-out items, compare with e_0."""
+def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Report:
+    """Split, compile (or load), evaluate every method on the held-out items, compare with e_0.
+
+    ``checkpoint`` commits the run's records as they grow (after items and compile progress).
+    """
+    after_item = checkpoint.due_commit if checkpoint is not None else None
     from autoevol.baselines import EvolInstructBaseline
 
     data = seed_file(args)
@@ -246,7 +266,7 @@ def run(args: argparse.Namespace) -> Report:
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
           file=sys.stderr, flush=True)
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=args.threads, policy=policy) as session:
+    with LMSession(concurrency=args.threads, policy=policy, budget=session_budget(args)) as session:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         probe(evol, args.lm)
         optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
@@ -261,11 +281,11 @@ def run(args: argparse.Namespace) -> Report:
             result = evaluate_method(key, label, program, held_out, session=session, lm=evol,
                                      responder=Responder(max_tokens=args.answer_max_tokens),
                                      detector=detector, settings=settings, path=Path(f"{prefix}.{key}.items.jsonl"),
-                                     resume=args.resume, threads=args.threads)
+                                     resume=args.resume, threads=args.threads, after_item=after_item)
             report.methods.append(result)
             return result
 
-        optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args)  # fails fast
+        optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args, after_item)  # fails fast
         demos = f"-demos{args.max_demos}" if args.max_demos else ""  # files of runs with demonstrations
         e0 = evaluate("e0", "e_0 (initial method)", Evolver())
         if args.max_demos:
@@ -313,6 +333,31 @@ def run(args: argparse.Namespace) -> Report:
                                    "confidence": CONFIDENCE, "items": len(held_out),
                                    "primary": other is compiled_result})
     return report
+
+
+def session_budget(args: argparse.Namespace) -> Budget | None:
+    """The time limit of ``--budget-minutes``, shared by every LM of the run."""
+    return Budget(max_seconds=60 * args.budget_minutes) if args.budget_minutes else None
+
+
+def run_recorded(args: argparse.Namespace, script: str, run_function: Any) -> Any:
+    """``run_function(args, checkpoint)`` with ``--name``'s records committed as they grow and at the end.
+
+    A run stopped by ``--budget-minutes`` says so and exits with :data:`EXIT_BUDGET`.
+    """
+    args.resume = args.resume or args.name is not None
+    checkpoint = None
+    if args.name is not None:
+        checkpoint = GitCheckpoint(RUNS_DIR / args.name, None if args.no_commit else args.commit_every,
+                                   f"benchmarks/{script} --name {args.name}")
+    try:
+        return run_function(args, checkpoint)
+    except BudgetExceeded as error:
+        print(f"stopped: {error}; everything finished is kept, rerun the same command to continue", file=sys.stderr)
+        raise SystemExit(EXIT_BUDGET) from None
+    finally:
+        if checkpoint is not None:
+            checkpoint.final_commit()
 
 
 # ------------------------------------------------------------------------------ output
@@ -405,6 +450,13 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--work-dir", type=Path, default=None, help="per-item outcomes and checkpoints (default: "
                        "next to --json)")
     parse.add_argument("--resume", action="store_true", help="reuse finished items and compile steps")
+    parse.add_argument("--name", default=None, help="keep the run under benchmarks/runs/NAME/ (tracked, committed as "
+                       "it grows) and resume from it; implies --resume")
+    parse.add_argument("--commit-every", type=float, default=30.0, metavar="MINUTES",
+                       help="with --name: commit the run's folder this often, and when the run stops")
+    parse.add_argument("--no-commit", action="store_true", help="with --name: never commit the run's folder")
+    parse.add_argument("--budget-minutes", type=float, default=None,
+                       help="stop cleanly after this long (no LM call starts later); rerun to continue")
     parse.add_argument("--verbose", action="store_true", help="log the compile's steps")
     return parse
 
@@ -416,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("LiteLLM", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    report = run(args)
+    report = run_recorded(args, "quality.py", run)
     title = (f"held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
     table = markdown(report)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,11 +162,13 @@ def evaluate_method(
     path: Path,
     resume: bool,
     threads: int,
+    after_item: Callable[[], None] | None = None,
 ) -> MethodResult:
     """Evolve, answer and judge ``items`` with ``program`` under ``lm``; resumable through ``path``.
 
     Each finished item is one JSONL line: its id, position, outcome, seconds and LM usage per role
     since the previous line (so the lines add up to the evaluation's wall time and usage).
+    ``after_item`` is called after each line is written (to commit the records, say).
     """
     method_fingerprint = str(getattr(program, "fingerprint", "") or fingerprint(str(program)))
     log = ItemLog(path, resume=resume)
@@ -187,6 +189,8 @@ def evaluate_method(
             marks.update(clock=clock, usage=usage)
             log.append(line)
             progress.advance()  # here, not as run_in_threads' on_done: that one reports once at the end
+            if after_item is not None:
+                after_item()
 
     with dspy.context(lm=lm):
         run_in_threads(run, todo, threads)
@@ -219,9 +223,13 @@ def _result(key: str, label: str, method_fingerprint: str, lines: list[dict[str,
 
 
 class StageReporter:
-    """The compile's progress on stderr: ``step N stage: done/total`` with the stage's ETA."""
+    """The compile's progress on stderr: ``step N stage: done/total`` with the stage's ETA.
 
-    def __init__(self) -> None:
+    ``after_progress`` is called after each report (to commit the run's records, say).
+    """
+
+    def __init__(self, after_progress: Callable[[], None] | None = None) -> None:
+        self._after = after_progress
         self._stage: tuple[int, str] | None = None
         self._started = time.monotonic()
         self._last: tuple[int, int] | None = None
@@ -238,3 +246,5 @@ class StageReporter:
         step = "starting method" if event.step == 0 else f"step {event.step}"
         print(f"[compile {step}: {event.stage}] {event.done}/{event.total}, elapsed {format_seconds(elapsed)}, "
               f"ETA {eta}", file=sys.stderr, flush=True)
+        if self._after is not None:
+            self._after()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class GitCheckpoint:
         self.folder, self.label = folder.resolve(), label
         self.every = None if every_minutes is None else 60 * every_minutes
         self.last = time.monotonic()
+        self._lock = threading.Lock()
         self.enabled = self.every is not None and self._git("rev-parse", "--is-inside-work-tree").returncode == 0
         if self.every is not None and not self.enabled:
             print(f"note: {self.folder} is not in a git checkout; its records are not committed", file=sys.stderr)
@@ -36,6 +38,10 @@ class GitCheckpoint:
         """Commit the folder now, if anything in it changed."""
         if not self.enabled:
             return
+        with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
         self.last = time.monotonic()
         added = self._git("add", "--", str(self.folder))
         changed = self._git("status", "--porcelain", "--", str(self.folder))

@@ -116,14 +116,15 @@ class AdaptiveLimiter:
 
 
 class BudgetExceeded(RuntimeError):
-    """A job reached one of its limits on LM calls, tokens or cost."""
+    """A job reached one of its limits on LM calls, tokens, cost or time."""
 
 
 class Budget:
     """Limits shared by every LM of a job (all roles, all threads).
 
     ``reserve()`` is called before each billed call and refuses once a limit is reached, so a job
-    stops cleanly at the limit; ``charge()`` adds what a finished call used.
+    stops cleanly at the limit; ``charge()`` adds what a finished call used. ``max_seconds`` counts
+    from the budget's creation: no call starts after it (calls in flight finish).
     """
 
     def __init__(
@@ -132,10 +133,13 @@ class Budget:
         max_calls: int | None = None,
         max_tokens: int | None = None,
         max_cost: float | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self.max_calls = max_calls
         self.max_tokens = max_tokens
         self.max_cost = max_cost
+        self.max_seconds = max_seconds
+        self._started = time.monotonic()
         self.calls = 0
         self.tokens = 0
         self.cost = 0.0
@@ -149,6 +153,8 @@ class Budget:
             return f"token budget of {self.max_tokens} reached"
         if self.max_cost is not None and self.cost >= self.max_cost:
             return f"cost budget of ${self.max_cost:g} reached"
+        if self.max_seconds is not None and time.monotonic() - self._started >= self.max_seconds:
+            return f"time budget of {self.max_seconds / 60:g} min reached"
         return None
 
     def reserve(self) -> None:

@@ -200,6 +200,15 @@ def test_token_budget_counts_tokens():
         ask(lm, "b")
 
 
+def test_time_budget_refuses_calls_once_its_time_is_up():
+    lm = scripted_lm(echo, budget=Budget(max_seconds=3600))
+    ask(lm, "a")  # an hour is far from over
+    spent = scripted_lm(echo, budget=Budget(max_seconds=0))
+    with pytest.raises(BudgetExceeded, match="time budget of 0 min reached"):
+        ask(spent, "b")
+    assert lm.engine.calls == 1 and spent.engine.calls == 0
+
+
 def test_observe_calls_sees_calls_of_this_block_only(tmp_path):
     lm = scripted_lm(echo, call_cache=CallCache())
     ask(lm, "before")
