@@ -12,7 +12,8 @@ from autoevol.optimizers.history import (
     TrajectoryCase,
     UsageDelta,
 )
-from autoevol.optimizers.racing import RaceResult, race, sign_test_p_value
+from autoevol.optimizers.racing import RaceResult, race
+from autoevol.optimizers.selection import sign_test_p_value
 
 __all__ = [
     "AutoEvolInstruct", "CandidateRecord", "CompileFoundNothing", "MethodScore", "NoImprovement",

@@ -36,6 +36,8 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from autoevol.optimizers.selection import compare
+
 K = TypeVar("K", bound=Hashable)
 
 #: Default looks, as fractions of the development set: a first slice of 20%, then every 20%.
@@ -50,39 +52,20 @@ DEFAULT_ALPHA = 0.05
 Measure = Callable[[Sequence[K], int, int], Mapping[K, Sequence[bool]]]
 
 
-def sign_test_p_value(worse: int, better: int) -> float:
-    """One-sided exact sign test: ``P(X >= worse)`` for ``X ~ Binomial(worse + better, 1/2)``.
-
-    ``worse`` counts items a method failed while the leader passed, ``better`` the reverse. A small
-    value means "this many losses are unlikely if the method were at least as good as the leader".
-    """
-    if worse < 0 or better < 0:
-        raise ValueError("counts must be non-negative")
-    discordant = worse + better
-    if discordant == 0:
-        return 1.0
-    tail = sum(math.comb(discordant, k) for k in range(worse, discordant + 1))
-    return tail / 2**discordant
-
-
 def elimination_reason(method: Sequence[bool], leader: Sequence[bool], total: int, alpha: float) -> str | None:
     """Why ``method`` can be dropped against ``leader``, or ``None`` to keep measuring it.
 
     Both sequences are failure flags on the same items (the first ``len(method)`` items of ``total``).
     """
-    if len(method) != len(leader):
-        raise ValueError("a paired comparison needs outcomes on the same items")
-    seen = len(method)
-    worse = sum(1 for mine, theirs in zip(method, leader) if mine and not theirs)
-    better = sum(1 for mine, theirs in zip(method, leader) if theirs and not mine)
+    leader_ahead = compare(leader, method, level=alpha)  # the leader's advantage over the method
+    seen, worse, better = len(method), leader_ahead.reference_only, leader_ahead.challenger_only
     remaining = total - seen
     if worse - better > remaining:
         return (f"cannot catch up: {worse - better} more failures than the leader "
                 f"with {remaining} items left")
-    p_value = sign_test_p_value(worse, better)
-    if remaining > 0 and p_value < alpha:
+    if remaining > 0 and leader_ahead.p_value < alpha:
         return (f"worse than the leader after {seen} items: failed {worse} items it passed, "
-                f"passed {better} it failed (sign test p={p_value:.3f} < {alpha})")
+                f"passed {better} it failed (sign test p={leader_ahead.p_value:.3f} < {alpha})")
     return None
 
 
@@ -185,14 +168,12 @@ def unacceptable_reason(method: Sequence[bool], reference: Sequence[bool], level
     """Why ``method`` (flags on a prefix of the items) can no longer beat ``reference`` (flags on
     every item) at ``level``, or ``None``: its best case is to pass every remaining item."""
     seen = len(method)
-    challenger_only = sum(1 for mine, theirs in zip(method, reference) if mine and not theirs)
-    reference_only = sum(1 for mine, theirs in zip(method, reference) if theirs and not mine) + sum(reference[seen:])
-    p_value = sign_test_p_value(reference_only, challenger_only)
-    if reference_only > challenger_only and p_value <= level:
+    best_case = compare([*method, *[False] * (len(reference) - seen)], reference, level=level)
+    if best_case.supported:
         return None
     return (f"cannot be accepted any more: after {seen} items, even passing all {len(reference) - seen} left "
-            f"it would win {reference_only} and lose {challenger_only} against the incumbent "
-            f"(sign test p={p_value:.3f} > {level:.3g})")
+            f"it would win {best_case.reference_only} and lose {best_case.challenger_only} against the incumbent "
+            f"(sign test p={best_case.p_value:.3f} > {level:.3g})")
 
 
 def _drop_unacceptable(result: RaceResult[K], running: Sequence[K], reference: Sequence[bool], level: float,

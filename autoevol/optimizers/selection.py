@@ -19,11 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
-
-from autoevol.optimizers.racing import sign_test_p_value
 
 #: Default family-wise level of the selection steps: a candidate tried as the k-th of a compile
 #: is accepted when its one-sided sign-test p-value is at most ``SELECTION_ALPHA / k``. Chosen from
@@ -31,6 +30,21 @@ from autoevol.optimizers.racing import sign_test_p_value
 SELECTION_ALPHA = 0.5
 #: Default level of the confirmation test of the final method against the starting method.
 CONFIRM_ALPHA = 0.1
+
+
+def sign_test_p_value(wins: int, losses: int) -> float:
+    """One-sided exact sign test: ``P(X >= wins)`` for ``X ~ Binomial(wins + losses, 1/2)``.
+
+    ``wins`` counts the discordant items that favour one side, ``losses`` the rest. A small value
+    means "this many wins are unlikely if both sides were equally good".
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError("counts must be non-negative")
+    discordant = wins + losses
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(wins, discordant + 1))
+    return tail / 2**discordant
 
 
 class PairedComparison(BaseModel):

@@ -12,8 +12,8 @@ from autoevol.optimizers.racing import (
     elimination_reason,
     look_points,
     race,
-    sign_test_p_value,
 )
+from autoevol.optimizers.selection import sign_test_p_value
 
 
 class CountingMeasure:
