@@ -59,3 +59,25 @@ def test_outside_a_checkout_nothing_is_committed_and_the_run_says_so(tmp_path: P
     checkpoint.final_commit()
     assert not checkpoint.enabled and "not in a git checkout" in capsys.readouterr().err
     assert not GitCheckpoint(tmp_path / "records", every_minutes=None, label="demo").enabled
+
+
+def test_a_run_stopped_by_its_budget_exits_3_with_its_records_committed(repo: Path, monkeypatch, capsys):
+    import argparse
+
+    import quality
+
+    from autoevol.lm import BudgetExceeded
+
+    monkeypatch.setattr(quality, "RUNS_DIR", repo / "benchmarks" / "runs")
+
+    def interrupted(args: argparse.Namespace, checkpoint: GitCheckpoint) -> None:
+        assert args.resume  # --name resumes from its records
+        (quality.RUNS_DIR / args.name / "e0.items.jsonl").write_text('{"id": 1}\n')
+        raise BudgetExceeded("time budget of 1 min reached")
+
+    args = argparse.Namespace(name="demo", resume=False, commit_every=30.0, no_commit=False)
+    with pytest.raises(SystemExit) as stopped:
+        quality.run_recorded(args, "quality.py", interrupted)
+    assert stopped.value.code == quality.EXIT_BUDGET == 3
+    assert "stopped: time budget of 1 min reached" in capsys.readouterr().err
+    assert git(repo, "log", "-1", "--format=%s").strip() == "benchmarks/quality.py --name demo: run records, 1 lines"
