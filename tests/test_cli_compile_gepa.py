@@ -81,7 +81,7 @@ def gepa_args(server: FakeOpenAIServer, data: Path, out: Path, *extra: str) -> l
 
 
 def test_gepa_compile_writes_an_evolver_that_show_report_and_evolve_read(tmp_path, server, world):
-    data = write_items(tmp_path / "train.jsonl", 40)
+    data = write_items(tmp_path / "train.jsonl", 60)
     out = tmp_path / "evolver.json"
     result = autoevol(*gepa_args(server, data, out))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,6 +90,7 @@ def test_gepa_compile_writes_an_evolver_that_show_report_and_evolve_read(tmp_pat
     meta = document["metadata"]
     assert meta["optimizer"] == "gepa" and meta["hyperparameters"]["max_metric_calls"] == 80
     assert meta["initial_dev_failure_rate"] > 0.3 > meta["dev_failure_rate"]  # e_0 fails 6 in 10, CAREFUL 1 in 10
+    assert meta["confirmed"] is True and meta["confirmation"]["items"] == 20  # and on 20 items GEPA never saw
     scores = meta["gepa"]["candidates"]
     assert scores[0]["dev_failure_rate"] == pytest.approx(meta["initial_dev_failure_rate"], abs=1e-4)
     assert scores[meta["gepa"]["best_idx"]]["dev_failure_rate"] == pytest.approx(meta["dev_failure_rate"], abs=1e-4)
@@ -121,7 +122,7 @@ def test_gepa_compile_writes_an_evolver_that_show_report_and_evolve_read(tmp_pat
     assert "e0" in compared.stdout + compared.stderr and (tmp_path / "compare.json").exists()
 
     warm = tmp_path / "warm.json"
-    again = autoevol(*gepa_args(server, write_items(tmp_path / "more.jsonl", 40, start=1000), warm,
+    again = autoevol(*gepa_args(server, write_items(tmp_path / "more.jsonl", 60, start=1000), warm,
                                 "--from", str(out), "--keep-unchanged"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(warm.read_text())["metadata"]["started_from"]["method_fingerprint"] == \
@@ -129,7 +130,7 @@ def test_gepa_compile_writes_an_evolver_that_show_report_and_evolve_read(tmp_pat
 
 
 def test_rerunning_a_finished_gepa_compile_resumes_from_its_run_directory(tmp_path, server):
-    data = write_items(tmp_path / "train.jsonl", 40)
+    data = write_items(tmp_path / "train.jsonl", 60)
     out = tmp_path / "evolver.json"
     assert autoevol(*gepa_args(server, data, out)).returncode == 0
     first = json.loads(out.read_text())
@@ -142,7 +143,7 @@ def test_rerunning_a_finished_gepa_compile_resumes_from_its_run_directory(tmp_pa
 
 @pytest.mark.parametrize("world", [World(improve=False)])
 def test_a_gepa_compile_that_found_nothing_exits_4_and_writes_no_evolver(tmp_path, server):
-    data = write_items(tmp_path / "train.jsonl", 40)
+    data = write_items(tmp_path / "train.jsonl", 60)
     out = tmp_path / "evolver.json"
     result = autoevol(*gepa_args(server, data, out))
     assert result.returncode == 4, result.stderr[-3000:]
@@ -152,8 +153,21 @@ def test_a_gepa_compile_that_found_nothing_exits_4_and_writes_no_evolver(tmp_pat
 
 
 def test_max_metric_calls_needs_the_gepa_optimizer(tmp_path):
-    data = write_items(tmp_path / "train.jsonl", 40)
+    data = write_items(tmp_path / "train.jsonl", 60)
     result = autoevol("compile", str(data), "--out", str(tmp_path / "e.json"), "--max-metric-calls", "10")
     assert result.returncode == 2 and "--optimizer gepa" in result.stderr and "Traceback" not in result.stderr
     result = autoevol("compile", str(data), "--out", str(tmp_path / "e.json"), "--optimizer", "simba")
     assert result.returncode == 2 and "auto-evol, gepa" in result.stderr
+
+
+def test_a_gepa_dry_run_plans_the_confirmation_and_confirm_size_0_turns_it_off(tmp_path, server):
+    data = write_items(tmp_path / "train.jsonl", 60)
+    planned = autoevol(*gepa_args(server, data, tmp_path / "evolver.json", "--dry-run"))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert "then the start and the result on 20 confirmation items" in planned.stdout
+    off = autoevol(*gepa_args(server, data, tmp_path / "evolver.json", "--dry-run", "--confirm-size", "0"))
+    assert off.returncode == 0 and "confirmation" not in off.stdout
+    unconfirmed = autoevol(*gepa_args(server, data, tmp_path / "evolver.json", "--confirm-size", "0"))
+    assert unconfirmed.returncode == 0, unconfirmed.stderr[-2000:]
+    meta = json.loads((tmp_path / "evolver.json").read_text())["metadata"]
+    assert meta["confirmed"] is None and meta["hyperparameters"]["confirm_size"] == 0

@@ -111,8 +111,10 @@ def compile_command(
         budget = max_metric_calls or matched_metric_calls(dev_size=dev_size, batch_size=batch_size,
                                                           num_candidates=candidates, max_steps=steps,
                                                           evolution_rounds=rounds)
+        confirm = dev_size if confirm_size is None else confirm_size
         typer.echo(f"GEPA: at most about {budget} metric calls (one evolution, its answer and the judge: 1 to 3 "
-                   "LM calls each) plus one optimizer-LM call per iteration")
+                   "LM calls each) plus one optimizer-LM call per iteration"
+                   + (f"; then the start and the result on {confirm} confirmation items" if confirm else ""))
         return
     if dry_run:
         judged = (judge_lm or "").strip().casefold() != "none" and "judge" not in (disable_rule or ())
@@ -180,21 +182,22 @@ def compile_command(
 
 def _selection_settings(optimizer_name: str, confirm_size: int | None, selection_alpha: float,
                         confirm_alpha: float, starts: list[str] | None) -> dict[str, Any]:
-    """The selection, confirmation and starting-method settings, which only Auto Evol-Instruct has."""
+    """The confirmation settings (both optimizers), and the selection and starting-method settings,
+    which only Auto Evol-Instruct has."""
+    for name, value in (("--selection-alpha", selection_alpha), ("--confirm-alpha", confirm_alpha)):
+        if not 0 < value < 1:
+            fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
+    confirmation = {"confirm_size": confirm_size, "confirm_alpha": confirm_alpha}
     if optimizer_name != "auto-evol":
         if starts:
             fail("--start races starting methods in Auto Evol-Instruct's compile; GEPA starts from e_0 or --from")
-        return {}
+        return confirmation
     known = list(starting_methods())
     names = known if "all" in (starts or []) else list(starts or [])
     unknown = [name for name in names if name not in known]
     if unknown:
         fail(f"--start {unknown[0]!r} is not a starting method; choose from {', '.join(known)} or 'all'")
-    for name, value in (("--selection-alpha", selection_alpha), ("--confirm-alpha", confirm_alpha)):
-        if not 0 < value < 1:
-            fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
-    return {"confirm_size": confirm_size, "selection_alpha": selection_alpha, "confirm_alpha": confirm_alpha,
-            "starts": names}
+    return {**confirmation, "selection_alpha": selection_alpha, "starts": names}
 
 
 def show_command(

@@ -8,7 +8,9 @@ program is the :class:`~autoevol.programs.Evolver`, the metric is
 :class:`~autoevol.metrics.feedback.EvolutionFeedback` (1 for an evolution that passed every failure
 rule, 0 with the rule and its reason otherwise), the reflection LM is the optimizer LM, and the
 training pool and the dev set are exactly the split :class:`AutoEvolInstruct` uses with the same
-seed and sizes. The result is an ordinary compiled evolver: the same file, metadata and history
+seed and sizes. As there, a method better on the dev set is measured against the starting method
+on a confirmation split that GEPA never saw, and is the result only when the paired test supports
+its gain there. The result is an ordinary compiled evolver: the same file, metadata and history
 shape (one history entry per candidate GEPA accepted), so ``show``, ``report``, ``compare``,
 ``evolve --program`` and warm starts read it unchanged.
 
@@ -55,10 +57,13 @@ from autoevol.optimizers.outcome import (
     CompileFoundNothing,
     NoImprovement,
     compiled_evolver,
+    unconfirmed,
 )
 from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.selection import CONFIRM_ALPHA, PairedComparison, compare
 from autoevol.optimizers.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.programs.evolver import Evolver
+from autoevol.records import UNMEASURED, Verdict
 from autoevol.threads import run_in_threads
 from autoevol.version import __version__
 
@@ -103,6 +108,8 @@ class GEPAEvolInstruct(Teleprompter):
         evol_lm: dspy.LM | None = None,
         detector: FailureDetector | None = None,
         dev_size: int = 50,
+        confirm_size: int | None = None,
+        confirm_alpha: float = CONFIRM_ALPHA,
         batch_size: int = 10,
         num_candidates: int = 5,
         max_steps: int = 10,
@@ -118,6 +125,11 @@ class GEPAEvolInstruct(Teleprompter):
         num_threads: int = 4,
     ) -> None:
         super().__init__()
+        confirm_size = dev_size if confirm_size is None else confirm_size
+        if confirm_size < 0:
+            raise ValueError("confirm_size must be at least 0")
+        if not 0 < confirm_alpha < 1:
+            raise ValueError("confirm_alpha must be between 0 and 1")
         for name, value in (("dev_size", dev_size), ("batch_size", batch_size), ("num_candidates", num_candidates),
                             ("evolution_rounds", evolution_rounds), ("reflection_minibatch_size",
                                                                      reflection_minibatch_size),
@@ -135,6 +147,7 @@ class GEPAEvolInstruct(Teleprompter):
             raise ValueError("candidate_selection_strategy must be 'pareto' or 'current_best'")
         self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
         self.dev_size, self.batch_size, self.num_candidates = dev_size, batch_size, num_candidates
+        self.confirm_size, self.confirm_alpha = confirm_size, confirm_alpha
         self.max_steps, self.evolution_rounds = max_steps, evolution_rounds
         self.max_metric_calls = max_metric_calls if max_metric_calls is not None else matched_metric_calls(
             dev_size=dev_size, batch_size=batch_size, num_candidates=num_candidates, max_steps=max_steps,
@@ -147,7 +160,8 @@ class GEPAEvolInstruct(Teleprompter):
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that shape the result (in run.json and the evolver's metadata)."""
-        return {"dev_size": self.dev_size, "batch_size": self.batch_size, "num_candidates": self.num_candidates,
+        return {"dev_size": self.dev_size, "confirm_size": self.confirm_size, "confirm_alpha": self.confirm_alpha,
+                "batch_size": self.batch_size, "num_candidates": self.num_candidates,
                 "max_steps": self.max_steps, "evolution_rounds": self.evolution_rounds,
                 "max_metric_calls": self.max_metric_calls, "max_lm_calls": self.max_lm_calls,
                 "reflection_minibatch_size": self.reflection_minibatch_size,
@@ -156,9 +170,9 @@ class GEPAEvolInstruct(Teleprompter):
                 "seed": self.seed}
 
     def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
-        """The training pool and the dev set: the split :class:`AutoEvolInstruct` makes without confirmation."""
+        """The training pool, the dev set and the confirmation split: the split :class:`AutoEvolInstruct` makes."""
         return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
-                                  seed=self.seed)
+                                  seed=self.seed, confirm_size=self.confirm_size)
 
     def compile(self, student: Evolver, *, trainset: Instructions, valset: Instructions | None = None,
                 run_dir: str | Path | None = None) -> Evolver:
@@ -170,13 +184,14 @@ class GEPAEvolInstruct(Teleprompter):
 
         Raises:
             NotEnoughData, RunDirError: as :meth:`AutoEvolInstruct.compile`.
-            CompileFoundNothing: no candidate beat the starting method on the dev set (not
-                raised with ``keep_unchanged=True``).
+            CompileFoundNothing: no candidate beat the starting method on the dev set, or its gain
+                did not hold on the confirmation split (not raised with ``keep_unchanged=True``,
+                which returns the starting method).
             BudgetExceeded, or a permanent LM error: GEPA is stopped and the error re-raised.
         """
         clock = time.monotonic()
-        pool, dev, _ = self.split(trainset, valset)
-        header = self._run_header(student, pool, dev)
+        pool, dev, confirm = self.split(trainset, valset)
+        header = self._run_header(student, pool, dev, confirm)
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
                          CallCache(run.cache_path) if run is not None else None,
@@ -189,8 +204,9 @@ class GEPAEvolInstruct(Teleprompter):
             with dspy.context(lm=lms.evol):
                 start, final = (self._rescore(student, method, dev, metric) for method in
                                 (student.method, result.candidates[result.best_idx].evolve.signature.instructions))
-            if not _better(final, start):
-                final = start
+                if not _better(final, start):
+                    final = start
+                confirmation = self._confirm(student, start, final, confirm, metric)
             history = _history(result, start, final)
             usage = _added(earlier.usage if earlier is not None else [], lms.usage_since(before))
         finally:
@@ -201,12 +217,15 @@ class GEPAEvolInstruct(Teleprompter):
             run.write_start(start_record)
             for record in history:
                 run.write_step(record)
-        evolver = compiled_evolver(student, final, start_record, history, hyperparameters=self.hyperparameters(),
+            if confirmation is not None:
+                run.write_confirmation(confirmation)
+        chosen = start if confirmation is not None and not confirmation.supported else final
+        evolver = compiled_evolver(student, chosen, start_record, history, hyperparameters=self.hyperparameters(),
                                    models=self._models(), detector_rules=lms.detector.rule_names,
-                                   data=header.data, stopped=stopped)
+                                   data=header.data, stopped=stopped, confirmation=confirmation)
         evolver.metadata["optimizer"] = "gepa"
         evolver.metadata["gepa"] = _gepa_summary(result, self.max_metric_calls)
-        found_nothing = _found_nothing(start, final, result, evolver)
+        found_nothing = _found_nothing(start, final, result, evolver, confirmation)
         if found_nothing is not None and not self.keep_unchanged:
             raise found_nothing
         return evolver
@@ -241,32 +260,52 @@ class GEPAEvolInstruct(Teleprompter):
 
     def _rescore(self, student: Evolver, method: str, dev: Sequence[Item], metric: EvolutionFeedback) -> MethodScore:
         """A method's dev verdicts by rule (GEPA's own calls answer them again from the cache)."""
+        by_rule: dict[str, int] = {}
+        for verdict in self._verdicts(student, method, dev, metric):
+            if verdict.failed:
+                by_rule[verdict.rule or "unknown"] = by_rule.get(verdict.rule or "unknown", 0) + 1
+        return _score(student.with_method(method), failed=sum(by_rule.values()), evaluated=len(dev), by_rule=by_rule)
+
+    def _confirm(self, student: Evolver, start: MethodScore, final: MethodScore, confirm: Sequence[Item],
+                 metric: EvolutionFeedback) -> PairedComparison | None:
+        """The final method against the starting method on the confirmation split (``None``: nothing
+        to confirm, or no confirmation split). Items either measurement could not judge are left out."""
+        if final.fingerprint == start.fingerprint or not confirm:
+            return None
+        before, after = (self._verdicts(student, method, confirm, metric) for method in (start.method, final.method))
+        measured = [(old, new) for old, new in zip(before, after)
+                    if old.rule not in UNMEASURED and new.rule not in UNMEASURED]
+        comparison = compare([new.failed for _, new in measured], [old.failed for old, _ in measured],
+                             level=self.confirm_alpha)
+        logger.info("confirmation on %d held-out items: %s: the gain %s", comparison.items, comparison.describe(),
+                    "holds" if comparison.supported else "does not hold")
+        return comparison
+
+    def _verdicts(self, student: Evolver, method: str, items: Sequence[Item],
+                  metric: EvolutionFeedback) -> list[Verdict]:
+        """``method``'s verdict on each item, in order, by the metric GEPA optimizes."""
         evolver = student.with_method(method)
 
-        def judge(item: Item) -> Any:
+        def judge(item: Item) -> Verdict:
             try:
                 prediction = evolver(instruction=item.text)
             except Exception as error:  # an unparseable or failed evolution fails the item, as in GEPA
                 if isinstance(error, BudgetExceeded) or is_permanent(error):
                     raise
                 prediction = None
-            return metric.outcome(item.text, prediction)
+            return metric.outcome(item.text, prediction).verdict
 
-        outcomes = run_in_threads(judge, list(dev), self.num_threads)
-        by_rule: dict[str, int] = {}
-        for outcome in outcomes:
-            if outcome.verdict.failed:
-                by_rule[outcome.verdict.rule or "unknown"] = by_rule.get(outcome.verdict.rule or "unknown", 0) + 1
-        return _score(evolver, failed=sum(by_rule.values()), evaluated=len(dev), by_rule=by_rule)
+        return run_in_threads(judge, list(items), self.num_threads)
 
-    def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item]) -> RunHeader:
+    def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item],
+                    confirm: Sequence[Item]) -> RunHeader:
         settings: dict[str, Any] = {"optimizer": "gepa"}
         settings.update((key, value) for key, value in self.hyperparameters().items()
                         if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow
         detector = self.detector or FailureDetector()
         settings.update(models=self._models(), detector_rules=detector.rule_names)
         return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
-                         settings=settings, data=data_summary(pool, dev))
+                         settings=settings, data=data_summary(pool, dev, confirm))
 
     def _evol_lm(self) -> dspy.LM:
         return configured_evol_lm(self.evol_lm)
@@ -366,7 +405,10 @@ def _better(final: MethodScore, start: MethodScore) -> bool:
     return final.fingerprint != start.fingerprint and final.failure_rate < start.failure_rate
 
 
-def _found_nothing(start: MethodScore, final: MethodScore, result: Any, evolver: Evolver) -> CompileFoundNothing | None:
+def _found_nothing(start: MethodScore, final: MethodScore, result: Any, evolver: Evolver,
+                   confirmation: PairedComparison | None) -> CompileFoundNothing | None:
+    if confirmation is not None and not confirmation.supported:
+        return unconfirmed(start, final, confirmation, evolver)
     if _better(final, start):
         return None
     if start.failed == 0:

@@ -155,6 +155,16 @@ def total_usage(parts: Iterable[Sequence[UsageDelta]]) -> dict[str, dict[str, fl
     return totals
 
 
+def unconfirmed(initial: MethodScore, final: MethodScore, confirmation: PairedComparison,
+                evolver: Evolver) -> NoImprovement:
+    """The error of a dev gain that the confirmation split does not support, with its figures."""
+    return NoImprovement(
+        f"the dev gain ({100 * initial.failure_rate:.0f}% -> {100 * final.failure_rate:.0f}%) did not hold "
+        f"on {confirmation.items} confirmation items no selection step saw: the start failed "
+        f"{confirmation.reference_only + confirmation.both}, the result {confirmation.challenger_only + confirmation.both}; "
+        f"{confirmation.describe()}", evolver)
+
+
 def found_nothing_error(initial: MethodScore, final: MethodScore, history: Sequence[StepRecord],
                         evolver: Evolver, confirmation: PairedComparison | None = None) -> CompileFoundNothing | None:
     """The error to raise when the compile has no better method to return, or ``None`` when it found one.
@@ -162,11 +172,7 @@ def found_nothing_error(initial: MethodScore, final: MethodScore, history: Seque
     A method better on the dev set is no result when the confirmation split does not support it.
     """
     if confirmation is not None and not confirmation.supported:
-        return NoImprovement(
-            f"the dev gain ({100 * initial.failure_rate:.0f}% -> {100 * final.failure_rate:.0f}%) did not hold "
-            f"on {confirmation.items} confirmation items no selection step saw: the start failed "
-            f"{confirmation.reference_only + confirmation.both}, the result {confirmation.challenger_only + confirmation.both}; "
-            f"{confirmation.describe()}", evolver)
+        return unconfirmed(initial, final, confirmation, evolver)
     if final.fingerprint != initial.fingerprint:
         return None
     if not history:

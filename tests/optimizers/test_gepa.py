@@ -114,14 +114,58 @@ def test_the_default_budget_matches_auto_evol_instructs_schedule():
 
 def test_gepa_uses_the_same_split_as_auto_evol_instruct():
     data = items(60)
-    auto = AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3, confirm_size=0)
+    auto = AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3)
     gepa = build_teleprompter("gepa", optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3,
                               racing=False, proposal_mode="edit", max_metric_calls=None)
     assert isinstance(gepa, GEPAEvolInstruct)
-    assert gepa.split(data) == auto.split(data)
+    assert gepa.split(data) == auto.split(data) and len(gepa.split(data).confirm) == 12
     assert gepa.split(data, DEV) == auto.split(data, DEV)
+    unconfirmed = build_teleprompter("gepa", optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5, seed=3,
+                                     confirm_size=0)
+    assert unconfirmed.split(data) == AutoEvolInstruct(optimizer_lm=scripted_lm(evol), dev_size=12, batch_size=5,
+                                                       seed=3, confirm_size=0).split(data)
     with pytest.raises(ValueError, match="unknown optimizer"):
         build_teleprompter("simba", optimizer_lm=scripted_lm(evol))  # type: ignore[arg-type]
+
+
+def test_the_gain_is_confirmed_on_items_gepa_never_saw(tmp_path):
+    compiled = teleprompter(Reflection()).compile(Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
+    confirmation = compiled.metadata["confirmation"]
+    assert compiled.metadata["confirmed"] is True and confirmation["items"] == DEV_SIZE
+    # e_0 fails residues 0, 1 and 2, the result only 2: it wins the items of residues 0 and 1 and loses none
+    assert confirmation["challenger_only"] == 0 and confirmation["reference_only"] >= 4
+    assert json.loads((tmp_path / "run" / "confirmation.json").read_text())["supported"] is True
+
+
+#: A rule that fixes the dev items' failures and fails as many other items: GEPA sees only its dev gain.
+DEV_ONLY = "Keep every task number above one hundred."
+
+
+def dev_lucky(request: ScriptedRequest) -> dict[str, str]:
+    if request.plain or DEV_ONLY not in request.instructions:
+        return evol(request)
+    text = request.inputs["instruction"]
+    number = int(re.search(r"#(\d+)", text).group(1))
+    failing = {2} if number >= 100 else {3, 4, 5}  # the dev items are #100 on, the others the confirmation split
+    if number % 6 in failing:
+        return {"working_notes": "-", "evolved_instruction": text}
+    return {"working_notes": "-", "evolved_instruction": f"{text} Give the count per part and justify it."}
+
+
+def test_a_dev_gain_that_does_not_hold_on_the_confirmation_split_is_no_result(tmp_path):
+    lm = scripted_lm(dev_lucky, policy=CallPolicy(max_retries=0))
+    with pytest.raises(NoImprovement, match=f"did not hold on {DEV_SIZE} confirmation items") as raised:
+        teleprompter(Reflection(rules=(DEV_ONLY,)), evol_lm=lm).compile(Evolver(), trainset=TRAIN, valset=DEV,
+                                                                          run_dir=tmp_path / "run")
+    assert raised.value.evolver.method == INITIAL_METHOD and raised.value.evolver.metadata["confirmed"] is False
+    assert json.loads((tmp_path / "run" / "confirmation.json").read_text())["supported"] is False
+    kept = teleprompter(Reflection(rules=(DEV_ONLY,)), evol_lm=lm, keep_unchanged=True).compile(
+        Evolver(), trainset=TRAIN, valset=DEV)
+    assert kept.method == INITIAL_METHOD and kept.metadata["confirmation"]["challenger_only"] > 0
+    # without a confirmation split the dev gain is the result
+    unconfirmed = teleprompter(Reflection(rules=(DEV_ONLY,)), evol_lm=lm, confirm_size=0).compile(
+        Evolver(), trainset=TRAIN, valset=DEV)
+    assert DEV_ONLY in unconfirmed.method and unconfirmed.metadata["confirmed"] is None
 
 
 def test_the_evolver_file_round_trips(tmp_path):
@@ -182,13 +226,14 @@ def test_a_permanent_error_of_the_reflection_lm_stops_the_compile():
 
 def test_an_lm_call_budget_stops_gepa_and_a_rerun_replays_it(tmp_path):
     evol_lm = scripted_lm(evol, policy=CallPolicy(max_retries=0))
-    first = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True).compile(
+    # the confirmation's calls come after GEPA's budget: left out here, so that GEPA's are counted alone
+    first = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True, confirm_size=0).compile(
         Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
     assert first.metadata["stopped"] == "max_lm_calls"
     spent = sum(role["calls"] for role in first.metadata["usage"].values())
     assert 40 <= spent <= 40 + 2 * (DEV_SIZE + 2 * MINIBATCH) + 2  # one iteration past it at most
     calls = evol_lm.engine.calls
-    again = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True).compile(
+    again = teleprompter(Reflection(), evol_lm=evol_lm, max_lm_calls=40, keep_unchanged=True, confirm_size=0).compile(
         Evolver(), trainset=TRAIN, valset=DEV, run_dir=tmp_path / "run")
     assert evol_lm.engine.calls == calls  # the spent budget is remembered: nothing more to do
     assert again.method == first.method
