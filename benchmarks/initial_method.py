@@ -108,7 +108,8 @@ def measure(evolver: Evolver, item: SeedItem, detector: FailureDetector) -> dict
     verdict = trajectory.verdict
     return {"failed": verdict.failed, "rule": verdict.rule if verdict.failed else None,
             "reason": (verdict.reason or "")[:200] if verdict.failed else None,
-            "original_words": words(item.instruction), "notes_words": words(trajectory.notes[0] if trajectory.notes else None),
+            "original_words": words(item.instruction),
+            "notes_words": words(trajectory.notes[0] if trajectory.notes else None),
             "rewrite_words": words(rewrite)}
 
 
