@@ -1,15 +1,18 @@
-"""Auto Evol-Instruct against GEPA on the same job, at equal LM-call budgets, with one real LM.
+"""The real-model verdict: e_0, the classic operations, Auto Evol-Instruct and GEPA at equal LM-call budgets.
 
 The seed file is split exactly as ``benchmarks/quality.py`` splits it (same seed, same held-out
-items); the same LM spec serves the evol, optimizer (GEPA's reflection) and judge roles. Three
-methods are evaluated on the held-out items with the same failure rules: e_0, the evolver
-Auto Evol-Instruct compiles on the compile part, and the evolver GEPA compiles on the same part
-(the same train/dev split inside the compile). GEPA's budget is what Auto Evol-Instruct really
+items); the same LM spec serves the evol, optimizer (GEPA's reflection) and judge roles. These
+methods are evaluated on the held-out items with the same failure rules: e_0; the classic
+Evol-Instruct operations (one drawn per item); the starting method Auto Evol-Instruct's race picked
+(``--start``; evaluated only when it is neither e_0 nor already measured); the evolver Auto
+Evol-Instruct compiles on the compile part; and the evolver GEPA compiles on the same part (the
+same train/dev/confirmation split inside the compile). GEPA's budget is what Auto Evol-Instruct really
 spent: GEPA stops once its compile made as many LM calls, every role counted (``max_lm_calls``,
 checked between GEPA iterations), and never passes the metric calls of Auto Evol-Instruct's
 schedule (``max_metric_calls``, or ``--gepa-max-metric-calls``).
-Prints the held-out failure rates with paired bootstrap intervals, and each compile's LM calls and
-wall time.
+Prints the held-out failure rates, failures by rule, evaluation LM calls and evol prompt tokens per
+item, the paired bootstrap intervals of every method against e_0 and against the classic
+operations, and each compile's LM calls, wall time, start race and confirmation.
 
     python benchmarks/head_to_head.py --lm local:/models/model.gguf --seed-set self-instruct --held-out 40 \\
         --json runs/h2h.json --e0-from runs/quality.json --resume
@@ -42,6 +45,7 @@ import quality_eval  # noqa: E402
 from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
 from run_records import GitCheckpoint  # noqa: E402
 
+from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
@@ -86,6 +90,7 @@ def run_compile(name: str, optimizer: Any, train: list[Any], run_dir: Path, sess
         "steps": meta.get("steps"), "stopped": meta.get("stopped"), "usage": meta.get("usage") or {}, "recorded_seconds": meta.get("seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "session_usage": usage_delta(role_usage(session), before), "hyperparameters": meta.get("hyperparameters"),
+        "start_chosen": meta.get("start_chosen"), "confirmation": meta.get("confirmation"),
     }
     if "gepa" in meta:
         figures["gepa"] = {key: meta["gepa"][key] for key in ("max_metric_calls", "total_metric_calls", "best_idx")}
@@ -129,17 +134,23 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         auto_optimizer = quality.teleprompter(evol, optimizer_lm, detector, args)  # fails fast on bad settings
         # e_0's file may be quality.py's: always resumed, so that none of its lines is dropped
         e0 = evaluate("e0", "e_0 (initial method)", Evolver(), Path(f"{shared}.e0.items.jsonl"), True)
+        classic = evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed),
+                           Path(f"{prefix}.evol-instruct.items.jsonl"), args.resume)
         results = {}
         auto, report.compiles["auto-evol"] = run_compile("auto-evol", auto_optimizer, train,
                                                          Path(f"{prefix}.h2h-auto-evol.run"), session, args.resume)
         auto.save(f"{prefix}.h2h-auto-evol.json")
+        picked = str(report.compiles["auto-evol"]["start_chosen"] or "student").removeprefix("starting method: ")
+        if picked != "student":
+            evaluate(f"start-{picked}", f"starting method the race picked ({picked})",
+                     Evolver(starting_methods()[picked]), Path(f"{prefix}.start-{picked}.items.jsonl"), args.resume)
         budget = calls_of(report.compiles["auto-evol"]["usage"])
         gepa_optimizer = GEPAEvolInstruct(
             optimizer_lm=optimizer_lm, evol_lm=evol, detector=detector, dev_size=args.dev_size,
             batch_size=args.batch_size, num_candidates=args.candidates, max_steps=args.steps,
             max_metric_calls=args.gepa_max_metric_calls, max_lm_calls=max(1, budget),
             reflection_minibatch_size=args.reflection_minibatch_size, answer_max_tokens=args.answer_max_tokens,
-            seed=args.seed, num_threads=args.threads)
+            seed=args.seed, num_threads=args.threads, **confirmation_settings(auto_optimizer))
         gepa, report.compiles["gepa"] = run_compile("gepa", gepa_optimizer, train, Path(f"{prefix}.h2h-gepa.run"),
                                                     session, args.resume)
         gepa.save(f"{prefix}.h2h-gepa.json")
@@ -151,7 +162,9 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
                 report.methods.append(results[key])
             else:
                 results[key] = evaluate(key, label, compiled, Path(f"{prefix}.{key}.items.jsonl"), args.resume)
-    pairs = [(e0, results["h2h-auto-evol"]), (e0, results["h2h-gepa"]), (results["h2h-auto-evol"], results["h2h-gepa"])]
+    pairs = [(reference, other) for reference in (e0, classic) for other in report.methods if other is not reference]
+    pairs = [pair for pair in pairs if pair[::-1] not in pairs[:pairs.index(pair)]]  # e_0 against the classic once
+    pairs.append((results["h2h-auto-evol"], results["h2h-gepa"]))
     for reference, other in pairs:
         diff, low, high = paired_bootstrap(reference.failed_flags, other.failed_flags, n_boot=args.n_boot,
                                            confidence=quality.CONFIDENCE, seed=args.seed)
@@ -160,13 +173,18 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     return report
 
 
+def confirmation_settings(auto_optimizer: Any) -> dict[str, Any]:
+    """Auto Evol-Instruct's confirmation split and level, for GEPA to confirm its result the same way."""
+    return {"confirm_size": auto_optimizer.confirm_size, "confirm_alpha": auto_optimizer.confirm_alpha}
+
+
 def markdown(report: Report) -> str:
     """The held-out table, the paired differences, and each compile's calls and time."""
     lines = ["| method | held-out failure rate | failed / items | failures by rule | evaluation LM calls | "
-             "evaluation wall time |", "|---|---:|---:|---|---|---:|"]
+             "evol prompt tokens / item | evaluation wall time |", "|---|---:|---:|---|---|---:|---:|"]
     lines += [f"| {m.label} | {m.failure_rate:.1%} | {m.failed} / {m.items} | "
-              f"{', '.join(f'{r} {n}' for r, n in m.by_rule.items()) or '-'} | {calls_of(m.usage)} | "
-              f"{quality_eval.format_seconds(m.seconds)} |" for m in report.methods]
+              f"{', '.join(f'{r} {n}' for r, n in m.by_rule.items()) or '-'} | {quality.calls_by_role(m.usage)} | "
+              f"{quality.prompt_tokens_per_item(m)} | {quality_eval.format_seconds(m.seconds)} |" for m in report.methods]
     labels = {m.key: m.label for m in report.methods}
     lines.append("")
     for d in report.differences:
@@ -182,6 +200,12 @@ def markdown(report: Report) -> str:
             g = c["gepa"]
             extra = (f"; LM-call budget {g['max_lm_calls']} (Auto Evol-Instruct's), {g['total_metric_calls']} of at "
                      f"most {g['max_metric_calls']} metric calls, {g['candidates']} candidates, stopped: {c['stopped']}")
+        if c.get("start_chosen") and c.get("start_chosen") != "student":
+            extra += f"; start race picked {c['start_chosen']}"
+        if c.get("confirmation"):
+            k = c["confirmation"]
+            extra += (f"; confirmation on {k['items']} items: start only failed {k['reference_only']}, result only "
+                      f"{k['challenger_only']} (p={k['p_value']:.3g}, needed <= {k['level']:.3g})")
         lines.append(f"- compile {name}: {calls_of(c['usage'])} LM calls ({roles}), dev failure rate {rates}, "
                      f"recorded time {quality_eval.format_seconds(c['recorded_seconds'] or 0)}, wall time of this run "
                      f"{quality_eval.format_seconds(c['wall_seconds'])}{extra}"

@@ -363,11 +363,11 @@ def run_recorded(args: argparse.Namespace, script: str, run_function: Any) -> An
 # ------------------------------------------------------------------------------ output
 
 
-def _calls(usage: dict[str, Any]) -> str:
+def calls_by_role(usage: dict[str, Any]) -> str:
     return ", ".join(f"{role} {int(counts.get('calls', 0))}" for role, counts in usage.items()) or "-"
 
 
-def _prompt_tokens(result: MethodResult) -> str:
+def prompt_tokens_per_item(result: MethodResult) -> str:
     """Prompt tokens of the evol role per item (the evolution, with its demonstrations, and the answer)."""
     tokens = (result.usage.get("evol") or {}).get("input_tokens", 0)
     return f"{tokens / result.items:.0f}" if tokens and result.items else "-"
@@ -383,7 +383,7 @@ def markdown(report: Report) -> str:
              "evol prompt tokens / item | wall time |",
              "|---|---:|---:|---|---|---:|---:|"]
     lines += [f"| {m.label} | {m.failure_rate:.1%} | {m.failed} / {m.items} | {_rules(m.by_rule)} | "
-              f"{_calls(m.usage)} | {_prompt_tokens(m)} | {quality_eval.format_seconds(m.seconds)} |"
+              f"{calls_by_role(m.usage)} | {prompt_tokens_per_item(m)} | {quality_eval.format_seconds(m.seconds)} |"
               for m in report.methods]
     labels = {m.key: m.label for m in report.methods}
     lines.append("")
@@ -395,7 +395,7 @@ def markdown(report: Report) -> str:
     if c.get("bootstrap"):
         b = c["bootstrap"]
         lines.append(f"- bootstrapped demonstrations of e_0: {b['demos']} from the compile part"
-                     + (f" (LM calls: {_calls(b['usage'])})" if b.get("usage") else f" (reused {b.get('reused')})"))
+                     + (f" (LM calls: {calls_by_role(b['usage'])})" if b.get("usage") else f" (reused {b.get('reused')})"))
     if c.get("source"):
         rates = (f"{100 * c['initial_dev_failure_rate']:.0f}% -> {100 * c['dev_failure_rate']:.0f}%"
                  if c.get("dev_failure_rate") is not None else "-")
@@ -407,7 +407,7 @@ def markdown(report: Report) -> str:
                   f"dev failure rate {rates}{found}, demonstrations {c.get('demos', 0)}",
                   f"- proposals valid {c['proposals_valid']}/{c['proposals_total']}"
                   + (f" (invalid: {invalid})" if invalid else ""),
-                  f"- compile LM calls: {_calls(c['usage'])}; recorded compile time {recorded}, "
+                  f"- compile LM calls: {calls_by_role(c['usage'])}; recorded compile time {recorded}, "
                   f"wall time of this run {wall}"]
     return "\n".join(lines)
 

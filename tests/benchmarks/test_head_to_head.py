@@ -1,0 +1,66 @@
+"""benchmarks/head_to_head.py end to end against a fake endpoint: every method of the verdict is
+measured on the same held-out items and compared with e_0 and with the classic operations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder, parse_output_fields
+from tests.test_cli_compile_gepa import World, write_items
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "head_to_head.py"
+
+
+class VerdictWorld(World):
+    """The GEPA world (the CAREFUL method fails 1 item in 10, e_0 6 in 10); Auto Evol-Instruct's
+    analysis and proposals get the deterministic default replies, which change nothing."""
+
+    def __call__(self, messages: list[dict], body: dict) -> str:
+        wanted = parse_output_fields(messages)
+        if wanted and "evolved_instruction" not in wanted and "verdict" not in wanted:
+            return chat_adapter_responder(messages, body)
+        return super().__call__(messages, body)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(responder=VerdictWorld()) as running:
+        yield running
+
+
+def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operations(tmp_path, server):
+    data = write_items(tmp_path / "seeds.jsonl", 60)
+    report_file = tmp_path / "h2h.json"
+    command = [sys.executable, str(SCRIPT), "--lm", "openai/fake", "--api-base", server.url, "--seed-file", str(data),
+               "--held-out", "10", "--dev-size", "10", "--candidates", "1", "--steps", "1", "--batch-size", "2",
+               "--threads", "2", "--judge-lm", "none", "--json", str(report_file), "--work-dir", str(tmp_path / "w"),
+               "--compile-arg", 'starts=["weak"]', "--gepa-max-metric-calls", "40"]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-secret"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    keys = [method["key"] for method in report["methods"]]
+    assert keys[:2] == ["e0", "evol-instruct"] and {"h2h-auto-evol", "h2h-gepa"} <= set(keys)
+    assert all(method["items"] == 10 for method in report["methods"])
+    compared = {(d["reference"], d["method"]) for d in report["differences"]}
+    for key in keys[1:]:
+        assert ("e0", key) in compared
+    for key in keys[2:]:
+        assert ("evol-instruct", key) in compared
+    assert ("evol-instruct", "e0") not in compared  # e_0 against the classic operations once
+    # GEPA found the CAREFUL method and confirmed it on the items it never saw
+    gepa = report["compiles"]["gepa"]
+    assert gepa["confirmation"]["items"] == 10 and gepa["confirmation"]["reference_only"] > 0
+    carefully = next(m for m in report["methods"] if m["key"] == "h2h-gepa")
+    e0 = next(m for m in report["methods"] if m["key"] == "e0")
+    assert carefully["failed"] < e0["failed"]
+    assert report["compiles"]["auto-evol"]["start_chosen"] in ("student", "starting method: weak")
+    assert "evol prompt tokens / item" in done.stdout and "minus Evol-Instruct operations" in done.stdout
+    assert "sk-test-not-a-secret" not in report_file.read_text()
