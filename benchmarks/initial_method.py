@@ -14,10 +14,12 @@ Each finished item is one JSON line in ``benchmarks/runs/NAME/`` (``--name``, de
 ``initial-method``; tracked in git), committed every ``--commit-every`` minutes and when the run
 stops; a rerun skips the items already there, so an interrupted run continues on any machine.
 ``--budget-minutes`` stops the run cleanly (exit code 3), as in ``quality.py``.
-``--report`` prints the tables from the lines alone, without an LM.
+``--report`` prints the tables from the lines alone, without an LM; ``--results-md FILE`` also
+writes them into FILE's ``initial-method`` section (``benchmarks/RESULTS.md``, regenerated from the
+records).
 
     python benchmarks/initial_method.py --lm local:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --budget-minutes 60
-    python benchmarks/initial_method.py --report
+    python benchmarks/initial_method.py --report --results-md benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import quality  # noqa: E402
 import seeds  # noqa: E402
 from quality_eval import ItemLog, format_seconds, role_usage, usage_delta  # noqa: E402
-from run_records import GitCheckpoint  # noqa: E402
+from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
@@ -49,6 +51,7 @@ from autoevol.optimizers.selection import compare  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
 
+SECTION_TITLE = "## e_0's wording on a small evol LM (`benchmarks/initial_method.py`, issue 28 item 4)"
 #: The paired difference between two wordings is reported with this one-sided sign-test level.
 LEVEL = 0.05
 
@@ -124,6 +127,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
         quality.probe(lm, args.lm)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
                     "rules": detector.rule_names}
+        write_header(records, settings, args)
         for set_name in args.sets:
             items = held_out_items(set_name, args.held_out, args.seed)
             logs = {name: ItemLog(records / f"{set_name}.{name}.items.jsonl", resume=True) for name in evolvers}
@@ -152,6 +156,13 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
                           f"ETA {format_seconds(elapsed / done * (todo - done))}", file=sys.stderr, flush=True)
 
 
+def write_header(records: Path, settings: dict[str, Any], args: argparse.Namespace) -> None:
+    """``run.json``: what every line of the folder was measured with (the LM, its cap, the rules, the split)."""
+    records.mkdir(parents=True, exist_ok=True)
+    header = {**settings, "held_out": args.held_out, "seed": args.seed}
+    (records / "run.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+
+
 def line_key(settings: dict[str, Any], evolver: Evolver, item: SeedItem) -> str:
     """What decides one line's outcome, hashed: the settings, the whole signature, the item."""
     return fingerprint(json.dumps({"settings": settings, "signature": signature_text(evolver),
@@ -176,7 +187,10 @@ def report(runs_dir: Path) -> str:
     by_set: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for line in read_lines(runs_dir):
         by_set.setdefault(line["set"], {}).setdefault(line["wording"], {})[line["id"]] = line
-    sections = []
+    header_file = runs_dir / "run.json"
+    header = json.loads(header_file.read_text(encoding="utf-8")) if header_file.exists() else {}
+    sections = [f"Evol LM {header.get('lm', '?')}, output cap {header.get('max_tokens', '?')} tokens, "
+                f"{header.get('held_out', '?')} held-out items per set (split seed {header.get('seed', '?')})."]
     for set_name, by_wording in sorted(by_set.items()):
         names = [name for name in wordings() if name in by_wording]
         shared = sorted(set.intersection(*(set(by_wording[name]) for name in names)))
@@ -197,7 +211,7 @@ def report(runs_dir: Path) -> str:
             paired = compare(challenger, reference, level=LEVEL)
             rows.append(f"\n{names[1]} against {names[0]}: {paired.describe()}.")
         sections.append(f"### {set_name}\n\n" + "\n".join(rows))
-    return "\n\n".join(sections) or "no finished items"
+    return "\n\n".join(sections) if len(sections) > 1 else "no finished items"
 
 
 def _mean_of(lines: list[dict[str, Any]]) -> Any:
@@ -222,6 +236,8 @@ def parser() -> argparse.ArgumentParser:
                        help="commit the records this often while running, and when the run stops")
     parse.add_argument("--no-commit", action="store_true", help="never commit the records")
     parse.add_argument("--report", action="store_true", help="print the tables from the finished lines and stop")
+    parse.add_argument("--results-md", type=Path, default=None,
+                       help="also write the tables into this file's initial-method section")
     return parse
 
 
@@ -235,7 +251,14 @@ def main(argv: list[str] | None = None) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
         args.resume = True
         quality.run_recorded(args, "initial_method.py", run)
-    print(report(quality.RUNS_DIR / args.name))
+    tables = report(quality.RUNS_DIR / args.name)
+    print(tables)
+    if args.results_md is not None:
+        command = "python benchmarks/initial_method.py --report --results-md benchmarks/RESULTS.md"
+        replace_section(args.results_md, "initial-method",
+                        f"{SECTION_TITLE}\n\nRegenerated by `{command}` from `benchmarks/runs/{args.name}/`: each "
+                        "held-out item evolved once per wording, judged by the evolution rules only (no answer, no "
+                        f"judge).\n\n{tables}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ scratch folders. A benchmark that keeps its per-item lines under ``benchmarks/ru
 ``--commit-every`` minutes the folder is committed on the current branch, alone (other staged or
 modified files are left as they are). A failed commit (another git command holding the index,
 say) is reported and tried again at the next item; outside a git checkout nothing is committed.
+
+:func:`replace_section` writes a benchmark's tables into ``benchmarks/RESULTS.md`` between markers
+of its own, so the file is regenerated from the records rather than edited by hand.
 """
 
 from __future__ import annotations
@@ -58,3 +61,17 @@ class GitCheckpoint:
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
         self.folder.mkdir(parents=True, exist_ok=True)
         return subprocess.run(["git", *args], cwd=self.folder, capture_output=True, text=True)
+
+
+def replace_section(path: Path, name: str, markdown: str) -> None:
+    """Put ``markdown`` between ``<!-- begin NAME -->`` and ``<!-- end NAME -->`` in ``path``
+    (replacing what was there; appended with its markers when they are missing)."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    if begin in text and end in text.split(begin, 1)[1]:
+        before, rest = text.split(begin, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text, encoding="utf-8")

@@ -81,3 +81,18 @@ def test_a_run_stopped_by_its_budget_exits_3_with_its_records_committed(repo: Pa
     assert stopped.value.code == quality.EXIT_BUDGET == 3
     assert "stopped: time budget of 1 min reached" in capsys.readouterr().err
     assert git(repo, "log", "-1", "--format=%s").strip() == "benchmarks/quality.py --name demo: run records, 1 lines"
+
+
+def test_a_section_is_replaced_between_its_markers_and_the_rest_is_kept(tmp_path: Path):
+    from run_records import replace_section
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## Other\n\nkept\n")
+    replace_section(results, "demo", "## Demo\n\nfirst")
+    replace_section(results, "demo", "## Demo\n\nsecond")
+    text = results.read_text()
+    assert text.count("<!-- begin demo -->") == 1 and "second" in text and "first" not in text
+    assert text.startswith("# Results\n\n## Other\n\nkept\n") and text.endswith("<!-- end demo -->\n")
+    results.write_text(text + "\n## Later\n\nalso kept\n")
+    replace_section(results, "demo", "## Demo\n\nthird")
+    assert results.read_text().endswith("third\n<!-- end demo -->\n\n## Later\n\nalso kept\n")
