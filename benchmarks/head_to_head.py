@@ -28,12 +28,11 @@ The Auto Evol-Instruct settings are ``quality.py``'s flags (``--steps``, ``--can
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run, print the table; write ``--json`` and append to ``--markdown-out`` when given."""
+    """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
     if args.evolver or args.max_demos:
         raise SystemExit("error: head_to_head.py compiles both evolvers itself, on the method text alone "
@@ -239,18 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None and args.e0_from is not None and args.json.resolve() == args.e0_from.resolve():
         raise SystemExit("error: --json must not be quality.py's file (--e0-from): it would be overwritten")
     report = quality.run_recorded(args, "head_to_head.py", run)
-    title = (f"Auto Evol-Instruct against GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
+    title = (f"e_0, the classic operations, Auto Evol-Instruct and GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
-    table = markdown(report)
-    print(f"{title}\n\n{table}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        document = {"command": sys.argv, **asdict(report)}
-        args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
-    if args.markdown_out:
-        with args.markdown_out.open("a", encoding="utf-8") as out:
-            out.write(f"\n## Head to head: {title}\n\n`python benchmarks/head_to_head.py {' '.join(sys.argv[1:])}`"
-                      f"\n\n{table}\n")
+    quality.publish(args, "head_to_head.py", report, f"Head to head: {title}", markdown(report))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ sys.path.insert(0, str(HERE))
 import quality_eval  # noqa: E402
 import seeds  # noqa: E402
 from quality_eval import MethodResult, StageReporter, evaluate_method, role_usage, usage_delta  # noqa: E402
-from run_records import GitCheckpoint  # noqa: E402
+from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import Budget, BudgetExceeded, CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
@@ -446,7 +446,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--seed", type=int, default=0)
     parse.add_argument("--n-boot", type=int, default=2000)
     parse.add_argument("--json", type=Path, default=None, help="write every figure here")
-    parse.add_argument("--markdown-out", type=Path, default=None, help="append the table to this file")
+    parse.add_argument("--results-md", type=Path, default=None,
+                       help="write the table into this file's section of the run (e.g. benchmarks/RESULTS.md), "
+                            "replacing an earlier one")
     parse.add_argument("--work-dir", type=Path, default=None, help="per-item outcomes and checkpoints (default: "
                        "next to --json)")
     parse.add_argument("--resume", action="store_true", help="reuse finished items and compile steps")
@@ -462,7 +464,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run, print the table; write ``--json`` and append to ``--markdown-out`` when given."""
+    """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("LiteLLM", "httpx", "dspy"):
@@ -471,15 +473,22 @@ def main(argv: list[str] | None = None) -> None:
     report = run_recorded(args, "quality.py", run)
     title = (f"held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
-    table = markdown(report)
+    publish(args, "quality.py", report, f"Quality: {title}", markdown(report))
+
+
+def publish(args: argparse.Namespace, script: str, report: Any, title: str, table: str) -> None:
+    """Print the table; write ``--json`` (by default, with ``--name``, the run folder's ``report.json``) and
+    the run's section of ``--results-md`` (replaced, so a rerun regenerates it from the records)."""
     print(f"{title}\n\n{table}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
+    document_path = args.json or (RUNS_DIR / args.name / "report.json" if args.name else None)
+    if document_path is not None:
+        document_path.parent.mkdir(parents=True, exist_ok=True)
         document = {"command": sys.argv, **asdict(report)}
-        args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
-    if args.markdown_out:
-        with args.markdown_out.open("a", encoding="utf-8") as out:
-            out.write(f"\n## Quality: {title}\n\n`python benchmarks/quality.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
+        document_path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    if args.results_md:
+        section = f"{Path(script).stem}-{args.name or (args.json.stem if args.json else 'run')}"
+        command = f"python benchmarks/{script} {' '.join(sys.argv[1:])}"
+        replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operation
     command = [sys.executable, str(SCRIPT), "--lm", "openai/fake", "--api-base", server.url, "--seed-file", str(data),
                "--held-out", "10", "--dev-size", "10", "--candidates", "1", "--steps", "1", "--batch-size", "2",
                "--threads", "2", "--judge-lm", "none", "--json", str(report_file), "--work-dir", str(tmp_path / "w"),
-               "--compile-arg", 'starts=["weak"]', "--gepa-max-metric-calls", "40"]
+               "--compile-arg", 'starts=["weak"]', "--gepa-max-metric-calls", "40",
+               "--results-md", str(tmp_path / "RESULTS.md")]
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-secret"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -64,3 +65,5 @@ def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operation
     assert report["compiles"]["auto-evol"]["start_chosen"] in ("student", "starting method: weak")
     assert "evol prompt tokens / item" in done.stdout and "minus Evol-Instruct operations" in done.stdout
     assert "sk-test-not-a-secret" not in report_file.read_text()
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "<!-- begin head_to_head-h2h -->" in results and "minus e_0" in results
