@@ -8,7 +8,9 @@ there). The wordings of one item run one after the other, so a run stopped anywh
 outcomes.
 
 - ``2026-12-02``: e_0 as the quality runs of 2026-12-02 measured it (kept here verbatim);
-- ``current``: ``autoevol.INITIAL_METHOD`` with the evolving signature as it is now.
+- ``2026-12-06``: the first rewording, notes short and the rewrite written once (kept verbatim);
+- ``current``: ``autoevol.INITIAL_METHOD`` with the evolving signature as it is now (when it is
+  none of the above). ``--wordings`` picks some of them.
 
 Each finished item is one JSON line in ``benchmarks/runs/NAME/`` (``--name``, default
 ``initial-method``; tracked in git), committed every ``--commit-every`` minutes and when the run
@@ -76,12 +78,43 @@ Give the final rewritten instruction alone as the evolved instruction: do not an
 not mention these steps."""
 NOTES_2026_12_02 = "your work on the method's steps before the final rewrite"
 
+#: e_0 of 2026-12-06 (commit 49e9786): short notes, the rewrite written once, everything of the original kept.
+E0_2026_12_06 = """\
+You turn an instruction into a harder version of itself in four steps. Keep the working notes \
+short: the options of step 1 and the plan of step 2, a few words each. Write the rewrite only once, \
+as the evolved instruction.
+
+Step 1 - Options: list the ways the instruction could be made more complex: added constraints or \
+requirements, deeper or broader questions, more concrete details, more reasoning steps, richer \
+inputs. Never change the language the instruction is written in.
+
+Step 2 - Plan: choose several options from your list that fit together and write a short plan for \
+combining them.
+
+Step 3 - Rewrite: carry out the plan. The rewritten instruction may add only about 10 to 20 words \
+to the original and must stay a single instruction a person could answer. Everything the original \
+contains stays in the rewrite, copied as it is: its task, inputs, examples, data, code and function \
+signatures.
+
+Step 4 - Review: compare the rewrite with the original: nothing of it may be missing, nothing may \
+be unreasonable or contradictory, and it must ask for the same kind of answer. Give the final \
+rewritten instruction alone as the evolved instruction: do not answer it, and do not mention these \
+steps."""
+NOTES_2026_12_06 = "short notes on the method's steps before the final rewrite (never the rewrite itself)"
+
 
 def wordings() -> dict[str, Evolver]:
     """The measured wordings of e_0 by name, each an Evolver with its whole signature."""
-    before = Evolver(E0_2026_12_02)
-    before.evolve.signature = before.evolve.signature.with_updated_fields("working_notes", desc=NOTES_2026_12_02)
-    return {"2026-12-02": before, "current": Evolver()}
+    named = {"2026-12-02": (E0_2026_12_02, NOTES_2026_12_02), "2026-12-06": (E0_2026_12_06, NOTES_2026_12_06)}
+    evolvers = {}
+    for name, (method, notes) in named.items():
+        evolvers[name] = Evolver(method)
+        evolvers[name].evolve.signature = evolvers[name].evolve.signature.with_updated_fields("working_notes",
+                                                                                             desc=notes)
+    current = Evolver()
+    if all(signature_text(current) != signature_text(evolver) for evolver in evolvers.values()):
+        evolvers["current"] = current
+    return evolvers
 
 
 def signature_text(evolver: Evolver) -> str:
@@ -119,7 +152,7 @@ def measure(evolver: Evolver, item: SeedItem, detector: FailureDetector) -> dict
 def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
     """Evolve every held-out item with every wording, item by item, each wording in turn."""
     detector = FailureDetector(disable=args.disable_rule or ())
-    evolvers = wordings()
+    evolvers = {name: evolver for name, evolver in wordings().items() if name in (args.wordings or wordings())}
     records = quality.RUNS_DIR / args.name
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
     with LMSession(concurrency=1, policy=policy, budget=quality.session_budget(args)) as session:
@@ -206,10 +239,10 @@ def report(runs_dir: Path) -> str:
                         f"{', '.join(f'{rule} {count}' for rule, count in rules.most_common()) or '-'} | "
                         f"{mean('notes_words'):.0f} | {mean('rewrite_words'):.0f} ({mean('original_words'):.0f}) | "
                         f"{mean('output_tokens'):.0f} | {mean('seconds'):.1f} |")
-        if len(names) == 2:
-            reference, challenger = ([by_wording[name][item]["failed"] for item in shared] for name in names)
-            paired = compare(challenger, reference, level=LEVEL)
-            rows.append(f"\n{names[1]} against {names[0]}: {paired.describe()}.")
+        reference = [by_wording[names[0]][item]["failed"] for item in shared]
+        for name in names[1:]:
+            paired = compare([by_wording[name][item]["failed"] for item in shared], reference, level=LEVEL)
+            rows.append(f"\n{name} against {names[0]}: {paired.describe()}.")
         sections.append(f"### {set_name}\n\n" + "\n".join(rows))
     return "\n\n".join(sections) if len(sections) > 1 else "no finished items"
 
@@ -223,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--lm", help="LM spec of the evol role: 'local:FILE.gguf' or a DSPy model")
     parse.add_argument("--api-base", default=None)
     parse.add_argument("--sets", nargs="+", choices=sorted(seeds.SEED_SETS), default=["humaneval", "self-instruct"])
+    parse.add_argument("--wordings", nargs="+", default=None, help="the wordings to run (default: all)")
     parse.add_argument("--held-out", type=int, default=40)
     parse.add_argument("--seed", type=int, default=0)
     parse.add_argument("--max-tokens", type=int, default=450, help="the evol LM's output cap (the quality runs' 450)")

@@ -41,6 +41,7 @@ import logging
 import random
 import re
 import shutil
+import signal
 import sys
 import time
 from collections import Counter
@@ -340,12 +341,18 @@ def session_budget(args: argparse.Namespace) -> Budget | None:
     return Budget(max_seconds=60 * args.budget_minutes) if args.budget_minutes else None
 
 
+def _exit_on_terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_recorded(args: argparse.Namespace, script: str, run_function: Any) -> Any:
     """``run_function(args, checkpoint)`` with ``--name``'s records committed as they grow and at the end.
 
-    A run stopped by ``--budget-minutes`` says so and exits with :data:`EXIT_BUDGET`.
+    A run stopped by ``--budget-minutes`` says so and exits with :data:`EXIT_BUDGET`; a terminated
+    one (SIGTERM) commits its records too.
     """
     args.resume = args.resume or args.name is not None
+    signal.signal(signal.SIGTERM, _exit_on_terminate)  # a killed run still commits what it finished
     checkpoint = None
     if args.name is not None:
         checkpoint = GitCheckpoint(RUNS_DIR / args.name, None if args.no_commit else args.commit_every,

@@ -96,3 +96,35 @@ def test_a_section_is_replaced_between_its_markers_and_the_rest_is_kept(tmp_path
     results.write_text(text + "\n## Later\n\nalso kept\n")
     replace_section(results, "demo", "## Demo\n\nthird")
     assert results.read_text().endswith("third\n<!-- end demo -->\n\n## Later\n\nalso kept\n")
+
+
+def test_a_terminated_run_commits_what_it_finished(repo: Path):
+    import os
+    import signal
+    import time
+
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
+    code = f"""
+import argparse, sys, threading
+from pathlib import Path
+sys.path.insert(0, {str(benchmarks)!r})
+import quality
+quality.RUNS_DIR = Path({str(repo / "runs")!r})
+
+def endless(args, checkpoint):
+    (quality.RUNS_DIR / args.name / "e0.items.jsonl").write_text('{{"id": 1}}\\\\n')
+    threading.Event().wait()  # until terminated
+
+quality.run_recorded(argparse.Namespace(name="demo", resume=False, commit_every=30.0, no_commit=False),
+                     "quality.py", endless)
+"""
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=os.environ.copy())
+    record = repo / "runs" / "demo" / "e0.items.jsonl"
+    for _ in range(600):  # observed progress: the first line is on disk
+        if (record.exists() and record.read_text().endswith("\n")) or process.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert record.exists(), "the run never wrote its first line"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert git(repo, "log", "-1", "--format=%s").strip() == "benchmarks/quality.py --name demo: run records, 1 lines"

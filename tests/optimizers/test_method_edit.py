@@ -16,7 +16,7 @@ BUDGET = 400
 LIMIT = ("The rewritten instruction may add only about 10 to 20 words to the original and must stay a single "
          "instruction a person could answer.")
 #: The end of e_0's Step 3, where a rule for Step 3 goes.
-STEP3_END = "code and function signatures."
+STEP3_END = "add the planned requirements to it."
 KEEP = "The rewritten instruction keeps every input, example and signature of the original and stays one task."
 WITH_RULES = f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {NUMBERS}\n- {QUESTION}"
 
