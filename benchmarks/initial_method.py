@@ -9,6 +9,7 @@ outcomes.
 
 - ``2026-12-02``: e_0 as the quality runs of 2026-12-02 measured it (kept here verbatim);
 - ``2026-12-06``: the first rewording, notes short and the rewrite written once (kept verbatim);
+- ``2026-12-06b``: the second, which also asks to keep the original and add the planned requirements;
 - ``current``: ``autoevol.INITIAL_METHOD`` with the evolving signature as it is now (when it is
   none of the above). ``--wordings`` picks some of them.
 
@@ -102,10 +103,34 @@ rewritten instruction alone as the evolved instruction: do not answer it, and do
 steps."""
 NOTES_2026_12_06 = "short notes on the method's steps before the final rewrite (never the rewrite itself)"
 
+#: The second rewording (commit d77cadd): the original kept and the planned requirements added to it.
+E0_2026_12_06B = """\
+You turn an instruction into a harder version of itself in four steps. Keep the working notes \
+short: the options of step 1 and the plan of step 2, a few words each. Write the rewrite once, \
+as the evolved instruction.
+
+Step 1 - Options: list ways to make the instruction more complex: added constraints or \
+requirements, deeper or broader questions, more concrete details, more reasoning steps, richer \
+inputs. Never change the language the instruction is written in.
+
+Step 2 - Plan: choose several options from your list that fit together and write a short plan for \
+combining them.
+
+Step 3 - Rewrite: carry out the plan. The rewritten instruction may add only about 10 to 20 words \
+to the original and must stay a single instruction a person could answer. Keep everything the \
+original contains (its task, inputs, examples, data, code and function signatures) and add the \
+planned requirements to it.
+
+Step 4 - Review: compare the rewrite with the original: nothing of it may be missing, the planned \
+additions must be there, nothing may be unreasonable or contradictory, and it must ask for the \
+same kind of answer. Give the final rewritten instruction alone as the evolved instruction: do not \
+answer it, and do not mention these steps."""
+
 
 def wordings() -> dict[str, Evolver]:
     """The measured wordings of e_0 by name, each an Evolver with its whole signature."""
-    named = {"2026-12-02": (E0_2026_12_02, NOTES_2026_12_02), "2026-12-06": (E0_2026_12_06, NOTES_2026_12_06)}
+    named = {"2026-12-02": (E0_2026_12_02, NOTES_2026_12_02), "2026-12-06": (E0_2026_12_06, NOTES_2026_12_06),
+             "2026-12-06b": (E0_2026_12_06B, NOTES_2026_12_06)}
     evolvers = {}
     for name, (method, notes) in named.items():
         evolvers[name] = Evolver(method)
@@ -216,7 +241,8 @@ def read_lines(runs_dir: Path) -> Iterator[dict[str, Any]]:
 
 
 def report(runs_dir: Path) -> str:
-    """Per seed set: each wording on the items every wording finished, and the paired comparison."""
+    """Per seed set, each later wording against the first (2026-12-02) on the items both finished:
+    failures by rule, lengths, output tokens and time, and the paired comparison."""
     by_set: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for line in read_lines(runs_dir):
         by_set.setdefault(line["set"], {}).setdefault(line["wording"], {})[line["id"]] = line
@@ -226,29 +252,31 @@ def report(runs_dir: Path) -> str:
                 f"{header.get('held_out', '?')} held-out items per set (split seed {header.get('seed', '?')})."]
     for set_name, by_wording in sorted(by_set.items()):
         names = [name for name in wordings() if name in by_wording]
-        shared = sorted(set.intersection(*(set(by_wording[name]) for name in names)))
-        if not shared:
-            continue
-        rows = ["| wording | failed / items | failures by rule | notes words / item | rewrite words / item "
-                "(original) | output tokens / item | seconds / item |", "|---|---:|---|---:|---:|---:|---:|"]
-        for name in names:
-            lines = [by_wording[name][item] for item in shared]
-            rules = Counter(line["rule"] for line in lines if line["failed"])
-            mean = _mean_of(lines)
-            rows.append(f"| {name} | {sum(line['failed'] for line in lines)} / {len(lines)} | "
-                        f"{', '.join(f'{rule} {count}' for rule, count in rules.most_common()) or '-'} | "
-                        f"{mean('notes_words'):.0f} | {mean('rewrite_words'):.0f} ({mean('original_words'):.0f}) | "
-                        f"{mean('output_tokens'):.0f} | {mean('seconds'):.1f} |")
-        reference = [by_wording[names[0]][item]["failed"] for item in shared]
         for name in names[1:]:
-            paired = compare([by_wording[name][item]["failed"] for item in shared], reference, level=LEVEL)
+            shared = sorted(set(by_wording[names[0]]) & set(by_wording[name]))
+            if not shared:
+                continue
+            rows = ["| wording | failed / items | failures by rule | notes words / item | rewrite words / item "
+                    "(original) | output tokens / item | seconds / item |", "|---|---:|---|---:|---:|---:|---:|"]
+            rows += [_row(wording, [by_wording[wording][item] for item in shared]) for wording in (names[0], name)]
+            paired = compare([by_wording[name][item]["failed"] for item in shared],
+                             [by_wording[names[0]][item]["failed"] for item in shared], level=LEVEL)
             rows.append(f"\n{name} against {names[0]}: {paired.describe()}.")
-        sections.append(f"### {set_name}\n\n" + "\n".join(rows))
+            sections.append(f"### {set_name}: {name} against {names[0]}\n\n" + "\n".join(rows))
     return "\n\n".join(sections) if len(sections) > 1 else "no finished items"
 
 
-def _mean_of(lines: list[dict[str, Any]]) -> Any:
-    return lambda key: sum(float(line.get(key) or 0) for line in lines) / len(lines)
+def _row(wording: str, lines: list[dict[str, Any]]) -> str:
+    """One wording's table row over ``lines``."""
+    rules = Counter(line["rule"] for line in lines if line["failed"])
+
+    def mean(key: str) -> float:
+        return sum(float(line.get(key) or 0) for line in lines) / len(lines)
+
+    return (f"| {wording} | {sum(line['failed'] for line in lines)} / {len(lines)} | "
+            f"{', '.join(f'{rule} {count}' for rule, count in rules.most_common()) or '-'} | "
+            f"{mean('notes_words'):.0f} | {mean('rewrite_words'):.0f} ({mean('original_words'):.0f}) | "
+            f"{mean('output_tokens'):.0f} | {mean('seconds'):.1f} |")
 
 
 def parser() -> argparse.ArgumentParser:
