@@ -17,7 +17,7 @@ import dspy
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item
+from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item, summarize
 from autoevol.optimizers.history import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
@@ -171,15 +171,9 @@ class DevEvaluator:
     def score(self, candidate: Candidate, measured: int) -> MethodScore:
         """The failure rate of ``candidate`` on the first ``measured`` dev items that were not left out."""
         key = candidate.fingerprint
-        kept = [index for index in range(measured) if index not in self.excluded]
-        failed = [self._outcomes[(key, index)] for index in kept if self._failed(key, index)]
-        by_rule: dict[str, int] = {}
-        for outcome in failed:
-            rule = outcome.verdict.rule or "unknown"
-            by_rule[rule] = by_rule.get(rule, 0) + 1
+        rate = summarize([self._outcomes[(key, index)] for index in range(measured) if index not in self.excluded])
         return MethodScore(method=candidate.method, fingerprint=key, demos=list(candidate.demos),
-                           failure_rate=len(failed) / len(kept) if kept else 0.0, failed=len(failed),
-                           evaluated=len(kept), by_rule=by_rule)
+                           failure_rate=rate.rate, failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
 
     def excluded_items(self) -> list[int]:
         """Dev item positions left out so far, in order."""

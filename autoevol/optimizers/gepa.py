@@ -37,6 +37,7 @@ from autoevol.lm.cache import CallCache
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
+from autoevol.metrics.rate import ItemOutcome, summarize
 from autoevol.optimizers.evaluation import Item
 from autoevol.optimizers.gepa_stops import (
     FatalErrors,
@@ -63,7 +64,7 @@ from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_model
 from autoevol.optimizers.selection import CONFIRM_ALPHA, PairedComparison, compare
 from autoevol.optimizers.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.programs.evolver import Evolver
-from autoevol.records import UNMEASURED, Verdict
+from autoevol.records import UNMEASURED
 from autoevol.threads import run_in_threads
 from autoevol.version import __version__
 
@@ -260,11 +261,8 @@ class GEPAEvolInstruct(Teleprompter):
 
     def _rescore(self, student: Evolver, method: str, dev: Sequence[Item], metric: EvolutionFeedback) -> MethodScore:
         """A method's dev verdicts by rule (GEPA's own calls answer them again from the cache)."""
-        by_rule: dict[str, int] = {}
-        for verdict in self._verdicts(student, method, dev, metric):
-            if verdict.failed:
-                by_rule[verdict.rule or "unknown"] = by_rule.get(verdict.rule or "unknown", 0) + 1
-        return _score(student.with_method(method), failed=sum(by_rule.values()), evaluated=len(dev), by_rule=by_rule)
+        rate = summarize(self._outcomes(student, method, dev, metric))
+        return _score(student.with_method(method), failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
 
     def _confirm(self, student: Evolver, start: MethodScore, final: MethodScore, confirm: Sequence[Item],
                  metric: EvolutionFeedback) -> PairedComparison | None:
@@ -272,7 +270,8 @@ class GEPAEvolInstruct(Teleprompter):
         to confirm, or no confirmation split). Items either measurement could not judge are left out."""
         if final.fingerprint == start.fingerprint or not confirm:
             return None
-        before, after = (self._verdicts(student, method, confirm, metric) for method in (start.method, final.method))
+        before, after = ([outcome.verdict for outcome in self._outcomes(student, method, confirm, metric)]
+                         for method in (start.method, final.method))
         measured = [(old, new) for old, new in zip(before, after)
                     if old.rule not in UNMEASURED and new.rule not in UNMEASURED]
         comparison = compare([new.failed for _, new in measured], [old.failed for old, _ in measured],
@@ -281,19 +280,19 @@ class GEPAEvolInstruct(Teleprompter):
                     "holds" if comparison.supported else "does not hold")
         return comparison
 
-    def _verdicts(self, student: Evolver, method: str, items: Sequence[Item],
-                  metric: EvolutionFeedback) -> list[Verdict]:
-        """``method``'s verdict on each item, in order, by the metric GEPA optimizes."""
+    def _outcomes(self, student: Evolver, method: str, items: Sequence[Item],
+                  metric: EvolutionFeedback) -> list[ItemOutcome]:
+        """``method``'s outcome on each item, in order, by the metric GEPA optimizes."""
         evolver = student.with_method(method)
 
-        def judge(item: Item) -> Verdict:
+        def judge(item: Item) -> ItemOutcome:
             try:
                 prediction = evolver(instruction=item.text)
             except Exception as error:  # an unparseable or failed evolution fails the item, as in GEPA
                 if isinstance(error, BudgetExceeded) or is_permanent(error):
                     raise
                 prediction = None
-            return metric.outcome(item.text, prediction).verdict
+            return metric.outcome(item.text, prediction)
 
         return run_in_threads(judge, list(items), self.num_threads)
 
