@@ -161,9 +161,9 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
                 report.methods.append(results[key])
             else:
                 results[key] = evaluate(key, label, compiled, Path(f"{prefix}.{key}.items.jsonl"), args.resume)
-    pairs = [(reference, other) for reference in (e0, classic) for other in report.methods if other is not reference]
-    pairs = [pair for pair in pairs if pair[::-1] not in pairs[:pairs.index(pair)]]  # e_0 against the classic once
-    pairs.append((results["h2h-auto-evol"], results["h2h-gepa"]))
+    others = [method for method in report.methods if method is not e0 and method is not classic]
+    pairs = [(e0, classic), *((e0, other) for other in others), *((classic, other) for other in others),
+             (results["h2h-auto-evol"], results["h2h-gepa"])]
     for reference, other in pairs:
         diff, low, high = paired_bootstrap(reference.failed_flags, other.failed_flags, n_boot=args.n_boot,
                                            confidence=quality.CONFIDENCE, seed=args.seed)

@@ -33,7 +33,6 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
 import seeds  # noqa: E402
-from quality_eval import ItemLog, format_seconds, role_usage, usage_delta  # noqa: E402
+from quality_eval import ItemLog, format_seconds, read_lines, role_usage, usage_delta  # noqa: E402
 from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
@@ -177,7 +176,11 @@ def measure(evolver: Evolver, item: SeedItem, detector: FailureDetector) -> dict
 def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
     """Evolve every held-out item with every wording, item by item, each wording in turn."""
     detector = FailureDetector(disable=args.disable_rule or ())
-    evolvers = {name: evolver for name, evolver in wordings().items() if name in (args.wordings or wordings())}
+    available = wordings()
+    unknown = sorted(set(args.wordings or ()) - set(available))
+    if unknown:
+        raise SystemExit(f"error: unknown wording(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    evolvers = {name: evolver for name, evolver in available.items() if name in (args.wordings or available)}
     records = quality.RUNS_DIR / args.name
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
     with LMSession(concurrency=1, policy=policy, budget=quality.session_budget(args)) as session:
@@ -230,28 +233,19 @@ def line_key(settings: dict[str, Any], evolver: Evolver, item: SeedItem) -> str:
 # ------------------------------------------------------------------------------ report
 
 
-def read_lines(runs_dir: Path) -> Iterator[dict[str, Any]]:
-    """Every finished line under ``runs_dir`` (torn lines skipped)."""
-    for path in sorted(runs_dir.glob("*.items.jsonl")):
-        for raw in path.read_text(encoding="utf-8").splitlines():
-            try:
-                yield json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-
-
 def report(runs_dir: Path) -> str:
     """Per seed set, each later wording against the first (2026-12-02) on the items both finished:
     failures by rule, lengths, output tokens and time, and the paired comparison."""
     by_set: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    for line in read_lines(runs_dir):
+    for line in (line for path in sorted(runs_dir.glob("*.items.jsonl")) for line in read_lines(path)):
         by_set.setdefault(line["set"], {}).setdefault(line["wording"], {})[line["id"]] = line
     header_file = runs_dir / "run.json"
     header = json.loads(header_file.read_text(encoding="utf-8")) if header_file.exists() else {}
     sections = [f"Evol LM {header.get('lm', '?')}, output cap {header.get('max_tokens', '?')} tokens, "
                 f"{header.get('held_out', '?')} held-out items per set (split seed {header.get('seed', '?')})."]
+    order = list(wordings())
     for set_name, by_wording in sorted(by_set.items()):
-        names = [name for name in wordings() if name in by_wording]
+        names = [name for name in order if name in by_wording]
         for name in names[1:]:
             shared = sorted(set(by_wording[names[0]]) & set(by_wording[name]))
             if not shared:
@@ -300,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--report", action="store_true", help="print the tables from the finished lines and stop")
     parse.add_argument("--results-md", type=Path, default=None,
                        help="also write the tables into this file's initial-method section")
+    parse.set_defaults(resume=True)  # the records are always continued
     return parse
 
 
@@ -311,7 +306,6 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(level=logging.WARNING)
         for noisy in ("LiteLLM", "httpx", "dspy"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        args.resume = True
         quality.run_recorded(args, "initial_method.py", run)
     tables = report(quality.RUNS_DIR / args.name)
     print(tables)

@@ -45,6 +45,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,7 @@ def compile_args(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace,
-                 after_progress: Any = None) -> Any:
+                 after_progress: Callable[[], None] | None = None) -> Any:
     """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
     settings: dict[str, Any] = dict(
         optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,

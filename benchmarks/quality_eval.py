@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,15 @@ class MethodResult:
     failed_flags: list[bool] = field(default_factory=list)
 
 
+def read_lines(path: Path) -> Iterator[Any]:
+    """The JSON values of a JSON-lines file, skipping lines a crash tore."""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            yield json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+
+
 class ItemLog:
     """The per-item JSONL file of one method: reads finished lines, appends new ones."""
 
@@ -122,12 +131,11 @@ class ItemLog:
         self.path = path
         self.lines: dict[str, dict[str, Any]] = {}
         if resume and path.exists():
-            for raw in path.read_text(encoding="utf-8").splitlines():
+            for line in read_lines(path):
                 try:
-                    line = json.loads(raw)
                     self.lines[line["key"]] = line
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line torn by a crash
+                except (KeyError, TypeError):
+                    continue  # not a record of this log
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in self.lines.values())
         path.write_text(kept, encoding="utf-8")

@@ -120,7 +120,8 @@ quality.run_recorded(argparse.Namespace(name="demo", resume=False, commit_every=
 """
     process = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=os.environ.copy())
     record = repo / "runs" / "demo" / "e0.items.jsonl"
-    for _ in range(600):  # observed progress: the first line is on disk
+    deadline = time.monotonic() + 600  # a bound a loaded machine cannot reach, not a timing
+    while time.monotonic() < deadline:  # until observed progress: the first line is on disk
         if (record.exists() and record.read_text().endswith("\n")) or process.poll() is not None:
             break
         time.sleep(0.1)
