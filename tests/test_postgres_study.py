@@ -58,11 +58,12 @@ def test_workers_share_one_study(postgres, count, capsys, tmp_path):
               f"= {total / seconds:.2f} trials/s (including process start-up)")
 
 
-def wait_until_stale(url: str, study: str, number: int, *, grace: float, deadline: float = 60.0) -> bool:
-    """Poll the database until trial ``number``'s last heartbeat is older than ``grace`` seconds."""
+def heartbeat_age_query(url: str, study: str, number: int, *, deadline: float = 60.0):
+    """Poll trial ``number``'s heartbeat row: yields ``clock - heartbeat`` in seconds (``None`` while the
+    trial has no heartbeat row yet) until the caller stops or ``deadline`` passes."""
     import psycopg2
 
-    query = ("SELECT clock_timestamp()::timestamp - h.heartbeat > %s * interval '1 second' FROM trial_heartbeats h "
+    query = ("SELECT EXTRACT(EPOCH FROM clock_timestamp()::timestamp - h.heartbeat) FROM trial_heartbeats h "
              "JOIN trials t ON t.trial_id = h.trial_id JOIN studies s ON s.study_id = t.study_id "
              "WHERE s.study_name = %s AND t.number = %s")
     give_up = time.monotonic() + deadline
@@ -71,14 +72,23 @@ def wait_until_stale(url: str, study: str, number: int, *, grace: float, deadlin
     try:
         while time.monotonic() < give_up:
             with connection.cursor() as cursor:
-                cursor.execute(query, (grace, study, number))
+                cursor.execute(query, (study, number))
                 row = cursor.fetchone()
-            if row and row[0]:
-                return True
+            yield float(row[0]) if row else None
             time.sleep(0.2)
     finally:
         connection.close()
-    return False
+
+
+def wait_for_heartbeat(url: str, study: str, number: int) -> bool:
+    """Whether trial ``number`` got its first heartbeat row (Optuna's heartbeat thread writes it a moment
+    after the trial turns RUNNING; a trial killed before that has no heartbeat and is never failed)."""
+    return any(age is not None for age in heartbeat_age_query(url, study, number))
+
+
+def wait_until_stale(url: str, study: str, number: int, *, grace: float) -> bool:
+    """Poll the database until trial ``number``'s last heartbeat is older than ``grace`` seconds."""
+    return any(age is not None and age > grace for age in heartbeat_age_query(url, study, number))
 
 
 def test_storages_opened_at_the_same_instant_on_a_fresh_database_all_open(postgres_server):
@@ -147,6 +157,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat(postgres, tmp_path):
     study = "heartbeat"
     (victim,) = workers(postgres, study, [1], tmp_path, slow=True, heartbeat=1)
     number = running_trial(postgres, study, victim)
+    assert wait_for_heartbeat(postgres, study, number), "the running trial never got a heartbeat"
     victim.kill()
     victim.wait()
     assert wait_until_stale(postgres, study, number, grace=2), "the dead worker's heartbeat never aged"
