@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import os
 import select
 import signal
@@ -23,10 +22,11 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+from autoevol.lm.cores import free_cores
 from autoevol.lm.llama_process import set_parent_death_signal
 from autoevol.lm.server_registry import (
     SERVER_MODULE, Lease, ServerEntry, entry_path, is_server_process, locked, process_alive, read_entry,
-    remove_entry, write_entry,
+    remove_entry, running_server_threads, write_entry,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,27 +64,13 @@ def default_model_path() -> Path:
     return preferred if preferred.exists() else found[0]
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on: its affinity mask, capped by a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cores = min(cores, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
 class LocalServer:
     """A lease on llama.cpp's native server for one GGUF model, for the lifetime of a ``with`` block.
 
     :meth:`start` joins the server that another job (or session) already runs for the same file,
     or starts one: a child process listening on 127.0.0.1 only, with ``slots`` parallel slots of
-    ``ctx_per_slot`` tokens and one thread per available core, its log in ``log_path`` (a
+    ``ctx_per_slot`` tokens and one thread per free core (:func:`autoevol.lm.cores.free_cores`;
+    ``n_threads`` overrides it), its log in ``log_path`` (a
     temporary file by default). :meth:`stop` gives the lease back; the last user's stop ends the
     server. The server also ends by itself as soon as none of its users is alive, whatever ended
     them (an error, SIGTERM, SIGKILL).
@@ -112,7 +98,7 @@ class LocalServer:
             raise LocalModelError(f"model file not found: {self.model_path}")
         self.slots = max(1, min(int(slots), MAX_SLOTS))
         self.ctx_per_slot = ctx_per_slot
-        self.n_threads = n_threads or available_cores()
+        self.n_threads = n_threads
         self.host = host
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else None
@@ -160,6 +146,8 @@ class LocalServer:
     def _launch(self) -> ServerEntry:
         """Start the server process and wait for the address it listens on."""
         log_path = self.log_path or Path(tempfile.mkstemp(prefix="autoevol-llama-", suffix=".log")[1])
+        if self.n_threads is None:
+            self.n_threads = free_cores(reserved=running_server_threads())
         read_end, write_end = os.pipe()
         command = [
             sys.executable, "-m", SERVER_MODULE, "--model", str(self.model_path), "--host", self.host,

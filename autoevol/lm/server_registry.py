@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,6 +116,27 @@ def is_server_process(pid: int) -> bool:
     except OSError:
         return False
     return SERVER_MODULE.encode() in command and process_alive(pid)
+
+
+def running_server_threads(pids: Iterable[int] | None = None) -> int:
+    """Threads of the autoevol llama.cpp servers running on this machine (``pids``: the processes to
+    look at; default: every process).
+
+    Read from the servers' command lines, not from a registry: servers of jobs with another cache
+    folder count too.
+    """
+    if pids is None:
+        pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    total = 0
+    for pid in pids:
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # exited meanwhile
+        if SERVER_MODULE in arguments and "--threads" in arguments[:-1] and process_alive(pid):
+            value = arguments[arguments.index("--threads") + 1]
+            total += int(value) if value.isdigit() else 0
+    return total
 
 
 def retire(path: Path, pid: int, dead: set[int]) -> bool:

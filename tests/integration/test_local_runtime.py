@@ -152,3 +152,27 @@ def test_two_jobs_share_one_server_until_the_last_ends(leftover_llama_servers, o
     _wait_for(lambda: not _running(pid), "the server to stop")
     assert not leftover_llama_servers()
     assert not list((own_server_registry / "servers").glob("*.json"))  # the registry forgot it
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_server_started_beside_busy_processes_leaves_their_cores_to_them(tmp_path):
+    """A server with more threads than free cores waits at every barrier for a busy core; it gets only
+    the free ones (at least one)."""
+    from autoevol.lm.cores import available_cores
+
+    available = available_cores()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(min(2, available))]
+    try:
+        _wait_for(lambda: all(_cpu_ticks(hog.pid) > 10 for hog in hogs), "the busy processes to run")
+        with LMSession(concurrency=1, policy=CallPolicy(max_retries=0), server_log_dir=tmp_path) as session:
+            session.lm("local", role="evol", max_tokens=8)
+            threads = session.servers[0].n_threads
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert threads is not None and 1 <= threads <= max(1, available - len(hogs)), (threads, available)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from autoevol.lm.local import available_cores
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
 
@@ -55,7 +54,3 @@ def test_a_missing_model_file_is_one_line_naming_it(tmp_path):
                                "--evol-lm", f"local:{missing}")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and str(missing) in lines[0], result.stderr
-
-
-def test_the_server_threads_follow_the_cores_this_process_may_use():
-    assert 1 <= available_cores() <= len(os.sched_getaffinity(0))

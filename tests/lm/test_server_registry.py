@@ -66,3 +66,25 @@ def test_a_server_retires_only_when_no_lease_holder_is_alive(tmp_path):
     write_entry(path, _entry(99, os.getpid()))
     assert retire(path, 1234, dead=set()) is True  # the entry names another server: this one is done
     assert read_entry(path).pid == 99  # and that one's entry is left alone
+
+
+
+def test_running_server_threads_add_up_the_threads_of_live_servers_only():
+    from autoevol.lm.server_registry import SERVER_MODULE, running_server_threads
+
+    def fake_server(*arguments: str) -> subprocess.Popen:  # a command line like a server's
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *arguments])
+
+    servers = [fake_server("-m", SERVER_MODULE, "--threads", "3"), fake_server("-m", SERVER_MODULE, "--threads", "2")]
+    others = [fake_server("-m", "some.other.module", "--threads", "8"), fake_server("-m", SERVER_MODULE)]
+    gone = _exited_pid()
+    try:
+        pids = [p.pid for p in servers + others] + [gone, os.getpid()]
+        assert running_server_threads(pids) == 5
+        servers[0].kill()
+        servers[0].wait()
+        assert running_server_threads(pids) == 2
+    finally:
+        for process in servers + others:
+            process.kill()
+            process.wait()
