@@ -10,10 +10,12 @@ With ``--old-python PY`` (an interpreter that has llama-cpp-python's server inst
 default is this one when it has it) the same items run against ``python -m llama_cpp.server`` in
 the same run, the server autoevol used before, which answers one call at a time. ``--embedded``
 adds the embedded SmolLM2 model's seconds per row on the whole seed file at the default slots.
-The figures are measured, not asserted:
+``--two-jobs`` measures two jobs on two model files at once (``--lm`` and the embedded model, one
+server each, both decoding ``--max-tokens`` tokens side by side), with each server given every core
+(as before issue 30 item 4) and with the free cores (today). The figures are measured, not asserted:
 
     python benchmarks/local_throughput.py --lm local:/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
-        [--in-flight 1 2 4] [--items 4] [--max-tokens 128] [--embedded] [--old-python PY]
+        [--in-flight 1 2 4] [--items 4] [--max-tokens 128] [--embedded] [--old-python PY] [--two-jobs]
     python benchmarks/local_throughput.py --embedded          # the embedded model's figure alone
 """
 
@@ -36,7 +38,8 @@ from pathlib import Path
 import dspy
 
 from autoevol.lm import CallPolicy, LMSession, ManagedLM
-from autoevol.lm.local import DEFAULT_SLOTS, available_cores
+from autoevol.lm.cores import available_cores
+from autoevol.lm.local import DEFAULT_SLOTS, LocalServer, default_model_path
 from autoevol.lm.spec import LOCAL_STRUCTURED_MAX_TOKENS, parse_spec, writes_marked_text
 from autoevol.lm.structured import LOCAL_DIALECT, install_routing_adapter
 from autoevol.metrics import FailureDetector
@@ -126,6 +129,38 @@ def measure_old(python: str, gguf: Path, items: list[str], in_flight: int, max_t
             "truncated": truncated}
 
 
+def decode_rate(server: LocalServer, tokens: int) -> float:
+    """Generated tokens per second of one call that decodes exactly ``tokens`` tokens."""
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell a very long story."}], "max_tokens": tokens,
+                       "temperature": 0.0, "ignore_eos": True}).encode()
+    request = urllib.request.Request(f"{server.api_base}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        generated = json.loads(response.read())["usage"]["completion_tokens"]
+    return generated / (time.monotonic() - started)
+
+
+def measure_two_jobs(spec: str, tokens: int) -> None:
+    """Decoding rates of ``spec``'s model alone and beside the embedded model, by how threads are counted."""
+    gguf = parse_spec(spec).gguf
+    if gguf is None:
+        raise SystemExit("--lm must be a local model: local:FILE.gguf")
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"# two jobs at once: {gguf.name} beside the embedded {default_model_path().name}, {tokens} tokens "
+          f"per call, {available_cores()} cores, load average {load}", flush=True)
+    print("| threads of each server | threads (measurement model / embedded) | measurement model alone | "
+          "measurement model beside the embedded | embedded beside the measurement model |")
+    print("|---|---|---:|---:|---:|", flush=True)
+    for label, threads in (("every core (before)", available_cores()), ("free cores (today)", None)):
+        with LocalServer(gguf, slots=1, n_threads=threads) as first:
+            alone = decode_rate(first, tokens)
+            with LocalServer(slots=1, n_threads=threads) as second:
+                rates = run_in_threads(lambda server: decode_rate(server, tokens), [first, second], 2)
+            print(f"| {label} | {first.n_threads} / {second.n_threads} | {alone:.1f} tokens/s | {rates[0]:.2f} tokens/s "
+                  f"| {rates[1]:.2f} tokens/s |", flush=True)
+
+
 def default_old_python() -> str | None:
     """This interpreter when it has llama-cpp-python's server, else None."""
     with contextlib.suppress(ImportError):
@@ -145,8 +180,14 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true", help="also: the embedded model's seconds per row")
     parser.add_argument("--old-python", default=default_old_python(),
                         help="an interpreter with llama-cpp-python's server, to measure the old runtime too")
+    parser.add_argument("--two-jobs", action="store_true",
+                        help="with --lm: only the two-jobs measurement (--lm beside the embedded model)")
     args = parser.parse_args()
-    if args.lm:
+    if args.two_jobs:
+        if not args.lm:
+            raise SystemExit("--two-jobs needs --lm local:FILE.gguf")
+        measure_two_jobs(args.lm, args.max_tokens)
+    elif args.lm:
         measure_model(args)
     if args.embedded:
         rows = read_items(SEED)
