@@ -99,7 +99,8 @@ def run_compile(name: str, optimizer: Any, train: list[Any], run_dir: Path, sess
 
 
 def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Report:
-    """Split, evaluate e_0, compile with both optimizers at equal budgets, evaluate both, compare.
+    """Split, compile with Auto Evol-Instruct, evaluate e_0 and the classic operations, compile with GEPA at
+    the same LM-call budget, evaluate both compiled evolvers (and the start the race picked), compare.
 
     ``checkpoint`` commits the run's records as they grow (after each evaluated item).
     """
@@ -130,15 +131,17 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
             report.methods.append(result)
             return result
 
-        auto_optimizer = quality.teleprompter(evol, optimizer_lm, detector, args)  # fails fast on bad settings
+        auto_optimizer = quality.teleprompter(evol, optimizer_lm, detector, args,  # fails fast on bad settings
+                                              after_progress=after_item)  # commits the compile's records as it goes
+        # the compile first: its start race, steps and confirmation are a result of their own
+        auto, report.compiles["auto-evol"] = run_compile("auto-evol", auto_optimizer, train,
+                                                         Path(f"{prefix}.h2h-auto-evol.run"), session, args.resume)
+        auto.save(f"{prefix}.h2h-auto-evol.json")
         # e_0's file may be quality.py's: always resumed, so that none of its lines is dropped
         e0 = evaluate("e0", "e_0 (initial method)", Evolver(), Path(f"{shared}.e0.items.jsonl"), True)
         classic = evaluate("evol-instruct", "Evol-Instruct operations", EvolInstructBaseline(seed=args.seed),
                            Path(f"{prefix}.evol-instruct.items.jsonl"), args.resume)
         results = {}
-        auto, report.compiles["auto-evol"] = run_compile("auto-evol", auto_optimizer, train,
-                                                         Path(f"{prefix}.h2h-auto-evol.run"), session, args.resume)
-        auto.save(f"{prefix}.h2h-auto-evol.json")
         picked = str(report.compiles["auto-evol"]["start_chosen"] or "student").removeprefix("starting method: ")
         if picked != "student":
             evaluate(f"start-{picked}", f"starting method the race picked ({picked})",
