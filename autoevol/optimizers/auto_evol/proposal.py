@@ -4,7 +4,7 @@ One candidate of a step comes from one analysis of the trajectory (which cases f
 and one proposal written from that feedback. A proposal is either a whole rewritten method (the
 paper's way, ``mode="rewrite"``) or a small edit, one or two general rules or one revised step,
 that the program applies to the current method (``mode="edit"``, see
-:mod:`autoevol.optimizers.method_edit`), so the candidate always differs from the current method
+:mod:`autoevol.optimizers.auto_evol.method_edit`), so the candidate always differs from the current method
 and stays a general procedure. An edit adds rules (at the end, or into the step they concern),
 revises a step, or replaces or deletes a sentence, so a method can also shrink.
 
@@ -31,8 +31,8 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.metrics.rules import STOP_WORDS
-from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
-from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
+from autoevol.optimizers.auto_evol.history import CandidateRecord, MethodScore, TrajectoryCase
+from autoevol.optimizers.auto_evol.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
 from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from autoevol.lm.usage import RoleUsage
-from autoevol.optimizers.selection import PairedComparison
+from autoevol.optimizers.auto_evol.selection import PairedComparison
 from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.signatures.analyze import TrajectoryIssue
 from autoevol.version import __version__
