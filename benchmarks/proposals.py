@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.auto_evol.history import CandidateRecord, RunDirectory, RunDirError, StepRecord  # noqa: E402
-from autoevol.optimizers.auto_evol.outcome import analysis_context  # noqa: E402
+from autoevol.optimizers.auto_evol.records import CandidateRecord, RunDirectory, RunDirError, StepRecord  # noqa: E402
+from autoevol.optimizers.auto_evol.result import analysis_context  # noqa: E402
 from autoevol.optimizers.auto_evol.proposal import MethodProposer  # noqa: E402
 
 #: Settings of the proposal step, read from the run's ``run.json`` unless a flag gives them.

@@ -23,7 +23,7 @@ from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import failure_rate
 from autoevol.optimizers import AutoEvolInstruct, NotEnoughData, RunDirError, StepRecord, StopCompile
-from autoevol.optimizers.auto_evol.history import RunDirectory
+from autoevol.optimizers.auto_evol.records import RunDirectory
 from autoevol.optimizers.auto_evol.proposal import rollout_id
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autoevol.optimizers.auto_evol.history import (
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     RunHeader,
@@ -33,7 +33,7 @@ def score(method: str, rate: float, by_rule: dict[str, int] | None = None) -> Me
 
 
 def make_run(path: Path, steps: int = 3) -> Path:
-    """A run directory as the teleprompter writes it (models from autoevol.optimizers.auto_evol.history)."""
+    """A run directory as the teleprompter writes it (models from autoevol.optimizers.auto_evol.records)."""
     (path / "steps").mkdir(parents=True)
     header = RunHeader(autoevol_version="0", start_method_fingerprint=fingerprint(INITIAL_METHOD),
                        settings={"num_candidates": 2, "dev_size": 20}, data={"pool": 40})

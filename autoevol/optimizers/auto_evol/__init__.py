@@ -4,11 +4,11 @@ The loop is :mod:`~autoevol.optimizers.auto_evol.loop`; the rest are the parts i
 them shared with GEPA: the data split (``split``), the trajectory and dev evaluation
 (``evaluation``), proposals (``proposal``, with the edits of ``method_edit``), demonstrations
 (``demos``), paired selection and racing (``selection``, ``racing``), the LM roles (``roles``),
-progress (``progress``), step records and run directories (``history``) and how a compile ends
-(``outcome``).
+progress (``progress``), step records and run directories (``records``) and how a compile ends
+(``result``).
 """
 
-from autoevol.optimizers.auto_evol.history import (
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     RunDirError,
@@ -17,7 +17,7 @@ from autoevol.optimizers.auto_evol.history import (
     UsageDelta,
 )
 from autoevol.optimizers.auto_evol.loop import AutoEvolInstruct
-from autoevol.optimizers.auto_evol.outcome import CompileFoundNothing, NoImprovement, NoValidCandidate, StopCompile
+from autoevol.optimizers.auto_evol.result import CompileFoundNothing, NoImprovement, NoValidCandidate, StopCompile
 from autoevol.optimizers.auto_evol.progress import StageProgress
 from autoevol.optimizers.auto_evol.racing import RaceResult, race
 from autoevol.optimizers.auto_evol.selection import sign_test_p_value

@@ -30,7 +30,7 @@ import dspy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import Program, evaluate_item
 from autoevol.optimizers.auto_evol.evaluation import EvolRole, Item
-from autoevol.optimizers.auto_evol.history import (
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     StepRecord,

@@ -19,7 +19,7 @@ Proposals live in :mod:`~autoevol.optimizers.auto_evol.proposal`, demonstrations
 :mod:`~autoevol.optimizers.auto_evol.demos`, the trajectory (:meth:`Evolver.trajectory
 <autoevol.programs.evolver.Evolver.trajectory>` on every item) and the dev measurements in
 :mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings' checks and the records in
-:mod:`~autoevol.optimizers.auto_evol.history`; this module is the loop.
+:mod:`~autoevol.optimizers.auto_evol.records`; this module is the loop.
 
 Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
 
@@ -45,7 +45,7 @@ from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers.auto_evol.demos import DemoSearch
 from autoevol.optimizers.auto_evol.evaluation import DevEvaluator, EvolRole, Item, evolve_trajectory
-from autoevol.optimizers.auto_evol.history import (
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     RunDirectory,
@@ -56,7 +56,7 @@ from autoevol.optimizers.auto_evol.history import (
     compile_header,
     now,
 )
-from autoevol.optimizers.auto_evol.outcome import (
+from autoevol.optimizers.auto_evol.result import (
     CompileFoundNothing,
     NoImprovement,
     NoValidCandidate,

@@ -31,7 +31,7 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.metrics.rules import STOP_WORDS
-from autoevol.optimizers.auto_evol.history import CandidateRecord, MethodScore, TrajectoryCase
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, TrajectoryCase
 from autoevol.optimizers.auto_evol.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
 from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import demo_keys

@@ -39,7 +39,7 @@ from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
 from autoevol.metrics.rate import ItemOutcome, summarize
 from autoevol.optimizers.auto_evol.evaluation import Item
-from autoevol.optimizers.auto_evol.history import (
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     RunDirectory,
@@ -49,7 +49,7 @@ from autoevol.optimizers.auto_evol.history import (
     UsageDelta,
     now,
 )
-from autoevol.optimizers.auto_evol.outcome import (
+from autoevol.optimizers.auto_evol.result import (
     CompileFoundNothing,
     NoImprovement,
     compiled_evolver,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from autoevol.optimizers.auto_evol.selection import PairedComparison
-from autoevol.optimizers.auto_evol.history import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta, now
 from autoevol.programs.evolver import Evolver
 from autoevol.version import __version__
 
