@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.auto_evol.records import CandidateRecord, RunDirectory, RunDirError, StepRecord  # noqa: E402
-from autoevol.optimizers.auto_evol.result import analysis_context  # noqa: E402
-from autoevol.optimizers.auto_evol.proposal import MethodProposer  # noqa: E402
+from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_context  # noqa: E402
+from autoevol.optimizers.auto_evol.records import CandidateRecord, StepRecord  # noqa: E402
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunDirError  # noqa: E402
 
 #: Settings of the proposal step, read from the run's ``run.json`` unless a flag gives them.
 PROPOSAL_SETTINGS = ("proposal_mode", "proposal_attempts", "max_method_words", "temperature", "top_p")

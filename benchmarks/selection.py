@@ -24,7 +24,7 @@ import time
 import dspy
 
 from autoevol.optimizers.auto_evol import AutoEvolInstruct
-from autoevol.optimizers.auto_evol.result import CompileFoundNothing
+from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
 from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver

@@ -13,9 +13,9 @@ from autoevol.baselines import starting_methods
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement
 from autoevol.optimizers.auto_evol.demos import measured_rates
-from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
-from autoevol.optimizers.auto_evol.result import CompileFoundNothing
+from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
 from autoevol.optimizers.auto_evol.racing import race, unacceptable_reason
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
 from autoevol.optimizers.auto_evol.selection import acceptance_level, compare
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver

@@ -18,8 +18,12 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
 Proposals live in :mod:`~autoevol.optimizers.auto_evol.proposal`, demonstrations in
 :mod:`~autoevol.optimizers.auto_evol.demos`, the trajectory (:meth:`Evolver.trajectory
 <autoevol.programs.evolver.Evolver.trajectory>` on every item) and the dev measurements in
-:mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings' checks and the records in
-:mod:`~autoevol.optimizers.auto_evol.records`; this module is the loop.
+:mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings' checks in
+:mod:`~autoevol.optimizers.auto_evol.settings`, the records in :mod:`~autoevol.optimizers.auto_evol.records`
+and their checkpoints in :mod:`~autoevol.optimizers.auto_evol.run_dir`, the stop rule in
+:mod:`~autoevol.optimizers.auto_evol.stopping`, and the result in :mod:`~autoevol.optimizers.auto_evol.result`
+(or, when the compile found nothing, an error of :mod:`~autoevol.optimizers.auto_evol.found_nothing`);
+this module is the loop.
 
 Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
 
@@ -45,36 +49,21 @@ from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers.auto_evol.demos import DemoSearch
 from autoevol.optimizers.auto_evol.evaluation import DevEvaluator, EvolRole, Item, evolve_trajectory
-from autoevol.optimizers.auto_evol.records import (
-    CandidateRecord,
-    MethodScore,
-    RunDirectory,
-    RunHeader,
-    StartRecord,
-    StepRecord,
-    check_settings,
-    compile_header,
-    now,
-)
-from autoevol.optimizers.auto_evol.result import (
+from autoevol.optimizers.auto_evol.found_nothing import (
     CompileFoundNothing,
     NoImprovement,
     NoValidCandidate,
-    StepCallback,
-    StopCompile,
-    analysis_context,
-    compiled_evolver,
     found_nothing_error,
-    log_finish,
-    log_step,
-    notify,
-    stop_reason,
 )
+from autoevol.optimizers.auto_evol.log_lines import log_finish, log_step
 from autoevol.optimizers.auto_evol.progress import ProgressCallback, Stage, StageProgress
 from autoevol.optimizers.auto_evol.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
-                                                    mark_duplicates)
+                                                    analysis_context, mark_duplicates)
 from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
+from autoevol.optimizers.auto_evol.result import compiled_evolver
 from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import (
     CONFIRM_ALPHA,
     SELECTION_ALPHA,
@@ -82,7 +71,9 @@ from autoevol.optimizers.auto_evol.selection import (
     acceptance_level,
     compare,
 )
+from autoevol.optimizers.auto_evol.settings import check_settings, compile_header
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.optimizers.auto_evol.stopping import StepCallback, StopCompile, notify, stop_reason
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 
