@@ -233,7 +233,7 @@ def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int,
     answers. The optimizer LM analyses the trajectory once per candidate and proposes up to
     ``proposal_attempts`` times (an unusable proposal is resampled), and every candidate is
     measured on the whole dev set. With ``max_demos > 0`` (see
-    :class:`~autoevol.optimizers.demos.DemoSearch`) ``demo_candidates`` demonstration sets are
+    :class:`~autoevol.optimizers.auto_evol.demos.DemoSearch`) ``demo_candidates`` demonstration sets are
     measured on the dev set too; with ``teacher_demos`` the optimizer LM rewrites every failed
     case and the evol LM answers each rewrite, counted as if every case failed; and every
     evolution of the step shows up to ``max_demos`` demonstrations (``own_demos`` of them are

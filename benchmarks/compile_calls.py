@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from autoevol.lm import CallPolicy
 from autoevol.optimizers import AutoEvolInstruct, StepRecord
-from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
+from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
 

@@ -49,7 +49,7 @@ from run_records import GitCheckpoint, replace_section  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
-from autoevol.optimizers.selection import compare  # noqa: E402
+from autoevol.optimizers.auto_evol.selection import compare  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 A compile run folder (``autoevol compile --run-dir``, or ``<stem>.compile.run`` of
 ``benchmarks/quality.py``) keeps each step's incumbent method and trajectory. This script gives
-them to the compile's proposal step (:class:`autoevol.optimizers.proposal.MethodProposer`: one
+them to the compile's proposal step (:class:`autoevol.optimizers.auto_evol.proposal.MethodProposer`: one
 analysis, then up to ``proposal_attempts`` proposals per candidate) ``--samples`` times per step,
 with rollout ids of its own seed, and prints how many candidates came out valid, how many at their
 first attempt, why attempts were rejected, the LM calls and the wall time. No dev item is
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.history import CandidateRecord, RunDirectory, RunDirError, StepRecord  # noqa: E402
-from autoevol.optimizers.outcome import analysis_context  # noqa: E402
-from autoevol.optimizers.proposal import MethodProposer  # noqa: E402
+from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_context  # noqa: E402
+from autoevol.optimizers.auto_evol.records import CandidateRecord, StepRecord  # noqa: E402
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunDirError  # noqa: E402
 
 #: Settings of the proposal step, read from the run's ``run.json`` unless a flag gives them.
 PROPOSAL_SETTINGS = ("proposal_mode", "proposal_attempts", "max_method_words", "temperature", "top_p")

@@ -65,7 +65,7 @@ from autoevol.lm import Budget, BudgetExceeded, CallPolicy, LMSession, ManagedLM
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing  # noqa: E402
-from autoevol.optimizers.demos import bootstrap_demos  # noqa: E402
+from autoevol.optimizers.auto_evol.demos import bootstrap_demos  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402

@@ -24,9 +24,9 @@ import time
 import dspy
 
 from autoevol.optimizers.auto_evol import AutoEvolInstruct
-from autoevol.optimizers.outcome import CompileFoundNothing
-from autoevol.optimizers.racing import DEFAULT_ALPHA
-from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
+from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
+from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA
+from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.selection_world import MARK, START, SelectionWorld, instructions
 

@@ -32,12 +32,10 @@ from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import PERMANENT_ERRORS
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import describe_error
-from autoevol.optimizers.auto_evol import NotEnoughData, StageProgress
+from autoevol.optimizers.auto_evol import CompileFoundNothing, NotEnoughData, RunDirError, StageProgress
+from autoevol.optimizers.auto_evol.proposal import DEFAULT_MAX_METHOD_WORDS
+from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.optimizers.gepa import OPTIMIZERS, build_teleprompter, matched_metric_calls
-from autoevol.optimizers.outcome import CompileFoundNothing
-from autoevol.optimizers.history import RunDirError
-from autoevol.optimizers.proposal import DEFAULT_MAX_METHOD_WORDS
-from autoevol.optimizers.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
 

@@ -75,9 +75,9 @@ def tune_command(
     dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost (trials at the paper's settings, clipped to the space, with max_demos at the space's upper end); call nothing.")] = False,
 ) -> None:
     """Tune AutoEvolInstruct's hyperparameters on DATA; every trial's evolver is kept as an artifact."""
-    from autoevol.optimizers.search_space import SearchSpace, SearchSpaceError
-    from autoevol.optimizers.tuning_storage import StudyError, is_journal
-    from autoevol.optimizers.tuning_study import open_study
+    from autoevol.optimizers.tuning.search_space import SearchSpace, SearchSpaceError
+    from autoevol.optimizers.tuning.storage import StudyError, is_journal
+    from autoevol.optimizers.tuning.study import open_study
 
     if pruner not in ("median", "halving", "none"):
         fail(f"--pruner must be median, halving or none, not '{pruner}'")
@@ -213,7 +213,7 @@ def _dry_run(items: list[str], held: list[str] | None, space: Any, *, trials: in
     """
     from autoevol.estimate import estimate_compile, format_estimate
     from autoevol.lm import parse_spec
-    from autoevol.optimizers.search_space import PAPER_DEFAULTS
+    from autoevol.optimizers.tuning.search_space import PAPER_DEFAULTS
     from autoevol.programs.evolver import Evolver
 
     typical = {**PAPER_DEFAULTS, **space.enqueueable(PAPER_DEFAULTS),

@@ -1,19 +1,29 @@
-"""Optimizers: the Auto Evol-Instruct teleprompter, its step records, and candidate racing."""
+"""Optimizers, one sub-package per idea: the Auto Evol-Instruct teleprompter and its parts
+(:mod:`~autoevol.optimizers.auto_evol`), GEPA on the same job (:mod:`~autoevol.optimizers.gepa`),
+and Optuna studies of either (:mod:`~autoevol.optimizers.tuning`).
 
-from autoevol.optimizers.auto_evol import AutoEvolInstruct, StopCompile
-from autoevol.optimizers.outcome import CompileFoundNothing, NoImprovement, NoValidCandidate
-from autoevol.optimizers.progress import StageProgress
-from autoevol.optimizers.split import NotEnoughData
-from autoevol.optimizers.history import (
+This package re-exports the Auto Evol-Instruct API: the teleprompter, its step records, and
+candidate racing. GEPA and the studies are imported from their own sub-packages.
+"""
+
+from autoevol.optimizers.auto_evol import (
+    AutoEvolInstruct,
     CandidateRecord,
+    CompileFoundNothing,
     MethodScore,
+    NoImprovement,
+    NoValidCandidate,
+    NotEnoughData,
+    RaceResult,
     RunDirError,
+    StageProgress,
     StepRecord,
+    StopCompile,
     TrajectoryCase,
     UsageDelta,
+    race,
+    sign_test_p_value,
 )
-from autoevol.optimizers.racing import RaceResult, race
-from autoevol.optimizers.selection import sign_test_p_value
 
 __all__ = [
     "AutoEvolInstruct", "CandidateRecord", "CompileFoundNothing", "MethodScore", "NoImprovement",

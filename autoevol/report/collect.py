@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from autoevol.data import DataError, output_format, read_rows
 from autoevol.metrics.embeddings import Embedder
 from autoevol.metrics.quality import QualityReport, quality_report
-from autoevol.optimizers.selection import PairedComparison
+from autoevol.optimizers.auto_evol.selection import PairedComparison
 from autoevol.signatures.evolve import INITIAL_METHOD
 
 logger = logging.getLogger(__name__)

@@ -61,7 +61,8 @@ def cli_together(folder: str, parties: int) -> None:
     import optuna
 
     from autoevol.cli import main
-    from autoevol.optimizers import tuning, tuning_study
+    from autoevol.optimizers.tuning import run as tuning_run
+    from autoevol.optimizers.tuning import study as tuning_study
 
     opening = FolderBarrier(folder, "open", parties)
     creating = FolderBarrier(folder, "create", parties)
@@ -71,7 +72,7 @@ def cli_together(folder: str, parties: int) -> None:
     pop_waiting_trial = optuna.study.Study._pop_waiting_trial_id
 
     def open_together(*args: Any, **kwargs: Any) -> Any:
-        tuning_study.open_study = tuning.open_study = open_study  # only the first opening waits
+        tuning_study.open_study = tuning_run.open_study = open_study  # only the first opening waits
         opening.wait()
         return open_study(*args, **kwargs)
 
@@ -98,7 +99,7 @@ def cli_together(folder: str, parties: int) -> None:
         finally:
             del storage.get_all_trials
 
-    tuning_study.open_study = tuning.open_study = open_together
+    tuning_study.open_study = tuning_run.open_study = open_together
     optuna.create_study = create_together
     optuna.study.Study._pop_waiting_trial_id = pop_together
     main()

@@ -23,8 +23,8 @@ from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import failure_rate
 from autoevol.optimizers import AutoEvolInstruct, NotEnoughData, RunDirError, StepRecord, StopCompile
-from autoevol.optimizers.history import RunDirectory
-from autoevol.optimizers.proposal import rollout_id
+from autoevol.optimizers.auto_evol.proposal import rollout_id
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm

@@ -229,7 +229,7 @@ def test_negative_demo_settings_are_refused(value):
 
 
 def test_bootstrapping_keeps_the_first_successes_that_pass_every_rule():
-    from autoevol.optimizers.demos import bootstrap_demos
+    from autoevol.optimizers.auto_evol.demos import bootstrap_demos
 
     with dspy.context(lm=scripted_lm(Evol(), role="evol")):
         demos = bootstrap_demos(Evolver(), items(range(100, 120)), 3)

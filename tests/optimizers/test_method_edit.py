@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoevol.optimizers.method_edit import RULES_HEADING, Edit, apply_edit, rule_target
-from autoevol.optimizers.proposal import method_problem
+from autoevol.optimizers.auto_evol.method_edit import RULES_HEADING, Edit, apply_edit, rule_target
+from autoevol.optimizers.auto_evol.proposal import method_problem
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import edit_reply
 from tests.optimizers.test_small_lm_compile import INPUTS, NOTHING, NUMBERS, QUESTION, Evol, Optimizer, compile_world

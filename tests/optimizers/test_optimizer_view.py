@@ -7,8 +7,8 @@ import re
 import threading
 
 from autoevol.optimizers import AutoEvolInstruct
-from autoevol.optimizers.history import TrajectoryCase
-from autoevol.optimizers.proposal import DEFAULT_MAX_METHOD_WORDS, trajectory_view
+from autoevol.optimizers.auto_evol.records import TrajectoryCase
+from autoevol.optimizers.auto_evol.proposal import DEFAULT_MAX_METHOD_WORDS, trajectory_view
 from autoevol.signatures.analyze import ISSUE_CATEGORIES, AnalyzeTrajectory, TrajectoryIssue, normalize_category
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest

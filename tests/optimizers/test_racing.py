@@ -7,13 +7,13 @@ import random
 
 import pytest
 
-from autoevol.optimizers.racing import (
+from autoevol.optimizers.auto_evol.racing import (
     DEFAULT_LOOKS,
     elimination_reason,
     look_points,
     race,
 )
-from autoevol.optimizers.selection import sign_test_p_value
+from autoevol.optimizers.auto_evol.selection import sign_test_p_value
 
 
 class CountingMeasure:

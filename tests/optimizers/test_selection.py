@@ -12,11 +12,11 @@ import pytest
 from autoevol.baselines import starting_methods
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement
-from autoevol.optimizers.demos import measured_rates
-from autoevol.optimizers.history import CandidateRecord, MethodScore, StepRecord
-from autoevol.optimizers.outcome import CompileFoundNothing
-from autoevol.optimizers.racing import race, unacceptable_reason
-from autoevol.optimizers.selection import acceptance_level, compare
+from autoevol.optimizers.auto_evol.demos import measured_rates
+from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
+from autoevol.optimizers.auto_evol.racing import race, unacceptable_reason
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
+from autoevol.optimizers.auto_evol.selection import acceptance_level, compare
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.records import JUDGE_ABSTAINED
@@ -74,7 +74,7 @@ def test_a_null_world_yields_no_claimed_improvement(flip):
 def test_the_null_world_catches_selection_by_the_fewest_failures(monkeypatch):
     """The old rule (any candidate with fewer dev failures wins, no confirmation) reports gains in
     the same world: the previous test can fail."""
-    monkeypatch.setattr("autoevol.optimizers.auto_evol.acceptance_level", lambda alpha, tried: 1.0)
+    monkeypatch.setattr("autoevol.optimizers.auto_evol.loop.acceptance_level", lambda alpha, tried: 1.0)
     claims = [world_compile(SelectionWorld(seed=seed), seed, confirm_size=0)[0] for seed in range(6)]
     assert sum(claims) >= 4
 

@@ -21,9 +21,9 @@ from dspy.utils.exceptions import LMAuthError
 from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement, NoValidCandidate
-from autoevol.optimizers.history import TrajectoryCase
-from autoevol.optimizers.method_edit import RULES_HEADING, Edit, apply_edit, repeated_step
-from autoevol.optimizers.proposal import method_problem
+from autoevol.optimizers.auto_evol.method_edit import RULES_HEADING, Edit, apply_edit, repeated_step
+from autoevol.optimizers.auto_evol.proposal import method_problem
+from autoevol.optimizers.auto_evol.records import TrajectoryCase
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
 from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm

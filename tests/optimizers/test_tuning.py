@@ -8,7 +8,7 @@ import warnings
 import optuna
 import pytest
 
-from autoevol.optimizers.search_space import PAPER_DEFAULTS, SearchSpace, SearchSpaceError
+from autoevol.optimizers.tuning.search_space import PAPER_DEFAULTS, SearchSpace, SearchSpaceError
 from autoevol.optimizers.tuning import (
     StudyError, best_evolver, best_trial, load_study, mask_url, open_storage, plot_study, trial_rows, tune,
 )
@@ -261,7 +261,7 @@ def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_
     """Worker B loads the study in the moment between A's create_study and A's mark: B must not fail."""
     import threading
 
-    from autoevol.optimizers import tuning_study
+    from autoevol.optimizers.tuning import study as tuning_study
 
     storage = {"sqlite": lambda: f"sqlite:///{tmp_path}/s.db", "journal": lambda: f"journal:{tmp_path}/s.log",
                "postgresql": lambda: request.getfixturevalue("postgres_server")("mark")}[kind]()
@@ -306,7 +306,7 @@ def test_a_worker_that_loads_a_study_before_its_creator_marked_it_waits_for_the_
 
 
 def test_a_foreign_empty_study_is_still_refused(tmp_path, monkeypatch):
-    from autoevol.optimizers import tuning_study
+    from autoevol.optimizers.tuning import study as tuning_study
 
     monkeypatch.setattr(tuning_study, "MARK_WAIT_SECONDS", 0.3)
     storage = f"journal:{tmp_path}/s.log"

@@ -7,7 +7,7 @@ import warnings
 import optuna
 import pytest
 
-from autoevol.optimizers.search_space import SearchSpace, SearchSpaceError
+from autoevol.optimizers.tuning.search_space import SearchSpace, SearchSpaceError
 from autoevol.optimizers.tuning import best_evolver, tune
 from autoevol.testing.study import StudyWorld, seed_instructions
 from tests.optimizers.test_tuning import heldout_failure_rate

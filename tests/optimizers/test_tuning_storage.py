@@ -11,14 +11,14 @@ import optuna
 import pytest
 from sqlalchemy import event
 
-from autoevol.optimizers.tuning_storage import (
+from autoevol.optimizers.tuning.storage import (
     SQLITE_LOCK_SECONDS,
     AtomicClaimStorage,
     StudyError,
     open_storage,
     with_atomic_claim,
 )
-from autoevol.optimizers.tuning_study import load_study, open_study
+from autoevol.optimizers.tuning.study import load_study, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -156,7 +156,7 @@ def test_a_sqlite_schema_another_worker_is_creating_is_retried(tmp_path, monkeyp
 
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from autoevol.optimizers import tuning_storage
+    from autoevol.optimizers.tuning import storage as tuning_storage
 
     real_init = tuning_storage.AtomicClaimStorage.__init__
     attempts = []

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autoevol.optimizers.history import (
-    CandidateRecord,
-    MethodScore,
-    RunHeader,
-    StepRecord,
-    write_json,
-)
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
+from autoevol.optimizers.auto_evol.run_dir import RunHeader, write_json
 from autoevol.records import fingerprint
 from autoevol.report import build_report, collect, write_report
 from autoevol.report.html import diff_html
@@ -33,7 +28,7 @@ def score(method: str, rate: float, by_rule: dict[str, int] | None = None) -> Me
 
 
 def make_run(path: Path, steps: int = 3) -> Path:
-    """A run directory as the teleprompter writes it (models from autoevol.optimizers.history)."""
+    """A run directory as the teleprompter writes it (models from autoevol.optimizers.auto_evol.records and .run_dir)."""
     (path / "steps").mkdir(parents=True)
     header = RunHeader(autoevol_version="0", start_method_fingerprint=fingerprint(INITIAL_METHOD),
                        settings={"num_candidates": 2, "dev_size": 20}, data={"pool": 40})

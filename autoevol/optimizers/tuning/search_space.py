@@ -9,7 +9,7 @@ A search-space file (YAML or JSON) maps a parameter to either a fixed value or `
     optimizer: {choices: [auto-evol, gepa]}   # optional; default: Auto Evol-Instruct only
 
 ``optimizer`` is categorical: ``auto-evol`` or ``gepa`` (a GEPA trial gets the budget Auto
-Evol-Instruct's schedule would spend with the trial's other values, see ``optimizers/gepa.py``).
+Evol-Instruct's schedule would spend with the trial's other values, see ``optimizers/gepa/``).
 """
 
 from __future__ import annotations

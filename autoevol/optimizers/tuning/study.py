@@ -13,8 +13,8 @@ from typing import Any
 
 import optuna
 
-from autoevol.optimizers.search_space import PAPER_DEFAULTS, SearchSpace
-from autoevol.optimizers.tuning_storage import (
+from autoevol.optimizers.tuning.search_space import PAPER_DEFAULTS, SearchSpace
+from autoevol.optimizers.tuning.storage import (
     DEFAULT_STORAGE,
     StudyError,
     default_artifact_dir,

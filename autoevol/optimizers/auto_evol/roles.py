@@ -10,7 +10,7 @@ import dspy
 from autoevol.lm.cache import CallCache
 from autoevol.lm.managed import ManagedLM
 from autoevol.metrics.failure import FailureDetector
-from autoevol.optimizers.history import UsageDelta
+from autoevol.optimizers.auto_evol.records import UsageDelta
 
 
 def model_name(lm: Any) -> str:

@@ -18,7 +18,7 @@ import dspy
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item, summarize
-from autoevol.optimizers.history import MethodScore, TrajectoryCase
+from autoevol.optimizers.auto_evol.records import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
 from autoevol.programs.responder import Responder

@@ -4,13 +4,14 @@ One candidate of a step comes from one analysis of the trajectory (which cases f
 and one proposal written from that feedback. A proposal is either a whole rewritten method (the
 paper's way, ``mode="rewrite"``) or a small edit, one or two general rules or one revised step,
 that the program applies to the current method (``mode="edit"``, see
-:mod:`autoevol.optimizers.method_edit`), so the candidate always differs from the current method
+:mod:`autoevol.optimizers.auto_evol.method_edit`), so the candidate always differs from the current method
 and stays a general procedure. An edit adds rules (at the end, or into the step they concern),
 revises a step, or replaces or deletes a sentence, so a method can also shrink.
 
 What the optimizer reads is shaped for small LMs: the trajectory as plain text blocks, failed
 cases first (:func:`trajectory_view`), and beside the feedback the dev failures by rule, the
-earlier changes and the method's length against its word budget (:func:`proposal_context`).
+earlier changes (:func:`analysis_context`) and the method's length against its word budget
+(:func:`proposal_context`).
 
 A proposal that is not a usable method (identical to the current one, too short or too long, a
 format placeholder, field markers, wording copied from a trajectory case or details of one case,
@@ -31,8 +32,8 @@ from dspy.utils.exceptions import AdapterParseError
 from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.rate import describe_error
 from autoevol.metrics.rules import STOP_WORDS
-from autoevol.optimizers.history import CandidateRecord, MethodScore, TrajectoryCase
-from autoevol.optimizers.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
+from autoevol.optimizers.auto_evol.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord, TrajectoryCase
 from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import demo_keys
 from autoevol.records import fingerprint
@@ -66,6 +67,9 @@ CONTENT_WORD_LETTERS = 4
 #: replace or delete a sentence to add one (the oldest rules under the heading give way first),
 #: which also keeps the method from the growth the paper saw hurt after about 12 steps.
 DEFAULT_MAX_METHOD_WORDS = 250
+
+#: Earlier candidates shown to an analysis (the most recent ones).
+EARLIER_TRIES = 8
 
 _PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][\w ]*\}|<\s*(?:improved|current|new)[_ ]\w*\s*>|\bimproved_method\b"
                           r"|\bcurrent_method\b|\[\[ ##")
@@ -207,6 +211,21 @@ def trajectory_view(cases: Sequence[TrajectoryCase]) -> str:
     failed = [case.case_id for case in cases if case.failed]
     count = f"{len(failed)} of {len(cases)} cases failed" + (f": cases {', '.join(failed)}." if failed else ".")
     return "\n\n".join([count, *(case.for_analysis() for case in failing_first(cases))])
+
+
+def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> str:
+    """What an analysis reads beside the trajectory: the dev failures by rule, and earlier tries."""
+    rules = ", ".join(f"{rule} {count}" for rule, count in sorted(incumbent.by_rule.items(), key=lambda kv: -kv[1]))
+    lines = [f"On the development set the current method fails {incumbent.failed} of {incumbent.evaluated} "
+             f"items" + (f" (by rule: {rules})." if rules else ".")]
+    tries = [(record.step, candidate) for record in history for candidate in record.candidates
+             if not candidate.invalid and candidate.score is not None and candidate.kind == "method"][-EARLIER_TRIES:]
+    if tries:
+        lines.append("Earlier changes and the failure rate they reached (lower is better):")
+        for step, candidate in tries:
+            rate = 100 * candidate.score.failure_rate  # type: ignore[union-attr]
+            lines.append(f"- step {step}: {candidate.change or 'a rewrite'}: {rate:.0f}%")
+    return "\n".join(lines)
 
 
 def proposal_context(context: str, method: str, max_words: int) -> str:

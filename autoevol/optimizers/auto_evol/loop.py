@@ -15,11 +15,15 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
     confirm: e against the starting method on items no selection step measured; a gain that does
     not hold there is no result
 
-Proposals live in :mod:`~autoevol.optimizers.proposal`, demonstrations in
-:mod:`~autoevol.optimizers.demos`, the trajectory (:meth:`Evolver.trajectory
+Proposals live in :mod:`~autoevol.optimizers.auto_evol.proposal`, demonstrations in
+:mod:`~autoevol.optimizers.auto_evol.demos`, the trajectory (:meth:`Evolver.trajectory
 <autoevol.programs.evolver.Evolver.trajectory>` on every item) and the dev measurements in
-:mod:`~autoevol.optimizers.evaluation`, the settings' checks and the records in
-:mod:`~autoevol.optimizers.history`; this module is the loop.
+:mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings' checks in
+:mod:`~autoevol.optimizers.auto_evol.settings`, the records in :mod:`~autoevol.optimizers.auto_evol.records`
+and their checkpoints in :mod:`~autoevol.optimizers.auto_evol.run_dir`, the stop rule in
+:mod:`~autoevol.optimizers.auto_evol.stopping`, and the result in :mod:`~autoevol.optimizers.auto_evol.result`
+(or, when the compile found nothing, an error of :mod:`~autoevol.optimizers.auto_evol.found_nothing`);
+this module is the loop.
 
 Example: ``AutoEvolInstruct(optimizer_lm=big, evol_lm=small).compile(Evolver(), trainset=texts).save("e.json")``.
 
@@ -43,50 +47,37 @@ from dspy.teleprompt.teleprompt import Teleprompter
 from autoevol.baselines import starting_methods
 from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
-from autoevol.optimizers.demos import DemoSearch
-from autoevol.optimizers.evaluation import DevEvaluator, EvolRole, Item, evolve_trajectory
-from autoevol.optimizers.history import (
-    CandidateRecord,
-    MethodScore,
-    RunDirectory,
-    RunHeader,
-    StartRecord,
-    StepRecord,
-    check_settings,
-    compile_header,
-    now,
-)
-from autoevol.optimizers.outcome import (
+from autoevol.optimizers.auto_evol.demos import DemoSearch
+from autoevol.optimizers.auto_evol.evaluation import DevEvaluator, EvolRole, Item, evolve_trajectory
+from autoevol.optimizers.auto_evol.found_nothing import (
     CompileFoundNothing,
     NoImprovement,
     NoValidCandidate,
-    StepCallback,
-    StopCompile,
-    analysis_context,
-    compiled_evolver,
     found_nothing_error,
-    log_finish,
-    log_step,
-    notify,
-    stop_reason,
 )
-from autoevol.optimizers.progress import ProgressCallback, Stage, StageProgress
-from autoevol.optimizers.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
-                                          mark_duplicates)
-from autoevol.optimizers.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
-from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
-from autoevol.optimizers.selection import (
+from autoevol.optimizers.auto_evol.log_lines import log_finish, log_step
+from autoevol.optimizers.auto_evol.progress import ProgressCallback, Stage, StageProgress
+from autoevol.optimizers.auto_evol.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
+                                                    analysis_context, mark_duplicates)
+from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
+from autoevol.optimizers.auto_evol.result import compiled_evolver
+from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
+from autoevol.optimizers.auto_evol.selection import (
     CONFIRM_ALPHA,
     SELECTION_ALPHA,
     PairedComparison,
     acceptance_level,
     compare,
 )
-from autoevol.optimizers.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.optimizers.auto_evol.settings import check_settings, compile_header
+from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
+from autoevol.optimizers.auto_evol.stopping import StepCallback, StopCompile, notify, stop_reason
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("autoevol.optimizers.auto_evol")  # the package: one logger for the loop and its parts
 
 __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidCandidate", "NotEnoughData",
            "StageProgress", "StopCompile"]
@@ -143,14 +134,15 @@ class AutoEvolInstruct(Teleprompter):
             candidate is measured on every dev item, as in the paper).
         racing_alpha: significance of the sign test that drops a candidate.
         selection_alpha: family-wise level of acceptance; the k-th candidate of the compile is
-            accepted at ``selection_alpha / k`` (see :mod:`~autoevol.optimizers.selection`).
+            accepted at ``selection_alpha / k`` (see :mod:`~autoevol.optimizers.auto_evol.selection`).
         confirm_alpha: level of the confirmation test of the final method against the start.
         proposal_mode: ``"edit"`` (rules at the end or into a step, a revised step, or a sentence
             replaced or deleted, applied to the method; suits small optimizer LMs) or ``"rewrite"``
             (the whole method, as the paper).
         proposal_attempts: proposals sampled per candidate before an unusable one is given up.
         max_method_words: the method-length budget (the paper saw quality fall as methods grew;
-            the default suits small evol LMs, see :data:`~autoevol.optimizers.proposal.DEFAULT_MAX_METHOD_WORDS`).
+            the default suits small evol LMs, see
+            :data:`~autoevol.optimizers.auto_evol.proposal.DEFAULT_MAX_METHOD_WORDS`).
         answer_max_tokens: caps the evol LM's answers used for failure detection (default: the
             LM's limit); a few hundred tokens keep the response rules intact and save time.
         trajectory_answers: also answer and judge each case's last stage, so the analysis sees the
@@ -351,7 +343,7 @@ class AutoEvolInstruct(Teleprompter):
 
     def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
         """The training pool X, the development set D and the confirmation split (see
-        :func:`~autoevol.optimizers.split.split_pool_and_dev`)."""
+        :func:`~autoevol.optimizers.auto_evol.split.split_pool_and_dev`)."""
         return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
                                   seed=self.seed, confirm_size=self.confirm_size)
 

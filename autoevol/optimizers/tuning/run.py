@@ -1,14 +1,5 @@
-"""Hyperparameter studies of :class:`AutoEvolInstruct` with Optuna; Optuna stays outside the teleprompter.
-
-Each trial builds an ``AutoEvolInstruct`` from suggested hyperparameters, compiles it with a step
-callback that reports the dev failure rate (so hopeless trials are pruned), uploads the compiled
-evolver as an Optuna artifact, and returns the failure rate of that evolver on **held-out** items
-that took no part in selecting candidates inside the compile.
-
-Example:
-    >>> study = tune(items, n_trials=20, study_name="math", evol_lm=evol, optimizer_lm=opt)  # doctest: +SKIP
-    >>> best = best_evolver(study)                                                          # doctest: +SKIP
-"""
+"""Running a study: :func:`tune` opens (or resumes) a study and runs its trials until they are done
+or the study's budget of LM calls or tokens is spent (:class:`StudyBudget`)."""
 
 from __future__ import annotations
 
@@ -20,41 +11,22 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
-from autoevol.optimizers.search_space import (
-    PAPER_DEFAULTS,
-    SearchSpace,
-    SearchSpaceError,
-)
-from autoevol.optimizers.tuning_objective import (
+from autoevol.optimizers.tuning.objective import (
     Objective,
     TrialBudget,
     check_data_fits,
     instruction_text,
     split_heldout,
 )
-from autoevol.optimizers.tuning_results import (
-    best_evolver,
-    best_trial,
-    plot_study,
-    trial_rows,
-)
-from autoevol.optimizers.tuning_storage import (
-    DEFAULT_STORAGE,
-    StudyError,
-    is_journal,
-    mask_url,
-    open_storage,
-)
-from autoevol.optimizers.tuning_study import load_study, open_study
+from autoevol.optimizers.tuning.search_space import SearchSpace
+from autoevol.optimizers.tuning.storage import StudyError, is_journal
+from autoevol.optimizers.tuning.study import open_study
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STUDY = "autoevol"
 
-__all__ = [
-    "DEFAULT_STORAGE", "PAPER_DEFAULTS", "SearchSpace", "SearchSpaceError", "StudyError", "best_evolver",
-    "best_trial", "load_study", "mask_url", "open_storage", "plot_study", "trial_rows", "tune",
-]
+__all__ = ["DEFAULT_STUDY", "StudyBudget", "tune"]
 
 
 class StudyBudget:

@@ -29,15 +29,15 @@ import dspy
 
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import Program, evaluate_item
-from autoevol.optimizers.evaluation import EvolRole, Item
-from autoevol.optimizers.history import (
+from autoevol.optimizers.auto_evol.evaluation import EvolRole, Item
+from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
     MethodScore,
     StepRecord,
     TrajectoryCase,
 )
 from autoevol.metrics._text import normalize
-from autoevol.optimizers.split import distinct, items_of
+from autoevol.optimizers.auto_evol.split import distinct, items_of
 from autoevol.programs.demonstration import Demo, candidate_fingerprint, demo_keys
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem

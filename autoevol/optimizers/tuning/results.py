@@ -12,8 +12,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
-from autoevol.optimizers.tuning_storage import StudyError
-from autoevol.optimizers.tuning_study import STUDY_ATTR
+from autoevol.optimizers.tuning.storage import StudyError
+from autoevol.optimizers.tuning.study import STUDY_ATTR
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from autoevol.optimizers.gepa import build_teleprompter
-from autoevol.optimizers.search_space import OPTIMIZER_PARAM, SearchSpace
-from autoevol.optimizers.tuning_storage import StudyError
+from autoevol.optimizers.tuning.search_space import OPTIMIZER_PARAM, SearchSpace
+from autoevol.optimizers.tuning.storage import StudyError
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import dspy
 
 from autoevol.metrics._text import normalize
-from autoevol.optimizers.evaluation import Item
+from autoevol.optimizers.auto_evol.evaluation import Item
 from autoevol.records import SeedItem, fingerprint
 
 Instructions = Sequence["str | dspy.Example | SeedItem"]

@@ -38,31 +38,15 @@ from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
 from autoevol.metrics.rate import ItemOutcome, summarize
-from autoevol.optimizers.evaluation import Item
-from autoevol.optimizers.gepa_stops import (
-    FatalErrors,
-    LMCallBudget,
-    matched_metric_calls,
-)
-from autoevol.optimizers.history import (
-    CandidateRecord,
-    MethodScore,
-    RunDirectory,
-    RunHeader,
-    StartRecord,
-    StepRecord,
-    UsageDelta,
-    now,
-)
-from autoevol.optimizers.outcome import (
-    CompileFoundNothing,
-    NoImprovement,
-    compiled_evolver,
-    unconfirmed,
-)
-from autoevol.optimizers.roles import CompileLMs, configured_evol_lm, role_models
-from autoevol.optimizers.selection import CONFIRM_ALPHA, PairedComparison, compare
-from autoevol.optimizers.split import DataSplit, Instructions, data_summary, split_pool_and_dev
+from autoevol.optimizers.auto_evol.evaluation import Item
+from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing, NoImprovement, unconfirmed
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta
+from autoevol.optimizers.auto_evol.result import compiled_evolver
+from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
+from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedComparison, compare
+from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
+from autoevol.optimizers.gepa.stops import FatalErrors, LMCallBudget, matched_metric_calls
 from autoevol.programs.evolver import Evolver
 from autoevol.records import UNMEASURED
 from autoevol.threads import run_in_threads

@@ -16,8 +16,8 @@ from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import ContextWindowExceededError
 
 from autoevol.lm.policy import BudgetExceeded, is_permanent
-from autoevol.optimizers.history import RunDirError, write_json
-from autoevol.optimizers.roles import CompileLMs
+from autoevol.optimizers.auto_evol.roles import CompileLMs
+from autoevol.optimizers.auto_evol.run_dir import RunDirError, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ the items both have seen. A method is dropped when
   items it failed while the leader passed is at most Binomial(discordant, 1/2); or
 * with a ``reference`` (the incumbent) and an acceptance ``level``: it can no longer be accepted,
   because even if it passed every remaining item its advantage over the reference would not be
-  significant at ``level`` (the test of :mod:`~autoevol.optimizers.selection`). The reference is
+  significant at ``level`` (the test of :mod:`~autoevol.optimizers.auto_evol.selection`). The reference is
   measured on every item first (in a compile its outcomes are already known), so this bound is
   exact and drops only candidates that could never win.
 
@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from autoevol.optimizers.selection import compare
+from autoevol.optimizers.auto_evol.selection import compare
 
 K = TypeVar("K", bound=Hashable)
 

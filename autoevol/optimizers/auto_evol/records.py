@@ -1,0 +1,210 @@
+"""What a compile records: the measured methods, the trajectory cases, the candidates of each step, the
+steps themselves and the start, as pydantic models (the JSON files of a run directory, and the
+``compile_history`` of a compiled evolver).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from autoevol.lm.usage import RoleUsage
+from autoevol.optimizers.auto_evol.selection import PairedComparison
+from autoevol.programs.demonstration import Candidate, Demo
+from autoevol.signatures.analyze import TrajectoryIssue
+
+
+class MethodScore(BaseModel):
+    """An evolving method (with its demonstrations) and its failure rate on the dev items it was measured on."""
+
+    method: str
+    fingerprint: str
+    failure_rate: float
+    failed: int
+    evaluated: int
+    by_rule: dict[str, int] = Field(default_factory=dict)
+    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the method was measured with")
+
+    def candidate(self) -> Candidate:
+        """The measured method and demonstrations as plain data."""
+        return Candidate(method=self.method, demos=tuple(self.demos))
+
+
+class TrajectoryCase(BaseModel):
+    """One mini-batch item evolved ``l`` times in a row: its stages, stage 0 being the original."""
+
+    case_id: str = Field(description="the short id the analysis refers to")
+    item_id: str = Field(description="the id of the training item")
+    stages: list[str]
+    notes: list[str] = Field(default_factory=list, description="the working notes of each evolution")
+    answer: str | None = None
+    failed: bool = False
+    rule: str | None = None
+    verdict: str = "passed"
+
+    def for_analysis(self) -> str:
+        """The case as the optimizer LLM reads it: a plain text block, no JSON and no escaping.
+
+        A header with the case id and the verdict (``FAILED`` with the rule and its reason, or
+        ``passed``), the original and each rewrite. A failed case also shows the start of its
+        answer, which the response rules and the judge read, and, when it has no rewrite, the start
+        of its working notes, the only trace of what the evol LM did. A passed case shows no more
+        than its rewrites: a small optimizer LM reads it as a contrast, not as a problem.
+        """
+        verdict = self.verdict
+        if self.failed:
+            verdict = "FAILED" + verdict[len("failed"):] if verdict.startswith("failed") else f"FAILED: {verdict}"
+        lines = [f"Case {self.case_id}: {verdict}", "Original:", self.stages[0]]
+        rewrites = self.stages[1:]
+        for number, rewrite in enumerate(rewrites, start=1):
+            lines += ["Rewrite:" if len(rewrites) == 1 else f"Rewrite {number}:", rewrite]
+        if not rewrites:
+            lines += ["Rewrite: (none)"]
+        if self.failed and not rewrites and self.notes and self.notes[-1].strip():
+            lines += ["Working notes (start):", _opening(self.notes[-1].strip(), ANALYSIS_EXCERPT)]
+        if self.failed and self.answer:
+            lines += ["Answer to the rewrite (start):", _opening(self.answer.strip(), ANALYSIS_EXCERPT)]
+        return "\n".join(lines)
+
+
+#: Characters of working notes and answers the trajectory analysis sees per case (a small
+#: optimizer LM reads a few sentences, enough to see how the evol LM reacted).
+ANALYSIS_EXCERPT = 400
+
+
+def _opening(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, line breaks kept (code stays readable)."""
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+class CandidateRecord(BaseModel):
+    """One candidate of a step: a proposed method (with the incumbent's demonstrations) or a new
+    demonstration set (with the incumbent's method), where it came from and how it measured."""
+
+    index: int = Field(description="1-based position among the step's candidates")
+    kind: Literal["method", "demos"] = Field(default="method", description="which parameter the candidate changes")
+    method: str | None = None
+    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the candidate carries")
+    fingerprint: str | None = None
+    feedback: str = ""
+    issues: list[TrajectoryIssue] = Field(default_factory=list)
+    issues_unparsed: bool = Field(default=False, description="the issue list did not parse; free text kept")
+    change: str | None = Field(default=None, description="what the candidate changed (the edit, or a rewrite)")
+    attempts: int = Field(default=1, description="proposals sampled for this candidate")
+    rejected: list[str] = Field(default_factory=list, description="why earlier proposals were resampled")
+    invalid_reason: str | None = Field(default=None, description="why the candidate was given up (None: valid)")
+    score: MethodScore | None = None
+    dropped: str | None = Field(default=None, description="why racing stopped measuring it, if it did")
+    comparison: PairedComparison | None = Field(
+        default=None, description="paired against the incumbent on the dev items it was measured on")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def invalid(self) -> bool:
+        """Whether the candidate was given up (it then has an ``invalid_reason``)."""
+        return self.invalid_reason is not None
+
+    def candidate(self) -> Candidate:
+        """The candidate's method and demonstrations as plain data (a valid candidate has a method)."""
+        if self.method is None:
+            raise ValueError(f"candidate {self.index} has no method")
+        return Candidate(method=self.method, demos=tuple(self.demos))
+
+
+class UsageDelta(RoleUsage):
+    """What one LM role used during a step (or a whole compile)."""
+
+
+class StepRecord(BaseModel):
+    """Everything one optimization step did.
+
+    ``incumbent`` is the method the step started from, ``selected`` the one it ended with: the
+    winning candidate, or the incumbent again when no candidate's advantage was supported by the
+    paired test (``winner is None``). ``tried`` counts the candidates measured by the compile up
+    to this step, the level of the test is the selection alpha divided by it.
+    """
+
+    step: int
+    incumbent: MethodScore
+    trajectory: list[TrajectoryCase]
+    candidates: list[CandidateRecord]
+    winner: int | None
+    selected: MethodScore
+    tried: int = Field(default=0, description="candidates measured by the compile so far, this step's included")
+    excluded_items: list[int] = Field(
+        default_factory=list, description="dev items left out of every method's rate after LM errors")
+    new_demos: list[Demo] = Field(
+        default_factory=list, description="demonstrations this step found (successful or teacher-written evolutions)")
+    usage: list[UsageDelta] = Field(default_factory=list)
+    seconds: float = 0.0
+    finished_at: str = ""
+
+    @property
+    def improved(self) -> bool:
+        """Whether a candidate replaced the incumbent."""
+        return self.winner is not None
+
+    def deciding_comparison(self) -> PairedComparison | None:
+        """The winner's comparison with the incumbent, else the one of the candidate that came closest."""
+        compared = [c for c in self.candidates if c.comparison is not None and c.dropped is None]
+        if self.winner is not None:
+            compared = [c for c in compared if c.index == self.winner]
+        closest = min(compared, key=lambda c: (c.comparison.p_value, c.index), default=None)  # type: ignore[union-attr]
+        return closest.comparison if closest is not None else None
+
+    @property
+    def valid_candidates(self) -> int:
+        """Candidates that were measured (not given up as invalid)."""
+        return sum(not c.invalid for c in self.candidates)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact view for an evolver's metadata: rates per step, which won, calls per role."""
+        return {
+            "step": self.step,
+            "incumbent_failure_rate": self.incumbent.failure_rate,
+            "candidate_failure_rates": [
+                None if c.score is None else round(c.score.failure_rate, 4) for c in self.candidates
+            ],
+            "candidate_items": [None if c.score is None else c.score.evaluated for c in self.candidates],
+            "dev_items": self.incumbent.evaluated,
+            "invalid_candidates": sum(c.invalid for c in self.candidates),
+            "proposals": sum(c.attempts for c in self.candidates),
+            "excluded_dev_items": len(self.excluded_items),
+            "dropped_candidates": sum(c.dropped is not None for c in self.candidates),
+            "winner": self.winner if self.winner is not None else "incumbent kept",
+            "paired": self.deciding_comparison().model_dump() if self.deciding_comparison() else None,
+            "failure_rate": self.selected.failure_rate,
+            "candidate_kinds": [c.kind for c in self.candidates],
+            "demos": len(self.selected.demos),
+            "new_demos": len(self.new_demos),
+            "calls": {u.role: u.calls for u in self.usage},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class StartRecord(BaseModel):
+    """The starting method's measurement on the whole dev set, made once before step 1.
+
+    With starting methods to race (``starts``), each is a candidate against the student's method,
+    selected like the candidates of a step; ``chosen`` is the method step 1 starts from.
+    """
+
+    score: MethodScore
+    alternatives: list[CandidateRecord] = Field(default_factory=list, description="the raced starting methods")
+    winner: int | None = Field(default=None, description="the alternative that replaced the student's method")
+    tried: int = Field(default=0, description="candidates measured so far: the alternatives")
+    excluded_items: list[int] = Field(
+        default_factory=list, description="dev items left out of every method's rate after LM errors")
+    usage: list[UsageDelta] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+    @property
+    def chosen(self) -> MethodScore:
+        """The method the first step starts from: the race's winner, else the student's."""
+        if self.winner is None:
+            return self.score
+        winner = self.alternatives[self.winner - 1].score
+        assert winner is not None
+        return winner
