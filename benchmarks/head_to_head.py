@@ -42,7 +42,8 @@ sys.path.insert(0, str(HERE))
 import quality  # noqa: E402
 import quality_eval  # noqa: E402
 from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
-from run_records import GitCheckpoint  # noqa: E402
+from run_progress import run_progress  # noqa: E402
+from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
@@ -225,12 +226,30 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--reflection-minibatch-size", type=int, default=3, help="GEPA's items per iteration")
     parse.add_argument("--e0-from", type=Path, default=None, metavar="QUALITY_JSON",
                        help="share e_0's item file with the quality.py run that wrote QUALITY_JSON")
+    parse.add_argument("--report", action="store_true",
+                       help="with --name: report what the run has finished so far, from its records alone (no LM)")
     return parse
+
+
+def report_progress(args: argparse.Namespace) -> None:
+    """``--report``: print what ``--name``'s folder holds so far; with ``--results-md``, make it the run's section."""
+    if args.name is None:
+        raise SystemExit("error: --report needs --name (the run folder under benchmarks/runs/)")
+    progress = run_progress(quality.RUNS_DIR / args.name, planned_items=args.held_out)
+    title = f"Head to head `{args.name}`, in progress (from its records)"
+    print(f"{title}\n\n{progress}")
+    if args.results_md:
+        command = f"python benchmarks/head_to_head.py --name {args.name} --held-out {args.held_out} --report"
+        replace_section(args.results_md, f"head_to_head-{args.name}", f"## {title}\n\n`{command}`\n\n{progress}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
+    if args.report:
+        report_progress(args)
+        return
+    quality.require_inputs(args)
     if args.evolver or args.max_demos:
         raise SystemExit("error: head_to_head.py compiles both evolvers itself, on the method text alone "
                          "(--evolver and --max-demos are quality.py's)")
@@ -243,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     report = quality.run_recorded(args, "head_to_head.py", run)
     title = (f"e_0, the classic operations, Auto Evol-Instruct and GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
-    quality.publish(args, "head_to_head.py", report, f"Head to head: {title}", markdown(report))
+    details = run_progress(quality.RUNS_DIR / args.name) if args.name else ""
+    quality.publish(args, "head_to_head.py", report, f"Head to head: {title}", f"{markdown(report)}\n\n{details}".strip())
 
 
 if __name__ == "__main__":

@@ -423,9 +423,10 @@ def markdown(report: Report) -> str:
 def parser() -> argparse.ArgumentParser:
     """The command-line flags (``run_all.py`` builds its quality section from them too)."""
     parse = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parse.add_argument("--lm", required=True, help="LM spec of every role: 'local', 'local:FILE.gguf' or a DSPy model")
+    parse.add_argument("--lm", default=None, help="LM spec of every role: 'local', 'local:FILE.gguf' or a DSPy model "
+                                                 "(required)")
     parse.add_argument("--api-base", default=None)
-    source = parse.add_mutually_exclusive_group(required=True)
+    source = parse.add_mutually_exclusive_group()  # one is required to measure: see require_inputs
     source.add_argument("--seed-file", type=Path, default=None)
     source.add_argument("--seed-set", choices=sorted(seeds.SEED_SETS), default=None,
                         help="a measurement seed set prepared by benchmarks/seeds.py")
@@ -471,9 +472,18 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
+def require_inputs(args: argparse.Namespace) -> None:
+    """``--lm`` and a seed source are required to measure (argparse cannot say "unless --report")."""
+    if args.lm is None:
+        raise SystemExit("error: the following arguments are required: --lm")
+    if args.seed_file is None and args.seed_set is None:
+        raise SystemExit("error: one of the arguments --seed-file --seed-set is required")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
+    require_inputs(args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("LiteLLM", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,0 +1,94 @@
+"""benchmarks/run_progress.py and head_to_head.py --report: a run's progress read from the records the
+compile and the evaluations wrote (written here with autoevol's own record types and run directory)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
+from autoevol.optimizers.auto_evol.run_dir import write_json
+from autoevol.optimizers.auto_evol.selection import PairedComparison
+
+HERE = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(HERE))
+
+from run_progress import run_progress  # noqa: E402
+
+
+def score(method: str, failed: int, evaluated: int = 20) -> MethodScore:
+    return MethodScore(method=method, fingerprint=method[:8], failure_rate=failed / evaluated, failed=failed,
+                       evaluated=evaluated, by_rule={"unchanged": failed})
+
+
+def candidate(index: int, change: str, failed: int, wins: int, losses: int, **fields) -> CandidateRecord:
+    comparison = PairedComparison(items=20, reference_only=wins, challenger_only=losses, both=2, p_value=0.03 if wins > 5 else 0.5,
+                                  level=0.07)
+    return CandidateRecord(index=index, method=change, change=change, score=score(change, failed),
+                           comparison=comparison, **fields)
+
+
+def write_run(folder: Path) -> None:
+    run = folder / "quality.h2h-auto-evol.run"
+    (run / "steps").mkdir(parents=True)
+    write_json(run / "run.json", {"settings": {"dev_size": 20, "confirm_size": 20, "num_candidates": 2}})
+    start = StartRecord(score=score("e_0", 11), winner=2, tried=2, alternatives=[
+        candidate(1, "starting method: weak", 12, 1, 3, dropped="worse than the leader after 12 items"),
+        candidate(2, "starting method: deepen", 5, 7, 1)])
+    write_json(run / "start.json", start.model_dump(mode="json"))
+    step = StepRecord(step=1, incumbent=score("deepen", 5), trajectory=[], winner=None, selected=score("deepen", 5),
+                      tried=4, candidates=[candidate(1, "added a rule", 6, 2, 3),
+                                           CandidateRecord(index=2, invalid_reason="the same method as candidate 1")])
+    write_json(run / "steps" / "step-001.json", step.model_dump(mode="json"))
+    confirmation = PairedComparison(items=20, reference_only=6, challenger_only=1, both=3, p_value=0.0625, level=0.1)
+    write_json(run / "confirmation.json", {**confirmation.model_dump(), "supported": confirmation.supported})
+    lines = [{"outcome": {"verdict": {"failed": failed, "rule": "unchanged" if failed else None}}}
+             for failed in (True, False, False, True)]
+    (folder / "quality.e0.items.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_the_start_race_the_steps_and_the_confirmation_are_read_from_the_records(tmp_path):
+    write_run(tmp_path)
+    text = run_progress(tmp_path, planned_items=60)
+    assert "chosen: **starting method: deepen**" not in text and "chosen: **deepen**" in text
+    assert "| deepen | 5 / 20 | 7 / 1 of 20, p=0.03 (needed <= 0.07) | **accepted** |" in text
+    assert "| weak | 12 / 20 | 1 / 3 of 20, p=0.5 (needed <= 0.07) | dropped: worse than the leader after 12 items |" in text
+    assert "step 1: incumbent failed 5 / 20" in text and "| added a rule | 6 / 20 | 2 / 3 of 20" in text
+    assert "invalid: the same method as candidate 1" in text
+    assert "start only / result only 6 / 1 of 20, p=0.0625 (needed <= 0.1): the gain **held**" in text
+    assert "| quality.e0.items.jsonl | 4 of 60 | 2 | 50.0% | unchanged 2 |" in text
+
+
+def test_a_run_that_recorded_nothing_yet_says_so(tmp_path):
+    (tmp_path / "quality.h2h-auto-evol.run").mkdir()
+    assert "nothing recorded yet" in run_progress(tmp_path)
+
+
+def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, monkeypatch):
+    import quality
+
+    runs = tmp_path / "runs"
+    write_run(runs / "demo")
+    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
+    import head_to_head
+
+    head_to_head.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
+    text = results.read_text()
+    assert "<!-- begin head_to_head-demo -->" in text and "chosen: **deepen**" in text
+    assert "the gain **held**" in text
+
+
+def test_measuring_still_needs_an_lm(tmp_path):
+    done = subprocess.run([sys.executable, str(HERE / "head_to_head.py"), "--seed-file", str(tmp_path / "x.jsonl")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "required: --lm" in done.stderr
+
+
+def test_measuring_still_needs_seeds(tmp_path):
+    done = subprocess.run([sys.executable, str(HERE / "head_to_head.py"), "--lm", "openai/fake"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "--seed-file --seed-set is required" in done.stderr
