@@ -22,7 +22,7 @@ from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement, NoValidCandidate
 from autoevol.optimizers.auto_evol.method_edit import RULES_HEADING, Edit, apply_edit, repeated_step
-from autoevol.optimizers.auto_evol.proposal import method_problem
+from autoevol.optimizers.auto_evol.proposal import MethodProposer, method_problem
 from autoevol.optimizers.auto_evol.records import TrajectoryCase
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
@@ -187,6 +187,30 @@ def test_a_proposal_naming_the_details_of_one_case_is_invalid():
     for rule in general:  # words of no case, or of more than one case, or one case's word alone
         assert method_problem(f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {rule}", INITIAL_METHOD, cases) is None, rule
     assert method_problem(detail, detail.replace("brackets", "inputs") , cases) is None  # the current method has it
+
+
+def test_a_refused_proposal_is_shown_to_the_next_attempt_of_its_candidate():
+    # seen with Qwen2.5-Coder-1.5B on Self-Instruct: resampled without the reason, it proposed the
+    # same case-specific rule ("Add a detailed budget for Seattle, Washington.") three times
+    cases = [TrajectoryCase(case_id=str(n), item_id=f"i{n}", stages=[text]) for n, text in enumerate([
+        "def correct_bracketing(brackets: str):\n    Return True if the brackets are balanced.",
+        "def find_max(words: list):\n    Return the word with the most unique characters."], start=1)]
+    detail = "Add constraints to ensure that the brackets are balanced."
+    contexts: list[str] = []
+
+    def optimizer(request: ScriptedRequest) -> dict:
+        if "trajectory" in request.user:
+            return {"issues": json.dumps([]), "feedback": "Case 1 lost its brackets."}
+        context = request.inputs.get("context", "")
+        contexts.append(context)
+        return edit_reply([INPUTS if "names details of case 1 (balanced, brackets)" in context else detail])
+
+    proposer = MethodProposer(mode="edit", attempts=3, max_method_words=400, temperature=0.6, top_p=0.95, seed=0)
+    with dspy.context(lm=scripted_lm(optimizer, role="optimizer", policy=CallPolicy(max_retries=0))):
+        record = proposer.propose(1, INITIAL_METHOD, cases, "unchanged 3 of 10 dev items", step=1)
+    assert not record.invalid and record.attempts == 2 and record.change == f"added rule: {INPUTS}"
+    assert "Refused proposals" not in contexts[0]
+    assert "Refused proposals" in contexts[1] and "unchanged 3 of 10 dev items" in contexts[1]
 
 
 def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():

@@ -106,7 +106,8 @@ class MethodProposer:
         """
         record = CandidateRecord(index=index)
         trajectory = trajectory_view(cases)
-        rejected: list[str] = []
+        rejected: list[str] = []  # every attempt's problem, in order
+        refused: list[str] = []  # the problems of this candidate's proposals, shown to the next one
         for attempt in range(self.attempts):
             config = self._config(step, index, attempt)
             if not record.feedback and not record.issues:
@@ -115,7 +116,8 @@ class MethodProposer:
                     rejected.append(problem)
                     continue
             text, edit, problem = self._proposal(method, feedback_text(record.issues, record.feedback),
-                                                 proposal_context(context, method, self.max_method_words), config)
+                                                 proposal_context(context, method, self.max_method_words, refused),
+                                                 config)
             problem = problem or method_problem(text, method, cases, self.max_method_words)
             if problem is None:
                 record.method, record.fingerprint = text, fingerprint(text)
@@ -123,6 +125,7 @@ class MethodProposer:
                 record.attempts, record.rejected = attempt + 1, rejected
                 return record
             rejected.append(problem)
+            refused.append(problem)
             # the last unusable proposal, kept to inspect; an edit that could not be applied left the
             # current method as it was, which is not a proposal of its own
             record.method = text if text and text != method else None
@@ -228,14 +231,20 @@ def analysis_context(incumbent: MethodScore, history: Sequence[StepRecord]) -> s
     return "\n".join(lines)
 
 
-def proposal_context(context: str, method: str, max_words: int) -> str:
+def proposal_context(context: str, method: str, max_words: int, refused: Sequence[str] = ()) -> str:
     """What a proposal reads beside the feedback: the analysis context (the dev failures by rule
-    and the earlier changes) and the method's length against its budget."""
+    and the earlier changes), the method's length against its budget, and why this candidate's
+    earlier proposals were refused (a small optimizer LM otherwise proposes the same again)."""
     words = len(method.split())
     rules = (max_words - words) // RULE_WORDS
     room = (f"room for about {rules} more one-sentence rule{'s' if rules > 1 else ''}" if rules > 0
             else "full: replace or delete a sentence to make room for anything new")
-    return f"{context}\nThe method has {words} words; its budget is {max_words} words ({room})."
+    text = f"{context}\nThe method has {words} words; its budget is {max_words} words ({room})."
+    if refused:
+        reasons = "\n".join(f"- {reason}" for reason in dict.fromkeys(refused))
+        text += (f"\nRefused proposals for this change, do not propose them again:\n{reasons}\n"
+                 "Write a change that holds for any instruction of this kind, in words of your own.")
+    return text
 
 
 def edit_from_reply(reply: Any) -> Edit:
