@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import pytest
 
 from autoevol.baselines import starting_methods
+from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct, NoImprovement
 from autoevol.optimizers.auto_evol.demos import measured_rates
@@ -252,6 +254,29 @@ def test_the_report_of_a_run_shows_the_paired_tests_and_the_confirmation(tmp_pat
     page = (tmp_path / "run.html").read_text()
     assert "candidate won: " in page and "only the incumbent failed" in page
     assert "Confirmation on 50 items no selection step measured" in page and "the gain holds" in page
+
+
+def test_a_resumed_compile_reuses_its_recorded_confirmation_without_the_lm_or_the_call_cache(tmp_path):
+    """A finished run continued on another machine (no call cache there) must not measure again."""
+    world = SelectionWorld(seed=0, better_every=3, flip=0.45)
+    evol_lm, optimizer_lm = world.lms()
+    run = tmp_path / "run"
+    first = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=0, **WORLD_SETTINGS).compile(
+        Evolver(START), trainset=instructions(120), run_dir=run)
+    recorded = json.loads((run / "confirmation.json").read_text())
+    assert recorded["result_fingerprint"] == first.fingerprint and recorded["supported"] is True
+    for cache in run.glob("calls.sqlite*"):
+        cache.unlink()
+
+    def unreachable(request: ScriptedRequest):
+        raise AssertionError("the resumed compile called the LM")
+
+    fail_at_once = CallPolicy(max_retries=0)
+    again = AutoEvolInstruct(optimizer_lm=scripted_lm(unreachable, role="optimizer", cache=False, policy=fail_at_once),
+                             evol_lm=scripted_lm(unreachable, role="evol", cache=False, policy=fail_at_once), seed=0,
+                             **WORLD_SETTINGS).compile(Evolver(START), trainset=instructions(120), run_dir=run)
+    assert again.method == first.method
+    assert again.metadata["confirmation"] == first.metadata["confirmation"]
 
 
 # ---------------------------------------------------------------------------------- the starting-method race

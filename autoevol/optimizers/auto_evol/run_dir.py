@@ -147,10 +147,21 @@ class RunDirectory:
         """Checkpoint the starting method's measurement (atomically)."""
         write_json(self.path / "start.json", record.model_dump(mode="json"))
 
-    def write_confirmation(self, comparison: PairedComparison) -> None:
-        """Record the final check of the result against the start (for reports; a rerun measures it again
-        from the call cache)."""
-        write_json(self.path / "confirmation.json", {**comparison.model_dump(), "supported": comparison.supported})
+    def write_confirmation(self, comparison: PairedComparison, *, start: str, result: str) -> None:
+        """Record the final check of the result (method fingerprint ``result``) against the start (``start``)."""
+        write_json(self.path / "confirmation.json", {**comparison.model_dump(), "supported": comparison.supported,
+                                                     "start_fingerprint": start, "result_fingerprint": result})
+
+    def confirmation(self, *, start: str, result: str) -> PairedComparison | None:
+        """The recorded confirmation of ``result`` against ``start``, if this run made it (a resumed run
+        then needs neither the LM nor the call cache for it, on another machine too)."""
+        try:
+            document = json.loads((self.path / "confirmation.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if document.get("start_fingerprint") != start or document.get("result_fingerprint") != result:
+            return None
+        return PairedComparison.model_validate(document)
 
     def steps(self) -> list[StepRecord]:
         """The completed steps, in order (steps 1..k without gaps)."""

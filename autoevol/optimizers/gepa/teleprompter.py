@@ -203,7 +203,7 @@ class GEPAEvolInstruct(Teleprompter):
             for record in history:
                 run.write_step(record)
             if confirmation is not None:
-                run.write_confirmation(confirmation)
+                run.write_confirmation(confirmation, start=start.fingerprint, result=final.fingerprint)
         chosen = start if confirmation is not None and not confirmation.supported else final
         evolver = compiled_evolver(student, chosen, start_record, history, hyperparameters=self.hyperparameters(),
                                    models=self._models(), detector_rules=lms.detector.rule_names,
