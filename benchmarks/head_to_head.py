@@ -159,9 +159,10 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         gepa.save(f"{prefix}.h2h-gepa.json")
         for key, label, compiled in (("h2h-auto-evol", "Auto Evol-Instruct", auto), ("h2h-gepa", "GEPA", gepa)):
             figures = report.compiles[key.removeprefix("h2h-")]
-            label += " (found nothing = e_0)" if figures["found_nothing"] else ""
-            if compiled.fingerprint == e0.fingerprint:  # the same method: its outcomes are e_0's
-                results[key] = replace(e0, key=key, label=label, seconds=0.0, usage={})
+            label += " (found nothing)" if figures["found_nothing"] else ""
+            same = next((m for m in report.methods if m.fingerprint == compiled.fingerprint), None)
+            if same is not None:  # a method measured already (e_0, the race's start): its outcomes are that one's
+                results[key] = replace(same, key=key, label=f"{label} (= {same.label})", seconds=0.0, usage={})
                 report.methods.append(results[key])
             else:
                 results[key] = evaluate(key, label, compiled, Path(f"{prefix}.{key}.items.jsonl"), args.resume)

@@ -63,6 +63,9 @@ def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operation
     e0 = next(m for m in report["methods"] if m["key"] == "e0")
     assert carefully["failed"] < e0["failed"]
     assert report["compiles"]["auto-evol"]["start_chosen"] in ("student", "starting method: weak")
+    for later, method in enumerate(report["methods"]):  # a method measured already is not evaluated again
+        if any(m["fingerprint"] == method["fingerprint"] for m in report["methods"][:later]):
+            assert method["seconds"] == 0.0 and "(= " in method["label"], method["key"]
     assert "evol prompt tokens / item" in done.stdout and "minus Evol-Instruct operations" in done.stdout
     assert "sk-test-not-a-secret" not in report_file.read_text()
     results = (tmp_path / "RESULTS.md").read_text()

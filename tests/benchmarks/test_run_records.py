@@ -112,7 +112,7 @@ import quality
 quality.RUNS_DIR = Path({str(repo / "runs")!r})
 
 def endless(args, checkpoint):
-    (quality.RUNS_DIR / args.name / "e0.items.jsonl").write_text('{{"id": 1}}\\\\n')
+    (quality.RUNS_DIR / args.name / "e0.items.jsonl").write_text('{{"id": 1}}\\n')
     threading.Event().wait()  # until terminated
 
 quality.run_recorded(argparse.Namespace(name="demo", resume=False, commit_every=30.0, no_commit=False),
@@ -125,7 +125,7 @@ quality.run_recorded(argparse.Namespace(name="demo", resume=False, commit_every=
         if (record.exists() and record.read_text().endswith("\n")) or process.poll() is not None:
             break
         time.sleep(0.1)
-    assert record.exists(), "the run never wrote its first line"
+    assert record.exists() and record.read_text().endswith("\n"), "the run never wrote its first line"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert git(repo, "log", "-1", "--format=%s").strip() == "benchmarks/quality.py --name demo: run records, 1 lines"
