@@ -13,7 +13,7 @@ from autoevol.lm import Budget, CallPolicy, LMSession, ManagedLM  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.metrics.feedback import EvolutionFeedback  # noqa: E402
 from autoevol.metrics.rate import FailureRate, failure_rate  # noqa: E402
-from autoevol.optimizers.auto_evol import AutoEvolInstruct  # noqa: E402
+from autoevol.optimizers.auto_evol import AutoEvolInstruct, CompileSettings  # noqa: E402
 from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
 from autoevol.optimizers.tuning import tune  # noqa: E402
 from autoevol.programs.demonstration import Demo  # noqa: E402
@@ -28,7 +28,7 @@ from autoevol.version import __version__  # noqa: E402
 load = load_evolver
 
 __all__ = [
-    "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "Demo", "EvolveJob", "EvolvedRow", "Evolver",
+    "INITIAL_METHOD", "WEAK_METHOD", "AutoEvolInstruct", "Budget", "CallPolicy", "CompileSettings", "Demo", "EvolveJob", "EvolvedRow", "Evolver",
     "EvolutionFeedback", "FailureDetector", "FailureRate", "GEPAEvolInstruct", "LMSession", "ManagedLM", "Responder", "SeedItem", "Verdict",
     "__version__", "failure_rate", "load", "tune",
 ]

@@ -179,7 +179,8 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
 
 def confirmation_settings(auto_optimizer: Any) -> dict[str, Any]:
     """Auto Evol-Instruct's confirmation split and level, for GEPA to confirm its result the same way."""
-    return {"confirm_size": auto_optimizer.confirm_size, "confirm_alpha": auto_optimizer.confirm_alpha}
+    settings = auto_optimizer.settings
+    return {"confirm_size": settings.confirm_items, "confirm_alpha": settings.confirm_alpha}
 
 
 def markdown(report: Report) -> str:

@@ -64,7 +64,7 @@ from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import Budget, BudgetExceeded, CallPolicy, LMSession, ManagedLM, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
-from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing  # noqa: E402
+from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing, CompileSettings  # noqa: E402
 from autoevol.optimizers.auto_evol.demos import bootstrap_demos  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
@@ -188,15 +188,14 @@ def compile_args(pairs: list[str] | None) -> dict[str, Any]:
 def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace,
                  after_progress: Callable[[], None] | None = None) -> Any:
     """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
-    settings: dict[str, Any] = dict(
-        optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=args.candidates,
-        batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, patience=args.patience,
-        seed=args.seed, num_threads=args.threads, progress=StageReporter(after_progress), answer_max_tokens=args.answer_max_tokens,
-        max_demos=args.max_demos or 0,  # without --max-demos: the method text alone, as every earlier run
-    )
-    settings.update(compile_args(args.compile_arg))
     try:
-        return AutoEvolInstruct(**settings)
+        settings = CompileSettings(
+            num_candidates=args.candidates, batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps,
+            patience=args.patience, seed=args.seed, num_threads=args.threads, answer_max_tokens=args.answer_max_tokens,
+            max_demos=args.max_demos or 0,  # without --max-demos: the method text alone, as every earlier run
+        )
+        return AutoEvolInstruct(optimizer_lm=optimizer, evol_lm=evol, detector=detector, settings=settings,
+                                progress=StageReporter(after_progress), **compile_args(args.compile_arg))
     except (TypeError, ValueError) as error:
         raise SystemExit(f"error: AutoEvolInstruct does not accept these settings: {error}") from None
 

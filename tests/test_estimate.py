@@ -21,7 +21,7 @@ from autoevol.cli import app
 from autoevol.estimate import compile_plan, estimate_compile
 from autoevol.lm import CallPolicy
 from autoevol.metrics.failure import FailureDetector
-from autoevol.optimizers import AutoEvolInstruct
+from autoevol.optimizers import AutoEvolInstruct, CompileSettings
 from autoevol.programs.demonstration import Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
@@ -89,7 +89,7 @@ def test_every_proposal_attempt_is_an_optimizer_call(attempts):
 
 
 def test_the_plans_defaults_are_the_teleprompters():
-    teleprompter = inspect.signature(AutoEvolInstruct).parameters
+    teleprompter = inspect.signature(CompileSettings).parameters  # AutoEvolInstruct's settings and defaults
     planned = inspect.signature(estimate_compile).parameters
     for name in ("trajectory_answers", "proposal_attempts", "max_demos", "demo_candidates", "teacher_demos",
                  "keep_demos"):

@@ -32,7 +32,8 @@ from autoevol.lm import CallPolicy, LMSession, parse_spec
 from autoevol.lm.policy import PERMANENT_ERRORS
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import describe_error
-from autoevol.optimizers.auto_evol import CompileFoundNothing, NotEnoughData, RunDirError, StageProgress
+from autoevol.optimizers.auto_evol import (CompileFoundNothing, CompileSettings, NotEnoughData, RunDirError,
+                                          StageProgress)
 from autoevol.optimizers.auto_evol.proposal import DEFAULT_MAX_METHOD_WORDS
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.optimizers.gepa import OPTIMIZERS, build_teleprompter, matched_metric_calls
@@ -102,14 +103,28 @@ def compile_command(
     dev_items = _read_items(valset, column) if valset else None
     if optimizer_name not in OPTIMIZERS:
         fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer_name!r}")
-    selection = _selection_settings(optimizer_name, confirm_size, selection_alpha, confirm_alpha, start)
     if max_metric_calls is not None and optimizer_name != "gepa":
         fail("--max-metric-calls is GEPA's budget; add --optimizer gepa (Auto Evol-Instruct's budget is --steps)")
+    if proposal_mode not in ("edit", "rewrite"):
+        fail(f"--proposal-mode must be 'edit' or 'rewrite', not {proposal_mode!r}")
+    try:
+        settings = CompileSettings(
+            num_candidates=candidates, batch_size=batch_size, dev_size=dev_size, confirm_size=confirm_size,
+            max_steps=steps, evolution_rounds=rounds, patience=patience, racing=racing,
+            selection_alpha=selection_alpha, confirm_alpha=confirm_alpha,
+            starts=_starting_methods(optimizer_name, selection_alpha, confirm_alpha, start),
+            proposal_mode=proposal_mode, proposal_attempts=proposal_attempts,  # type: ignore[arg-type]
+            max_method_words=max_method_words, answer_max_tokens=answer_max_tokens,
+            trajectory_answers=trajectory_answers, max_demos=max_demos, demo_candidates=demo_candidates,
+            teacher_demos=teacher_demos, keep_demos=keep_demos, seed=seed, keep_unchanged=keep_unchanged,
+            num_threads=threads)
+    except ValueError as error:
+        fail(str(error))
     if dry_run and optimizer_name == "gepa":
-        budget = max_metric_calls or matched_metric_calls(dev_size=dev_size, batch_size=batch_size,
-                                                          num_candidates=candidates, max_steps=steps,
-                                                          evolution_rounds=rounds)
-        confirm = dev_size if confirm_size is None else confirm_size
+        budget = max_metric_calls or matched_metric_calls(
+            dev_size=settings.dev_size, batch_size=settings.batch_size, num_candidates=settings.num_candidates,
+            max_steps=settings.max_steps, evolution_rounds=settings.evolution_rounds)
+        confirm = settings.confirm_items
         typer.echo(f"GEPA: at most about {budget} metric calls (one evolution, its answer and the judge: 1 to 3 "
                    "LM calls each) plus one optimizer-LM call per iteration"
                    + (f"; then the start and the result on {confirm} confirmation items" if confirm else ""))
@@ -117,15 +132,16 @@ def compile_command(
     if dry_run:
         judged = (judge_lm or "").strip().casefold() != "none" and "judge" not in (disable_rule or ())
         typer.echo(format_estimate(estimate_compile(
-            [item.instruction for item in trainset[:50]], steps=steps, candidates=candidates, batch_size=batch_size,
-            dev_size=dev_size, rounds=rounds, evolver=student, model=parse_spec(evol_lm).display_name,
+            [item.instruction for item in trainset[:50]], steps=settings.max_steps,
+            candidates=settings.num_candidates, batch_size=settings.batch_size, dev_size=settings.dev_size,
+            rounds=settings.evolution_rounds, evolver=student, model=parse_spec(evol_lm).display_name,
             optimizer_model=parse_spec(optimizer_lm or evol_lm).display_name,
-            max_output_tokens=max_output_tokens, trajectory_answers=trajectory_answers,
-            proposal_attempts=proposal_attempts, judge_max_tokens=JUDGE_MAX_TOKENS,
+            max_output_tokens=max_output_tokens, trajectory_answers=settings.trajectory_answers,
+            proposal_attempts=settings.proposal_attempts, judge_max_tokens=JUDGE_MAX_TOKENS,
             judge_model=parse_spec(judge_lm or optimizer_lm or evol_lm).display_name if judged else None,
-            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
-            confirm_size=dev_size if confirm_size is None else confirm_size,
-            starts=len(selection.get("starts", ())))))
+            max_demos=settings.max_demos, demo_candidates=settings.demo_candidates,
+            teacher_demos=settings.teacher_demos, keep_demos=settings.keep_demos,
+            confirm_size=settings.confirm_items, starts=len(settings.starts))))
         return
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
@@ -141,18 +157,9 @@ def compile_command(
         judge = session_judge(session, judge_lm, judge_api_base, default_spec=optimizer_spec,
                               default_base=optimizer_base)
         detector = FailureDetector(judge_lm=judge, disable=disable_rule or ())
-        if proposal_mode not in ("edit", "rewrite"):
-            fail(f"--proposal-mode must be 'edit' or 'rewrite', not {proposal_mode!r}")
-        teleprompter = build_teleprompter(
-            optimizer_name, max_metric_calls=max_metric_calls,  # type: ignore[arg-type]
-            optimizer_lm=optimizer, evol_lm=evol, detector=detector, num_candidates=candidates,
-            batch_size=batch_size, dev_size=dev_size, max_steps=steps, evolution_rounds=rounds,
-            patience=patience, racing=racing, **selection, proposal_mode=proposal_mode,  # type: ignore[arg-type]
-            proposal_attempts=proposal_attempts, max_method_words=max_method_words,
-            answer_max_tokens=answer_max_tokens, trajectory_answers=trajectory_answers, keep_unchanged=keep_unchanged, seed=seed,
-            max_demos=max_demos, demo_candidates=demo_candidates, teacher_demos=teacher_demos, keep_demos=keep_demos,
-            num_threads=threads, progress=display.update,
-        )
+        teleprompter = build_teleprompter(optimizer_name, optimizer_lm=optimizer, evol_lm=evol, detector=detector,
+                                          settings=settings, max_metric_calls=max_metric_calls,
+                                          progress=display.update)
         try:
             teleprompter.split(trainset, dev_items)  # too little data fails here, before any display
         except NotEnoughData as error:
@@ -178,24 +185,23 @@ def compile_command(
     console.print(usage_table(usage))
 
 
-def _selection_settings(optimizer_name: str, confirm_size: int | None, selection_alpha: float,
-                        confirm_alpha: float, starts: list[str] | None) -> dict[str, Any]:
-    """The confirmation settings (both optimizers), and the selection and starting-method settings,
-    which only Auto Evol-Instruct has."""
+def _starting_methods(optimizer_name: str, selection_alpha: float, confirm_alpha: float,
+                      starts: list[str] | None) -> list[str]:
+    """The starting methods of ``--start`` (``all``: every one), after the checks of the selection
+    options in the CLI's words; GEPA has no starting-method race."""
     for name, value in (("--selection-alpha", selection_alpha), ("--confirm-alpha", confirm_alpha)):
         if not 0 < value < 1:
             fail(f"{name} must be between 0 and 1 (exclusive), not {value}")
-    confirmation = {"confirm_size": confirm_size, "confirm_alpha": confirm_alpha}
     if optimizer_name != "auto-evol":
         if starts:
             fail("--start races starting methods in Auto Evol-Instruct's compile; GEPA starts from e_0 or --from")
-        return confirmation
+        return []
     known = list(starting_methods())
     names = known if "all" in (starts or []) else list(starts or [])
     unknown = [name for name in names if name not in known]
     if unknown:
         fail(f"--start {unknown[0]!r} is not a starting method; choose from {', '.join(known)} or 'all'")
-    return {**confirmation, "selection_alpha": selection_alpha, "starts": names}
+    return names
 
 
 def show_command(

@@ -244,7 +244,7 @@ def test_optimizer_samples_candidates_at_its_temperature_with_distinct_rollouts(
     assert {r.temperature for r in optimizer_lm.engine.requests} == {0.6}
     assert {r.temperature for r in evol_lm.engine.requests} == {0.0}
     tele = teleprompter(evol_lm, optimizer_lm, seed=3)
-    assert len({rollout_id(tele.seed, step, j) for step in (1, 2) for j in (1, 2, 3)}) == 6
+    assert len({rollout_id(tele.settings.seed, step, j) for step in (1, 2) for j in (1, 2, 3)}) == 6
 
 
 def test_the_analysis_sees_the_trajectory_with_stages_and_verdicts():
@@ -540,8 +540,9 @@ def test_constructor_checks_its_settings():
         with pytest.raises(ValueError):
             AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, **bad)
     tele = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm)
-    assert (tele.batch_size, tele.dev_size, tele.max_steps, tele.num_candidates) == (10, 50, 10, 5)
-    assert (tele.temperature, tele.top_p, tele.evol_temperature, tele.evolution_rounds) == (0.6, 0.95, 0.0, 1)
+    assert (tele.settings.batch_size, tele.settings.dev_size, tele.settings.max_steps, tele.settings.num_candidates) == (10, 50, 10, 5)
+    assert (tele.settings.temperature, tele.settings.top_p, tele.settings.evol_temperature,
+            tele.settings.evolution_rounds) == (0.6, 0.95, 0.0, 1)
 
 
 def test_max_steps_zero_measures_the_start_only():

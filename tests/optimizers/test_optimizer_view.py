@@ -112,6 +112,6 @@ def test_a_rewrite_proposal_receives_the_context_too():
 
 
 def test_the_default_budget_leaves_e0_room_for_a_few_rules_only():
-    assert AutoEvolInstruct(optimizer_lm=None).max_method_words == DEFAULT_MAX_METHOD_WORDS  # type: ignore[arg-type]
+    assert AutoEvolInstruct(optimizer_lm=None).settings.max_method_words == DEFAULT_MAX_METHOD_WORDS  # type: ignore[arg-type]
     room = DEFAULT_MAX_METHOD_WORDS - len(INITIAL_METHOD.split())
     assert 40 <= room <= 100  # about four to seven one-sentence rules

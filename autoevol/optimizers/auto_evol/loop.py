@@ -18,7 +18,7 @@ It turns an evolving method (by default the universal e_0) into a domain-specifi
 Proposals live in :mod:`~autoevol.optimizers.auto_evol.proposal`, demonstrations in
 :mod:`~autoevol.optimizers.auto_evol.demos`, the trajectory (:meth:`Evolver.trajectory
 <autoevol.programs.evolver.Evolver.trajectory>` on every item) and the dev measurements in
-:mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings' checks in
+:mod:`~autoevol.optimizers.auto_evol.evaluation`, the settings and their checks (``CompileSettings``) in
 :mod:`~autoevol.optimizers.auto_evol.settings`, the records in :mod:`~autoevol.optimizers.auto_evol.records`
 and their checkpoints in :mod:`~autoevol.optimizers.auto_evol.run_dir`, the stop rule in
 :mod:`~autoevol.optimizers.auto_evol.stopping`, and the result in :mod:`~autoevol.optimizers.auto_evol.result`
@@ -37,7 +37,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +57,14 @@ from autoevol.optimizers.auto_evol.found_nothing import (
 )
 from autoevol.optimizers.auto_evol.log_lines import log_finish, log_step
 from autoevol.optimizers.auto_evol.progress import ProgressCallback, Stage, StageProgress
-from autoevol.optimizers.auto_evol.proposal import (DEFAULT_MAX_METHOD_WORDS, MethodProposer, ProposalMode,
-                                                    analysis_context, mark_duplicates)
-from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA, DEFAULT_LOOKS, race
+from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_context, mark_duplicates
+from autoevol.optimizers.auto_evol.racing import DEFAULT_LOOKS, race
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.result import compiled_evolver
 from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
-from autoevol.optimizers.auto_evol.selection import (
-    CONFIRM_ALPHA,
-    SELECTION_ALPHA,
-    PairedComparison,
-    acceptance_level,
-    compare,
-)
-from autoevol.optimizers.auto_evol.settings import check_settings, compile_header
+from autoevol.optimizers.auto_evol.selection import PairedComparison, acceptance_level, compare
+from autoevol.optimizers.auto_evol.settings import CompileSettings, compile_header
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
 from autoevol.optimizers.auto_evol.stopping import StepCallback, StopCompile, notify, stop_reason
 from autoevol.programs.demonstration import Candidate
@@ -84,14 +77,6 @@ __all__ = ["AutoEvolInstruct", "CompileFoundNothing", "NoImprovement", "NoValidC
 
 #: The race key of the incumbent; candidates are keyed by their 1-based index.
 INCUMBENT = 0
-#: The settings that shape the result (recorded in run.json and in the evolver's metadata), in order.
-HYPERPARAMETERS = ("num_candidates", "batch_size", "dev_size", "confirm_size", "max_steps", "evolution_rounds",
-                   "temperature", "top_p", "evol_temperature", "patience", "racing", "racing_alpha",
-                   "selection_alpha", "confirm_alpha", "proposal_mode",
-                   "proposal_attempts", "max_method_words", "answer_max_tokens", "trajectory_answers",
-                   "max_demos", "demo_candidates", "teacher_demos", "keep_demos", "starts", "seed")
-
-
 
 class AutoEvolInstruct(Teleprompter):
     """Optimize an :class:`~autoevol.programs.Evolver`'s evolving method and demonstrations.
@@ -114,56 +99,26 @@ class AutoEvolInstruct(Teleprompter):
     ``patience`` steps without improvement (a step without any valid candidate does not count),
     when no dev item fails any more, or at ``max_steps``.
 
+    The settings are a :class:`~autoevol.optimizers.auto_evol.settings.CompileSettings` (each
+    documented there, with its default), given in DSPy's style as keywords
+    (``AutoEvolInstruct(optimizer_lm=lm, num_candidates=3)``), as ``settings=CompileSettings(...)``,
+    or both: keywords then override the fields of ``settings``. A keyword that names no setting is
+    refused with a ``TypeError``, a value out of its range with a ``ValueError``. The teleprompter
+    keeps them in ``self.settings``.
+
     Args:
         optimizer_lm: the optimizer LLM (trajectory analysis and method proposals).
         evol_lm: the evol LLM (evolves and answers); default: the LM configured in DSPy.
         detector: failure detection; default: every cheap rule of :class:`FailureDetector`. Build
             it with ``judge_lm=...`` to add the LLM judge (one more call per item that passes).
-        num_candidates: m, candidates per step (paper: 5).
-        batch_size: mini-batch size (paper: 10).
-        dev_size: development set size |D| (paper: 50).
-        confirm_size: items held out of every selection step to confirm the final gain (default:
-            ``dev_size``; 0 skips the confirmation, and the result's gain is then unconfirmed).
-        max_steps: T, the most steps (paper: 10).
-        evolution_rounds: l, evolutions in a row per trajectory case (the authors' code: 1).
-        temperature: sampling temperature of the optimizer LLM (paper: 0.6).
-        top_p: nucleus sampling of the optimizer LLM (paper: 0.95).
-        evol_temperature: temperature of the evol LLM (paper: 0); ``None`` keeps the LM's own.
-        patience: steps without improvement before stopping (paper: 1).
-        racing: stop measuring candidates that cannot beat the best one (``False``: every
-            candidate is measured on every dev item, as in the paper).
-        racing_alpha: significance of the sign test that drops a candidate.
-        selection_alpha: family-wise level of acceptance; the k-th candidate of the compile is
-            accepted at ``selection_alpha / k`` (see :mod:`~autoevol.optimizers.auto_evol.selection`).
-        confirm_alpha: level of the confirmation test of the final method against the start.
-        proposal_mode: ``"edit"`` (rules at the end or into a step, a revised step, or a sentence
-            replaced or deleted, applied to the method; suits small optimizer LMs) or ``"rewrite"``
-            (the whole method, as the paper).
-        proposal_attempts: proposals sampled per candidate before an unusable one is given up.
-        max_method_words: the method-length budget (the paper saw quality fall as methods grew;
-            the default suits small evol LMs, see
-            :data:`~autoevol.optimizers.auto_evol.proposal.DEFAULT_MAX_METHOD_WORDS`).
-        answer_max_tokens: caps the evol LM's answers used for failure detection (default: the
-            LM's limit); a few hundred tokens keep the response rules intact and save time.
-        trajectory_answers: also answer and judge each case's last stage, so the analysis sees the
-            answers and the verdicts of every rule (``batch_size`` more calls per step, and judge
-            calls when a judge is set).
-        keep_unchanged: return the starting method when the compile found nothing better, instead
-            of raising :class:`CompileFoundNothing`.
-        max_demos: the most demonstrations a candidate carries (0: the paper, method text only).
-        demo_candidates: new demonstration sets proposed per step (when ``max_demos > 0``).
-        teacher_demos: also let the optimizer LM rewrite failed trajectory cases; a rewrite that
-            passes every rule under the evol LM's answer joins the demonstration pool.
-        starts: starting methods raced against the student's before step 1, by name (see
-            :func:`~autoevol.baselines.starting_methods`: ``weak`` and each classic operation); one
-            replaces the student's method when the paired test supports it, as a step's candidate.
-        keep_demos: start from the student's demonstrations (a warm start keeps its method but by
-            default draws new demonstrations from the new data).
-        seed: seeds the dev split, the mini-batches and the optimizer's rollout ids.
-        num_threads: items evaluated in parallel.
+        settings: the compile's hyperparameters (default: ``CompileSettings()``, the paper's
+            schedule with this project's defaults elsewhere).
         step_callback: ``step_callback(step, record)`` after every step (replayed steps of a
             resumed run included); returning ``False`` or raising :class:`StopCompile` stops.
         progress: receives a :class:`StageProgress` as each stage advances (for displays).
+        **overrides: fields of :class:`CompileSettings` (``num_candidates``, ``dev_size``,
+            ``max_steps``, ``proposal_mode``, ``max_demos``, ``starts``, ``seed``, ...), applied over
+            ``settings``.
     """
 
     def __init__(
@@ -172,57 +127,20 @@ class AutoEvolInstruct(Teleprompter):
         optimizer_lm: dspy.LM,
         evol_lm: dspy.LM | None = None,
         detector: FailureDetector | None = None,
-        num_candidates: int = 5,
-        batch_size: int = 10,
-        dev_size: int = 50,
-        confirm_size: int | None = None,
-        max_steps: int = 10,
-        evolution_rounds: int = 1,
-        temperature: float = 0.6,
-        top_p: float = 0.95,
-        evol_temperature: float | None = 0.0,
-        patience: int = 1,
-        racing: bool = True,
-        racing_alpha: float = DEFAULT_ALPHA,
-        selection_alpha: float = SELECTION_ALPHA,
-        confirm_alpha: float = CONFIRM_ALPHA,
-        proposal_mode: ProposalMode = "edit",
-        proposal_attempts: int = 3,
-        max_method_words: int = DEFAULT_MAX_METHOD_WORDS,
-        answer_max_tokens: int | None = None,
-        trajectory_answers: bool = True,
-        keep_unchanged: bool = False,
-        max_demos: int = 0,
-        demo_candidates: int = 2,
-        teacher_demos: bool = False,
-        keep_demos: bool = False,
-        starts: Sequence[str] = (),
-        seed: int = 0,
-        num_threads: int = 4,
+        settings: CompileSettings | None = None,
         step_callback: StepCallback | None = None,
         progress: ProgressCallback | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
-        confirm_size = dev_size if confirm_size is None else confirm_size
-        check_settings(locals())
-        self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
-        self.num_candidates, self.batch_size, self.dev_size = num_candidates, batch_size, dev_size
-        self.confirm_size, self.selection_alpha, self.confirm_alpha = confirm_size, selection_alpha, confirm_alpha
-        self.max_steps, self.evolution_rounds, self.patience = max_steps, evolution_rounds, patience
-        self.temperature, self.top_p, self.evol_temperature = temperature, top_p, evol_temperature
-        self.racing, self.racing_alpha = racing, racing_alpha
-        self.proposal_mode, self.proposal_attempts = proposal_mode, proposal_attempts
-        self.max_method_words, self.trajectory_answers = max_method_words, trajectory_answers
-        self.answer_max_tokens = answer_max_tokens
-        self.keep_unchanged, self.seed, self.num_threads = keep_unchanged, seed, num_threads
-        self.step_callback, self.progress = step_callback, progress
-        self.max_demos, self.demo_candidates = max_demos, demo_candidates
-        self.teacher_demos, self.keep_demos = teacher_demos, keep_demos
-        unknown = sorted(set(starts) - set(starting_methods()))
+        unknown = sorted(set(overrides) - CompileSettings.names())
         if unknown:
-            raise ValueError(f"unknown starting method(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(starting_methods())}")
-        self.starts = list(dict.fromkeys(starts))
+            raise TypeError(f"AutoEvolInstruct() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
+                            " (settings are the fields of CompileSettings)")
+        base = settings if settings is not None else CompileSettings()
+        self.settings = replace(base, **overrides) if overrides else base
+        self.optimizer_lm, self.evol_lm, self.detector = optimizer_lm, evol_lm, detector
+        self.step_callback, self.progress = step_callback, progress
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -251,22 +169,23 @@ class AutoEvolInstruct(Teleprompter):
             too long) stop the compile at once.
         """
         pool, dev, confirm = self.split(trainset, valset)
-        demos = DemoSearch(max_demos=self.max_demos, candidates=self.demo_candidates, teacher=self.teacher_demos,
-                           dev=dev, seed=self.seed)
-        start = Candidate(method=student.method, demos=demos.starting(student.demos) if self.keep_demos else ())
+        settings = self.settings
+        demos = DemoSearch(max_demos=settings.max_demos, candidates=settings.demo_candidates,
+                           teacher=settings.teacher_demos, dev=dev, seed=settings.seed)
+        start = Candidate(method=student.method, demos=demos.starting(student.demos) if settings.keep_demos else ())
         evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
         header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
                                 models=role_models(evol_lm, self.optimizer_lm, self.detector),
                                 detector_rules=detector.rule_names, data=data_summary(pool, dev, confirm))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
-                         **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
+                         **({} if settings.evol_temperature is None else {"temperature": settings.evol_temperature}))
         try:
-            role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads,
-                            answer_max_tokens=self.answer_max_tokens)
-            proposer = MethodProposer(mode=self.proposal_mode, attempts=self.proposal_attempts,
-                                      max_method_words=self.max_method_words, temperature=self.temperature,
-                                      top_p=self.top_p, seed=self.seed)
+            role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=settings.num_threads,
+                            answer_max_tokens=settings.answer_max_tokens)
+            proposer = MethodProposer(mode=settings.proposal_mode, attempts=settings.proposal_attempts,
+                                      max_method_words=settings.max_method_words, temperature=settings.temperature,
+                                      top_p=settings.top_p, seed=settings.seed)
             recorded = run.excluded_items() if run is not None else []
             loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev, excluded=recorded),
                          confirmation=DevEvaluator(role, confirm), proposer=proposer, demos=demos)
@@ -278,12 +197,12 @@ class AutoEvolInstruct(Teleprompter):
                   run: RunDirectory | None, loop: _Loop) -> Evolver:
         """The loop of the paper, resumed after the steps ``run`` has already recorded."""
         start = self._start(candidate, run, loop)
-        history = run.completed_steps(self.max_steps) if run is not None else []
+        history = run.completed_steps(self.settings.max_steps) if run is not None else []
         loop.demos.replay(history)
         incumbent = history[-1].selected if history else start.chosen
         stopped = next(filter(None, (notify(self.step_callback, record) for record in history)), None)
-        for step in range(len(history) + 1, self.max_steps + 1):
-            stopped = stopped or stop_reason(incumbent, history, self.patience)
+        for step in range(len(history) + 1, self.settings.max_steps + 1):
+            stopped = stopped or stop_reason(incumbent, history, self.settings.patience)
             if stopped:
                 break
             record = self._step(step, incumbent, pool, history, loop, tried_before=start.tried)
@@ -306,7 +225,7 @@ class AutoEvolInstruct(Teleprompter):
                                    models=header.settings["models"], detector_rules=loop.lms.detector.rule_names,
                                    data=header.data, stopped=stopped, confirmation=confirmation)
         found_nothing = found_nothing_error(start.score, incumbent, history, evolver, confirmation)
-        if found_nothing is not None and not self.keep_unchanged:
+        if found_nothing is not None and not self.settings.keep_unchanged:
             raise found_nothing
         return evolver
 
@@ -316,24 +235,25 @@ class AutoEvolInstruct(Teleprompter):
         clock, usage_before = time.monotonic(), loop.lms.usage()
         batch = self.mini_batch(pool, step)
         stage = Stage(step, "trajectory", self.progress, planned=len(batch))
-        trajectory = evolve_trajectory(loop.role, incumbent.candidate(), batch, self.evolution_rounds,
-                                       answers=self.trajectory_answers or loop.demos.enabled, on_done=stage.advance)
+        trajectory = evolve_trajectory(loop.role, incumbent.candidate(), batch, self.settings.evolution_rounds,
+                                       answers=self.settings.trajectory_answers or loop.demos.enabled,
+                                       on_done=stage.advance)
         logger.info("step %d: trajectory of %d cases, %d failed", step, len(trajectory),
                     sum(case.failed for case in trajectory))
         context = analysis_context(incumbent, history)
-        stage = Stage(step, "analysis", self.progress, planned=self.num_candidates)
+        stage = Stage(step, "analysis", self.progress, planned=self.settings.num_candidates)
         with dspy.context(lm=loop.lms.optimizer):
-            candidates = loop.proposer.propose_all(self.num_candidates, incumbent, trajectory, context, step,
-                                                   num_threads=self.num_threads, on_done=stage.advance)
+            candidates = loop.proposer.propose_all(self.settings.num_candidates, incumbent, trajectory, context, step,
+                                                   num_threads=self.settings.num_threads, on_done=stage.advance)
         new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
         candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
         tried = (history[-1].tried if history else tried_before) + sum(not c.invalid and bool(c.method)
                                                                        for c in candidates)
-        winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.selection_alpha,
+        winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.settings.selection_alpha,
                                                                                         max(tried, 1)))
         # the incumbent kept is rescored: items left out during this step leave its rate too
-        selected = loop.evaluator.score(incumbent.candidate(), self.dev_size) if winner is None \
+        selected = loop.evaluator.score(incumbent.candidate(), self.settings.dev_size) if winner is None \
             else candidates[winner - 1].score
         assert selected is not None
         return StepRecord(
@@ -347,12 +267,13 @@ class AutoEvolInstruct(Teleprompter):
     def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
         """The training pool X, the development set D and the confirmation split (see
         :func:`~autoevol.optimizers.auto_evol.split.split_pool_and_dev`)."""
-        return split_pool_and_dev(trainset, valset, batch_size=self.batch_size, dev_size=self.dev_size,
-                                  seed=self.seed, confirm_size=self.confirm_size)
+        settings = self.settings
+        return split_pool_and_dev(trainset, valset, batch_size=settings.batch_size, dev_size=settings.dev_size,
+                                  seed=settings.seed, confirm_size=settings.confirm_items)
 
     def mini_batch(self, pool: Sequence[Item], step: int) -> list[Item]:
         """X_t: ``batch_size`` items of the pool, drawn from the seed and the step alone."""
-        return random.Random(f"{self.seed}:batch:{step}").sample(list(pool), self.batch_size)
+        return random.Random(f"{self.settings.seed}:batch:{step}").sample(list(pool), self.settings.batch_size)
 
     # ------------------------------------------------------------------------------ selection
 
@@ -372,9 +293,9 @@ class AutoEvolInstruct(Teleprompter):
             return loop.evaluator.failures({key: methods[key] for key in running}, start, stop,
                                            stage.plan, stage.advance)
 
-        looks = DEFAULT_LOOKS if self.racing else ()
-        result = race(keys, measure, self.dev_size, looks=looks, alpha=self.racing_alpha, protected=[INCUMBENT],
-                      reference=INCUMBENT, level=level)
+        looks = DEFAULT_LOOKS if self.settings.racing else ()
+        result = race(keys, measure, self.settings.dev_size, looks=looks, alpha=self.settings.racing_alpha,
+                      protected=[INCUMBENT], reference=INCUMBENT, level=level)
         for candidate in candidates:
             if candidate.index in methods:
                 measured = result.measured(candidate.index)
@@ -395,8 +316,8 @@ class AutoEvolInstruct(Teleprompter):
         methods = {INCUMBENT: start.candidate(), 1: final.candidate()}
         size = len(loop.confirmation.dev)
         loop.confirmation.failures(methods, 0, size, stage.plan, stage.advance)
-        comparison = compare(loop.confirmation.flags(methods[1], size), loop.confirmation.flags(methods[INCUMBENT], size),
-                             level=self.confirm_alpha)
+        comparison = compare(loop.confirmation.flags(methods[1], size),
+                             loop.confirmation.flags(methods[INCUMBENT], size), level=self.settings.confirm_alpha)
         logger.info("confirmation on %d held-out items: %s: the gain %s", size, comparison.describe(),
                     "holds" if comparison.supported else "does not hold")
         return comparison
@@ -411,21 +332,22 @@ class AutoEvolInstruct(Teleprompter):
             return recorded
         clock, usage_before = time.monotonic(), loop.lms.usage()
         stage = Stage(0, "evaluation", self.progress)
-        loop.evaluator.failures({INCUMBENT: candidate}, 0, self.dev_size, stage.plan, stage.advance)
-        score = loop.evaluator.score(candidate, self.dev_size)
+        loop.evaluator.failures({INCUMBENT: candidate}, 0, self.settings.dev_size, stage.plan, stage.advance)
+        score = loop.evaluator.score(candidate, self.settings.dev_size)
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
                     score.failed, score.evaluated)
         methods = starting_methods()
         alternatives = [CandidateRecord(index=index, method=methods[name], change=f"starting method: {name}")
-                        for index, name in enumerate(self.starts, start=1)]
+                        for index, name in enumerate(self.settings.starts, start=1)]
         mark_duplicates(alternatives)
         winner = None
         if alternatives:
-            winner = self._select(score, alternatives, 0, loop, level=acceptance_level(self.selection_alpha,
+            winner = self._select(score, alternatives, 0, loop, level=acceptance_level(self.settings.selection_alpha,
                                                                                        len(alternatives)))
             logger.info("starting methods raced: %s", "the student's method stays" if winner is None else
-                        f"{self.starts[winner - 1]} replaces it")
-            score = loop.evaluator.score(candidate, self.dev_size)  # items left out during the race leave it too
+                        f"{self.settings.starts[winner - 1]} replaces it")
+            # items left out during the race leave it too
+            score = loop.evaluator.score(candidate, self.settings.dev_size)
         start = StartRecord(score=score, alternatives=alternatives, winner=winner, tried=len(alternatives),
                             excluded_items=loop.evaluator.excluded_items(),
                             usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3))
@@ -437,7 +359,7 @@ class AutoEvolInstruct(Teleprompter):
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that shape the result (recorded in run.json and in the evolver's metadata)."""
-        return {name: getattr(self, name) for name in HYPERPARAMETERS}
+        return self.settings.hyperparameters()
 
 
 @dataclass(frozen=True)

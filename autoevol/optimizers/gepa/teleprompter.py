@@ -27,6 +27,7 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from autoevol.optimizers.auto_evol.result import compiled_evolver
 from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedComparison, compare
+from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.optimizers.gepa.stops import FatalErrors, LMCallBudget, matched_metric_calls
 from autoevol.programs.evolver import Evolver
@@ -297,22 +299,27 @@ class GEPAEvolInstruct(Teleprompter):
         return role_models(self._evol_lm(), self.optimizer_lm, self.detector)
 
 
-def build_teleprompter(optimizer: OptimizerName, **settings: Any) -> Teleprompter:
-    """An ``AutoEvolInstruct`` or a ``GEPAEvolInstruct`` from Auto Evol-Instruct's keyword settings.
+def build_teleprompter(optimizer: OptimizerName, *, settings: CompileSettings | None = None,
+                       **keywords: Any) -> Teleprompter:
+    """An ``AutoEvolInstruct`` or a ``GEPAEvolInstruct`` from Auto Evol-Instruct's settings.
 
-    For ``"gepa"``, the settings GEPA has no use for (racing, proposals, patience, the optimizer's
-    sampling, step callbacks, progress) are left out, and ``max_metric_calls`` (GEPA only) is
-    honoured; for ``"auto-evol"`` a ``max_metric_calls`` of ``None`` is ignored.
+    ``settings`` is a :class:`~autoevol.optimizers.auto_evol.settings.CompileSettings`; ``keywords``
+    are the LMs, the detector, the callbacks and settings that override its fields, as
+    :class:`~autoevol.optimizers.auto_evol.loop.AutoEvolInstruct` takes them. For ``"gepa"``, the
+    settings GEPA has no use for (racing, proposals, patience, the optimizer's sampling, step
+    callbacks, progress) are left out, and ``max_metric_calls`` (GEPA only) is honoured; for
+    ``"auto-evol"`` a ``max_metric_calls`` of ``None`` is ignored.
     """
     from autoevol.optimizers.auto_evol import AutoEvolInstruct
 
     if optimizer == "gepa":
+        shared = {} if settings is None else {field.name: getattr(settings, field.name) for field in fields(settings)}
         accepted = set(inspect.signature(GEPAEvolInstruct.__init__).parameters) - {"self"}
-        return GEPAEvolInstruct(**{key: value for key, value in settings.items() if key in accepted})
+        return GEPAEvolInstruct(**{key: value for key, value in {**shared, **keywords}.items() if key in accepted})
     if optimizer == "auto-evol":
-        if settings.pop("max_metric_calls", None) is not None:
+        if keywords.pop("max_metric_calls", None) is not None:
             raise ValueError("max_metric_calls is a GEPA budget; Auto Evol-Instruct's budget is its steps")
-        return AutoEvolInstruct(**settings)
+        return AutoEvolInstruct(settings=settings, **keywords)
     raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 

@@ -178,20 +178,18 @@ class Objective:
     def _teleprompter(self, params: dict[str, Any], on_step: Callable[[int, Any], bool]) -> Any:
         if self.factory is not None:
             return self.factory(params=params, step_callback=on_step)
-        from autoevol.optimizers.auto_evol import AutoEvolInstruct
-
         # a trial that found nothing better is still a measurement: its held-out rate is e_0's. The
         # study measures every trial's evolver on its own held-out items, so a trial spends no data
-        # on a confirmation split of its own.
+        # on a confirmation split of its own. The settings (these, the study's teleprompter options
+        # and the trial's values) become the teleprompter's CompileSettings.
         options = {"optimizer_lm": self.optimizer_lm, "evol_lm": self.evol_lm, "seed": self.seed,
                    "num_threads": self.num_threads, "keep_unchanged": True, "confirm_size": 0, **self.options}
         if self.detector is not None:
             options["detector"] = self.detector
         settings = dict(params)
         optimizer = settings.pop(OPTIMIZER_PARAM, "auto-evol")
-        if optimizer != "auto-evol":  # GEPA has no steps to report: its trials are not pruned
-            return build_teleprompter(optimizer, **options, **settings)
-        return AutoEvolInstruct(**options, **settings, step_callback=on_step)
+        # GEPA has no steps to report: build_teleprompter leaves the step callback out, and its trials are not pruned
+        return build_teleprompter(optimizer, **options, **settings, step_callback=on_step)
 
 
 def check_data_fits(space: SearchSpace, trainset: Sequence[Any], valset: Sequence[Any] | None) -> None:
