@@ -84,16 +84,54 @@ def evaluate_item(
     """Evolve ``instruction`` once, answer the evolution, and judge both.
 
     The answer is skipped when the evolution already fails (no call is spent on it).
-    LM errors become rule ``lm_error``, unparseable outputs rule ``unparseable``; only
-    ``BudgetExceeded`` propagates, so that a job can stop cleanly at its limit.
+    LM errors become rule ``lm_error``, unparseable outputs rule ``unparseable``; any other fault
+    of the evolver, the answerer or the detector fails this item alone (rule ``lm_error``). Only
+    ``BudgetExceeded`` and permanent LM errors propagate: no other item could succeed either.
     """
     responder = responder or _chat_answer
     detector = detector or FailureDetector()
     with observe_calls() as log:
-        outcome = _evaluate(instruction, evolver, responder, detector, log)
+        try:
+            outcome = _evaluate(instruction, evolver, responder, detector, log)
+        except BudgetExceeded:
+            raise
+        except Exception as error:
+            if is_permanent(error):
+                raise
+            outcome = ItemOutcome(original=instruction, verdict=Verdict.failure(LM_ERROR, describe_error(error)))
     outcome.calls = log.count(cached=False)
     outcome.cached_calls = log.count(cached=True)
     return outcome
+
+
+def evaluate_items(
+    tasks: Sequence[tuple[Program, str]],
+    *,
+    responder: Program | None = None,
+    detector: FailureDetector | None = None,
+    num_threads: int = 1,
+    tries: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> list[ItemOutcome]:
+    """The evaluation loop: each ``(evolving program, instruction)`` task through :func:`evaluate_item`.
+
+    Tasks run in ``num_threads`` threads under the configured DSPy LM; outcomes keep the order of
+    ``tasks``. An item that ends in an LM error is evaluated again, up to ``tries`` times in all
+    (the LM retries each call as well). ``on_done(count)`` reports finished tasks.
+    """
+    responder = responder or _chat_answer
+    detector = detector or FailureDetector()
+
+    def evaluate(task: tuple[Program, str]) -> ItemOutcome:
+        program, instruction = task
+        outcome = evaluate_item(instruction, program, responder=responder, detector=detector)
+        for _ in range(tries - 1):
+            if outcome.verdict.rule != LM_ERROR:
+                break
+            outcome = evaluate_item(instruction, program, responder=responder, detector=detector)
+        return outcome
+
+    return run_in_threads(evaluate, tasks, num_threads, on_done)
 
 
 def _evaluate(instruction: str, evolver: Program, responder: Program, detector: FailureDetector,
@@ -157,11 +195,5 @@ def failure_rate(
     (wrap the call in ``dspy.context(lm=...)`` to choose one). Items are evaluated in
     ``num_threads`` threads; outcomes keep the order of ``items``.
     """
-    responder = responder or _chat_answer
-    detector = detector or FailureDetector()
-
-    def run(text: str) -> ItemOutcome:
-        return evaluate_item(text, evolver, responder=responder, detector=detector)
-
-    return summarize(run_in_threads(run, items, num_threads))
-
+    return summarize(evaluate_items([(evolver, text) for text in items], responder=responder, detector=detector,
+                                    num_threads=num_threads))

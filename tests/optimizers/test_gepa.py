@@ -239,3 +239,17 @@ def test_an_lm_call_budget_stops_gepa_and_a_rerun_replays_it(tmp_path):
     assert again.method == first.method
     assert {role: u["calls"] for role, u in again.metadata["usage"].items()} == \
         {role: u["calls"] for role, u in first.metadata["usage"].items()}
+
+
+def test_dev_items_whose_answer_hit_an_lm_error_are_left_out_of_both_rescored_rates():
+    def answers_fail(request: ScriptedRequest) -> dict[str, str]:
+        if request.plain and ("Task #100:" in request.user or "Task #101:" in request.user):
+            raise RuntimeError("the endpoint dropped the connection")
+        return evol(request)
+
+    lm = scripted_lm(answers_fail, policy=CallPolicy(max_retries=0))
+    compiled = teleprompter(Reflection(), evol_lm=lm).compile(Evolver(), trainset=TRAIN, valset=DEV)
+    # #100 and #101 (residues 4 and 5, passed by every method) are left out, not failed by e_0
+    assert compiled.metadata["initial_dev_failures"] == {"failed": 9, "total": DEV_SIZE - 2}
+    assert compiled.compile_history[-1].selected.evaluated == DEV_SIZE - 2
+    assert "lm_error" not in compiled.compile_history[-1].selected.by_rule

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 import dspy
 
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import Program, evaluate_item
+from autoevol.metrics.rate import ItemOutcome, Program, evaluate_items
 from autoevol.optimizers.auto_evol.evaluation import EvolRole, Item
 from autoevol.optimizers.auto_evol.records import (
     CandidateRecord,
@@ -38,10 +38,9 @@ from autoevol.optimizers.auto_evol.records import (
 )
 from autoevol.metrics._text import normalize
 from autoevol.optimizers.auto_evol.split import distinct, items_of
-from autoevol.programs.demonstration import Demo, candidate_fingerprint, demo_keys
+from autoevol.programs.demonstration import Demo, DemoOrigin, candidate_fingerprint, demo_keys
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
-from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +161,8 @@ class DemoSearch:
             with dspy.context(lm=optimizer_lm):
                 return teacher(instruction=instruction)
 
-        def write(case: TrajectoryCase) -> Demo | None:
-            outcome = role.evaluate_program(case.stages[0], program)
-            if outcome.verdict.failed or outcome.evolved is None:
-                return None
-            return Demo(instruction=case.stages[0], working_notes=outcome.notes or "",
-                        evolved_instruction=outcome.evolved, origin="teacher", item_id=case.item_id, step=step)
-
-        return role.run(write, list(failed))
+        outcomes = role.evaluate_all([(program, case.stages[0]) for case in failed])
+        return [passed_demo(outcome, "teacher", case.item_id, step) for case, outcome in zip(failed, outcomes)]
 
 
 def measured_rates(history: Sequence[StepRecord]) -> dict[str, list[float]]:
@@ -219,13 +212,16 @@ def bootstrap_demos(evolver: Evolver, instructions: Sequence[str | dspy.Example 
     while len(found) < count and start < len(items):
         chunk = items[start:start + 2 * (count - len(found))]
         start += len(chunk)
-
-        def judge(item: Item) -> Demo | None:
-            outcome = evaluate_item(item.text, evolver, responder=responder, detector=detector)
-            if outcome.verdict.failed or outcome.evolved is None:
-                return None
-            return Demo(instruction=item.text, working_notes=outcome.notes or "", evolved_instruction=outcome.evolved,
-                        origin="observed", item_id=item.id)
-
-        found += [demo for demo in run_in_threads(judge, chunk, num_threads) if demo is not None]
+        outcomes = evaluate_items([(evolver, item.text) for item in chunk], responder=responder, detector=detector,
+                                  num_threads=num_threads)
+        found += [demo for item, outcome in zip(chunk, outcomes)
+                  if (demo := passed_demo(outcome, "observed", item.id)) is not None]
     return found[:count]
+
+
+def passed_demo(outcome: ItemOutcome, origin: DemoOrigin, item_id: str, step: int | None = None) -> Demo | None:
+    """An evaluated evolution as a demonstration, if it passed every rule."""
+    if outcome.verdict.failed or outcome.evolved is None:
+        return None
+    return Demo(instruction=outcome.original, working_notes=outcome.notes or "", evolved_instruction=outcome.evolved,
+                origin=origin, item_id=item_id, step=step)

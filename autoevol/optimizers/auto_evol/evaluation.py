@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import dspy
 
-from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
-from autoevol.metrics.rate import ItemOutcome, Program, describe_error, evaluate_item, summarize
+from autoevol.metrics.rate import ItemOutcome, Program, evaluate_item, evaluate_items, summarize
 from autoevol.optimizers.auto_evol.records import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
 from autoevol.programs.responder import Responder
-from autoevol.records import LM_ERROR, UNMEASURED, Verdict
+from autoevol.records import UNMEASURED
 from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
@@ -60,19 +59,16 @@ class EvolRole:
         return self._evolvers[key]
 
     def evaluate(self, instruction: str, candidate: Candidate) -> ItemOutcome:
-        """Evolve once with ``candidate``, answer and judge; a detector or adapter fault fails the item."""
-        return self.evaluate_program(instruction, self.evolver(candidate))
+        """Evolve once with ``candidate``, answer and judge (:func:`~autoevol.metrics.rate.evaluate_item`)."""
+        return evaluate_item(instruction, self.evolver(candidate), responder=self.responder, detector=self.detector)
 
-    def evaluate_program(self, instruction: str, program: Program) -> ItemOutcome:
-        """Evolve once with any evolving program, answer with the evol LM and judge."""
-        try:
-            return evaluate_item(instruction, program, responder=self.responder, detector=self.detector)
-        except BudgetExceeded:
-            raise
-        except Exception as error:
-            if is_permanent(error):
-                raise
-            return ItemOutcome(original=instruction, verdict=Verdict.failure(LM_ERROR, describe_error(error)))
+    def evaluate_all(self, tasks: Sequence[tuple[Program, str]],
+                     on_done: Callable[[int], None] | None = None) -> list[ItemOutcome]:
+        """Every ``(evolving program, instruction)`` evolved, answered and judged in threads, under the
+        evol LM; an item that ends in an LM error gets ``ITEM_TRIES`` tries in all."""
+        with dspy.context(lm=self.evol_lm):
+            return evaluate_items(tasks, responder=self.responder, detector=self.detector,
+                                  num_threads=self.num_threads, tries=ITEM_TRIES, on_done=on_done)
 
     def run(self, work: Callable, tasks: Sequence, on_done: Callable[[int], None] | None = None) -> list:
         """``work`` on every task in threads, under the evol LM."""
@@ -140,19 +136,8 @@ class DevEvaluator:
         todo = sorted({(key, index) for key in by_key for index in range(start, stop)
                        if (key, index) not in self._outcomes})
         on_planned(len(todo))
-        for candidate in by_key.values():
-            self.role.evolver(candidate)  # built here, not concurrently in the worker threads
-
-        def evaluate(task: tuple[str, int]) -> ItemOutcome:
-            key, index = task
-            outcome = self.role.evaluate(self.dev[index].text, by_key[key])
-            for _ in range(ITEM_TRIES - 1):
-                if outcome.verdict.rule != LM_ERROR:
-                    break
-                outcome = self.role.evaluate(self.dev[index].text, by_key[key])
-            return outcome
-
-        for (key, index), outcome in zip(todo, self.role.run(evaluate, todo, on_done)):
+        tasks = [(self.role.evolver(by_key[key]), self.dev[index].text) for key, index in todo]
+        for (key, index), outcome in zip(todo, self.role.evaluate_all(tasks, on_done)):
             self._outcomes[(key, index)] = outcome
             if outcome.verdict.rule in UNMEASURED and index not in self.excluded:
                 logger.warning("item %s is left out of every method's failure rate (%s): %s",

@@ -35,10 +35,9 @@ import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 
 from autoevol.lm.cache import CallCache
-from autoevol.lm.policy import BudgetExceeded, is_permanent
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
-from autoevol.metrics.rate import ItemOutcome, summarize
+from autoevol.metrics.rate import ItemOutcome, evaluate_items, summarize
 from autoevol.optimizers.auto_evol.evaluation import Item
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing, NoImprovement, unconfirmed
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta
@@ -50,8 +49,8 @@ from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.optimizers.gepa.stops import FatalErrors, LMCallBudget, matched_metric_calls
 from autoevol.programs.evolver import Evolver
+from autoevol.programs.responder import Responder
 from autoevol.records import UNMEASURED
-from autoevol.threads import run_in_threads
 from autoevol.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -189,8 +188,8 @@ class GEPAEvolInstruct(Teleprompter):
             metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
             result, stopped = self._run_gepa(student, pool, dev, metric, lms, run, before)
             with dspy.context(lm=lms.evol):
-                start, final = (self._rescore(student, method, dev, metric) for method in
-                                (student.method, result.candidates[result.best_idx].evolve.signature.instructions))
+                start, final = self._rescore(student, [student.method, result.candidates[result.best_idx]
+                                                       .evolve.signature.instructions], dev, metric)
                 if not _better(final, start):
                     final = start
                 confirmation = self._confirm(student, start, final, confirm, metric)
@@ -245,10 +244,16 @@ class GEPAEvolInstruct(Teleprompter):
             raise fatal.error
         return optimized.detailed_results, "max_lm_calls" if calls is not None and calls.fired else "max_metric_calls"
 
-    def _rescore(self, student: Evolver, method: str, dev: Sequence[Item], metric: EvolutionFeedback) -> MethodScore:
-        """A method's dev verdicts by rule (GEPA's own calls answer them again from the cache)."""
-        rate = summarize(self._outcomes(student, method, dev, metric))
-        return _score(student.with_method(method), failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
+    def _rescore(self, student: Evolver, methods: Sequence[str], dev: Sequence[Item],
+                 metric: EvolutionFeedback) -> list[MethodScore]:
+        """The methods' dev verdicts by rule, on the items every method's measurement could judge
+        (paired, as in a compile: an LM error or a judge abstention leaves the item out)."""
+        outcomes = [self._outcomes(student, method, dev, metric) for method in methods]
+        kept = [index for index in range(len(dev))
+                if all(measured[index].verdict.rule not in UNMEASURED for measured in outcomes)]
+        rates = [summarize([measured[index] for index in kept]) for measured in outcomes]
+        return [_score(student.with_method(method), failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
+                for method, rate in zip(methods, rates)]
 
     def _confirm(self, student: Evolver, start: MethodScore, final: MethodScore, confirm: Sequence[Item],
                  metric: EvolutionFeedback) -> PairedComparison | None:
@@ -268,19 +273,10 @@ class GEPAEvolInstruct(Teleprompter):
 
     def _outcomes(self, student: Evolver, method: str, items: Sequence[Item],
                   metric: EvolutionFeedback) -> list[ItemOutcome]:
-        """``method``'s outcome on each item, in order, by the metric GEPA optimizes."""
+        """``method``'s outcome on each item, in order, judged by the rules of the metric GEPA optimizes."""
         evolver = student.with_method(method)
-
-        def judge(item: Item) -> ItemOutcome:
-            try:
-                prediction = evolver(instruction=item.text)
-            except Exception as error:  # an unparseable or failed evolution fails the item, as in GEPA
-                if isinstance(error, BudgetExceeded) or is_permanent(error):
-                    raise
-                prediction = None
-            return metric.outcome(item.text, prediction)
-
-        return run_in_threads(judge, list(items), self.num_threads)
+        return evaluate_items([(evolver, item.text) for item in items], responder=Responder(self.answer_max_tokens),
+                              detector=metric.detector, num_threads=self.num_threads)
 
     def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item],
                     confirm: Sequence[Item]) -> RunHeader:
