@@ -43,7 +43,7 @@ import quality  # noqa: E402
 import quality_eval  # noqa: E402
 from quality_eval import MethodResult, evaluate_method, role_usage, usage_delta  # noqa: E402
 from run_progress import run_progress  # noqa: E402
-from run_records import GitCheckpoint, replace_section  # noqa: E402
+from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
@@ -242,7 +242,7 @@ def report_progress(args: argparse.Namespace) -> None:
     print(f"{title}\n\n{progress}")
     if args.results_md:
         command = f"python benchmarks/head_to_head.py --name {args.name} --held-out {args.held_out} --report"
-        replace_section(args.results_md, f"head_to_head-{args.name}", f"## {title}\n\n`{command}`\n\n{progress}")
+        quality.write_section(args, "head_to_head.py", title, command, progress)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -503,9 +503,13 @@ def publish(args: argparse.Namespace, script: str, report: Any, title: str, tabl
         document = {"command": sys.argv, **asdict(report)}
         document_path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
     if args.results_md:
-        section = f"{Path(script).stem}-{args.name or (args.json.stem if args.json else 'run')}"
-        command = f"python benchmarks/{script} {' '.join(sys.argv[1:])}"
-        replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{table}")
+        write_section(args, script, title, f"python benchmarks/{script} {' '.join(sys.argv[1:])}", table)
+
+
+def write_section(args: argparse.Namespace, script: str, title: str, command: str, body: str) -> None:
+    """The run's section of ``--results-md`` (named after the script and the run), replaced by ``body``."""
+    section = f"{Path(script).stem}-{args.name or (args.json.stem if args.json else 'run')}"
+    replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{body}")
 
 
 if __name__ == "__main__":
