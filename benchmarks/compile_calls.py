@@ -166,7 +166,8 @@ def _calls(record: StepRecord) -> int:
 
 
 def _picked_truly_best(record: StepRecord) -> bool:
-    candidates = [true_rate(c.method) for c in record.candidates if c.method and not c.invalid]
+    candidates = [true_rate(c.candidate.method) for c in record.candidates
+                  if c.candidate is not None and not c.invalid]
     rates = [true_rate(record.incumbent.method), *candidates]
     selected = true_rate(record.selected.method)
     return selected <= min(rates) + 1e-12

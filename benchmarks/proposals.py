@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             candidates = []
             with dspy.context(lm=optimizer):
                 for index in range(1, args.samples + 1):
-                    candidate = proposer.propose(index, step.incumbent.method, step.trajectory, context, step.step)
+                    candidate = proposer.propose(index, step.incumbent, step.trajectory, context, step.step)
                     candidates.append(candidate)
                     elapsed = time.monotonic() - started
                     print(f"step {step.step} sample {index}/{args.samples}: "

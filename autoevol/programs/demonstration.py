@@ -6,7 +6,8 @@ its ``evolve`` predictor (``dspy.Example`` with the signature's fields), so DSPy
 them in the prompt as it does for any few-shot program, and DSPy's own state format carries them.
 
 A candidate of a compile is an evolving method together with its demonstrations
-(:class:`Candidate`); its fingerprint is the method's when it carries none.
+(:class:`Candidate`); its fingerprint is the method's when it carries none. It is the one type for
+that pair: a compile's measured methods are candidates, and its candidate records hold one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import dspy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from autoevol.records import fingerprint
 
@@ -73,9 +74,11 @@ class Candidate(BaseModel):
     method: str
     demos: tuple[Demo, ...] = ()
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def fingerprint(self) -> str:
-        """The method's fingerprint without demonstrations; otherwise one over both."""
+        """The method's fingerprint without demonstrations; otherwise one over both (serialized with
+        the candidate, and computed again, not read, when a record is loaded)."""
         return candidate_fingerprint(self.method, self.demos)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.run_dir import write_json
 from autoevol.optimizers.auto_evol.selection import PairedComparison
+from autoevol.programs.demonstration import Candidate
 
 HERE = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(HERE))
@@ -19,14 +20,14 @@ from run_progress import run_progress  # noqa: E402
 
 
 def score(method: str, failed: int, evaluated: int = 20) -> MethodScore:
-    return MethodScore(method=method, fingerprint=method[:8], failure_rate=failed / evaluated, failed=failed,
-                       evaluated=evaluated, by_rule={"unchanged": failed})
+    return MethodScore(method=method, failure_rate=failed / evaluated, failed=failed, evaluated=evaluated,
+                       by_rule={"unchanged": failed})
 
 
 def candidate(index: int, change: str, failed: int, wins: int, losses: int, **fields) -> CandidateRecord:
     comparison = PairedComparison(items=20, reference_only=wins, challenger_only=losses, both=2, p_value=0.03 if wins > 5 else 0.5,
                                   level=0.07)
-    return CandidateRecord(index=index, method=change, change=change, score=score(change, failed),
+    return CandidateRecord(index=index, candidate=Candidate(method=change), change=change, score=score(change, failed),
                            comparison=comparison, **fields)
 
 

@@ -151,8 +151,8 @@ def test_compile_picks_the_candidate_with_the_lowest_failure_rate():
     record = result.compile_history[0]
     assert record.incumbent.method == INITIAL_METHOD
     winner = record.candidates[record.winner - 1]
-    assert winner.method == method("CAREFUL") and record.improved
-    rates = {c.method: c.score.failure_rate for c in record.candidates}
+    assert winner.candidate.method == method("CAREFUL") and record.improved
+    rates = {c.candidate.method: c.score.failure_rate for c in record.candidates}
     assert rates[method("CAREFUL")] < rates[method("BALANCED")] < record.incumbent.failure_rate
     assert record.selected.failure_rate == winner.score.failure_rate
     assert result.metadata["initial_dev_failure_rate"] == record.incumbent.failure_rate
@@ -209,7 +209,7 @@ def test_racing_picks_the_same_winner_as_full_evaluation_with_fewer_calls():
     raced_record, full_record = raced.compile_history[0], full.compile_history[0]
     assert raced_record.selected.failure_rate == full_record.selected.failure_rate
     assert {c.dropped is not None for c in full_record.candidates} == {False}
-    dropped = [c.method for c in raced_record.candidates if c.dropped]
+    dropped = [c.candidate.method for c in raced_record.candidates if c.dropped]
     assert method("SLOPPY") in dropped and method("CAREFUL") not in dropped
     assert all(c.score.evaluated == 50 for c in full_record.candidates)
     assert raced_evol.engine.calls < full_evol.engine.calls

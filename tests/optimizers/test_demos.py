@@ -119,7 +119,7 @@ def test_selection_finds_a_demonstration_set_without_a_bad_one():
     assert result.metadata["dev_failure_rate"] == 0.25
     measured = [c for record in history for c in record.candidates if c.kind == "demos" and c.score]
     # a bad demonstration hurts: every set carrying one measured worse than the good set that won
-    carrying_bad = [c for c in measured if any(is_bad(demo) for demo in c.demos)]
+    carrying_bad = [c for c in measured if any(is_bad(demo) for demo in c.candidate.demos)]
     assert carrying_bad and all(c.score.failure_rate >= 0.5 for c in carrying_bad)
     assert any(c.score.failure_rate == 0.75 for c in carrying_bad)  # only bad ones: worse than none at all
 
@@ -129,13 +129,14 @@ def test_the_step_record_says_which_demonstrations_each_candidate_carried_and_wh
     first = result.compile_history[0]
     method_candidates = [c for c in first.candidates if c.kind == "method"]
     demo_candidates = [c for c in first.candidates if c.kind == "demos"]
-    assert method_candidates and all(c.demos == [] for c in method_candidates)  # the incumbent's (none)
-    assert demo_candidates and all(c.method == INITIAL_METHOD and len(c.demos) == 2 for c in demo_candidates)
+    assert method_candidates and all(c.candidate.demos == () for c in method_candidates)  # the incumbent's (none)
+    assert demo_candidates and all(c.candidate.method == INITIAL_METHOD and len(c.candidate.demos) == 2
+                                   for c in demo_candidates)
     assert first.new_demos and all(d.origin == "observed" and d.step == 1 and d.item_id for d in first.new_demos)
     assert all(c.change.startswith("demonstrations: ") for c in demo_candidates)
     winner_step = next(record for record in result.compile_history if record.improved)
     later = result.compile_history[winner_step.step:]  # after the win, method candidates carry the new set
-    assert all(c.demos == winner_step.selected.demos for record in later for c in record.candidates
+    assert all(c.candidate.demos == winner_step.selected.demos for record in later for c in record.candidates
                if c.kind == "method")
 
 
@@ -143,7 +144,7 @@ def test_with_max_demos_0_the_compile_is_the_papers_method_search():
     _, result = compile_world(max_demos=0)
     assert result.demos == []
     for record in result.compile_history:
-        assert record.new_demos == [] and all(c.kind == "method" and not c.demos for c in record.candidates)
+        assert record.new_demos == [] and all(c.kind == "method" and not c.candidate.demos for c in record.candidates)
 
 
 def test_no_dev_item_ever_becomes_a_demonstration():
@@ -151,13 +152,13 @@ def test_no_dev_item_ever_becomes_a_demonstration():
     # the training data contains the dev items too; the teacher writes rewrites of failed cases
     _, result = compile_world(trainset=TRAIN + DEV, teacher_demos=True, max_steps=3)
     seen = [demo for record in result.compile_history
-            for demo in [*record.new_demos, *(d for c in record.candidates for d in c.demos)]]
+            for demo in [*record.new_demos, *(d for c in record.candidates for d in c.candidate.demos)]]
     assert seen and {demo.origin for demo in seen} == {"observed", "teacher"}
     assert not any(normalize(demo.instruction) in dev_texts for demo in [*seen, *result.demos])
     # a student's demonstration that is a dev item is not used either, even with keep_demos
     leaked = Demo(instruction=DEV[4], evolved_instruction=f"{DEV[4]} {GOOD}")
     _, kept = compile_world(Evolver(demos=[leaked]), keep_demos=True, max_steps=1)
-    assert kept.compile_history[0].incumbent.demos == []
+    assert kept.compile_history[0].incumbent.demos == ()
 
 
 def test_teacher_rewrites_join_the_pool_only_when_they_pass_every_rule():
@@ -176,11 +177,11 @@ def test_a_warm_start_keeps_the_method_and_draws_new_demonstrations_unless_told_
     assert first.demos
     other_train, other_dev = items(range(200, 280), "Box"), items(range(32), "Box")
     _, redrawn = compile_world(first, trainset=other_train, valset=other_dev)
-    assert redrawn.compile_history[0].incumbent.demos == []  # the start shows none of the old ones
+    assert redrawn.compile_history[0].incumbent.demos == ()  # the start shows none of the old ones
     assert redrawn.demos and all(demo.instruction.startswith("Box #") for demo in redrawn.demos)
     assert redrawn.metadata["started_from"]["demos"] == 2 and redrawn.metadata["started_from"]["demos_kept"] == 0
     _, kept = compile_world(first, trainset=other_train, valset=other_dev, keep_demos=True, max_steps=1)
-    assert kept.compile_history[0].incumbent.demos == first.demos
+    assert list(kept.compile_history[0].incumbent.demos) == first.demos
     assert kept.metadata["initial_dev_failure_rate"] == 0.25  # the old good demonstrations help here too
 
 

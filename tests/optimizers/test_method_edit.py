@@ -135,7 +135,7 @@ def test_a_proposed_replacement_becomes_the_candidate_method():
     optimizer = Optimizer([edit_reply(old_sentence=f'"{LIMIT}"', new_sentence=KEEP)])
     tele, result = compile_world(Evol(), optimizer, keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
-    assert not candidate.invalid and candidate.method == INITIAL_METHOD.replace(LIMIT, KEEP)
+    assert not candidate.invalid and candidate.candidate.method == INITIAL_METHOD.replace(LIMIT, KEEP)
     assert candidate.change.startswith("replaced 'The rewritten instruction may add only about 10 to 20 words")
 
 
@@ -147,13 +147,14 @@ def test_an_edit_that_cannot_be_applied_is_resampled_with_its_reason():
     assert candidate.attempts == 2 and len(candidate.rejected) == 1
     assert candidate.rejected[0].startswith("the old sentence is not in the method: 'Never rewrite the task")
     assert candidate.change == f"added to Step 1: {INPUTS}"
-    step_1 = next(p for p in candidate.method.split("\n\n") if p.startswith("Step 1 - "))
-    assert step_1.endswith(f"written in. {INPUTS}") and RULES_HEADING not in candidate.method
+    step_1 = next(p for p in candidate.candidate.method.split("\n\n") if p.startswith("Step 1 - "))
+    assert step_1.endswith(f"written in. {INPUTS}") and RULES_HEADING not in candidate.candidate.method
 
 
 def test_a_new_sentence_without_an_old_one_is_a_rule_and_a_lone_unusable_edit_gives_the_candidate_up():
     tele, result = compile_world(Evol(), Optimizer([edit_reply(new_sentence=INPUTS)]))
-    assert result.compile_history[0].candidates[0].method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
+    proposed = result.compile_history[0].candidates[0].candidate
+    assert proposed.method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
     tele, result = compile_world(Evol(), Optimizer([edit_reply(old_sentence="the plan")]), proposal_attempts=1,
                                  keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]

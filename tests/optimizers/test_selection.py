@@ -19,7 +19,7 @@ from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
 from autoevol.optimizers.auto_evol.racing import race, unacceptable_reason
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
 from autoevol.optimizers.auto_evol.selection import acceptance_level, compare
-from autoevol.programs.demonstration import Demo
+from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.programs.evolver import Evolver
 from autoevol.records import JUDGE_ABSTAINED
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
@@ -191,11 +191,12 @@ def test_a_compile_that_reaches_its_steps_says_so():
 
 def test_demonstration_ranking_ignores_rates_of_raced_out_candidates():
     demo = Demo(instruction="a", working_notes="", evolved_instruction="b", origin="observed", item_id="x", step=1)
-    score = MethodScore(method="m", fingerprint="f", failure_rate=0.5, failed=10, evaluated=20, demos=[demo])
-    partial = MethodScore(method="m", fingerprint="g", failure_rate=0.0, failed=0, evaluated=5, demos=[demo])
+    carried = Candidate(method="m", demos=(demo,))
+    score = MethodScore(method="m", failure_rate=0.5, failed=10, evaluated=20, demos=(demo,))
+    partial = MethodScore(method="m", failure_rate=0.0, failed=0, evaluated=5, demos=(demo,))
     record = StepRecord(step=1, incumbent=score, trajectory=[], winner=None, selected=score,
-                        candidates=[CandidateRecord(index=1, kind="demos", method="m", demos=[demo], score=score),
-                                    CandidateRecord(index=2, kind="demos", method="m", demos=[demo], score=partial,
+                        candidates=[CandidateRecord(index=1, kind="demos", candidate=carried, score=score),
+                                    CandidateRecord(index=2, kind="demos", candidate=carried, score=partial,
                                                     dropped="worse than the leader")])
     assert measured_rates([record]) == {demo.key: [0.5]}
 

@@ -24,6 +24,7 @@ from autoevol.optimizers import AutoEvolInstruct, NoImprovement, NoValidCandidat
 from autoevol.optimizers.auto_evol.method_edit import RULES_HEADING, Edit, apply_edit, repeated_step
 from autoevol.optimizers.auto_evol.proposal import MethodProposer, method_problem
 from autoevol.optimizers.auto_evol.records import TrajectoryCase
+from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD, WEAK_METHOD
 from autoevol.testing.scripted import ScriptedRequest, edit_reply, scripted_lm
@@ -159,7 +160,7 @@ def test_rewrite_proposals_identical_or_placeholder_are_resampled():
     optimizer = Optimizer([INITIAL_METHOD, "{improved_method}", better])
     tele, result = compile_world(Evol(), optimizer, proposal_attempts=3, proposal_mode="rewrite")
     candidate = result.compile_history[0].candidates[0]
-    assert candidate.method == better and candidate.attempts == 3
+    assert candidate.candidate.method == better and candidate.attempts == 3
     assert "identical" in candidate.rejected[0] and "placeholder" in candidate.rejected[1]
     assert result.method == better
 
@@ -207,7 +208,7 @@ def test_a_refused_proposal_is_shown_to_the_next_attempt_of_its_candidate():
 
     proposer = MethodProposer(mode="edit", attempts=3, max_method_words=400, temperature=0.6, top_p=0.95, seed=0)
     with dspy.context(lm=scripted_lm(optimizer, role="optimizer", policy=CallPolicy(max_retries=0))):
-        record = proposer.propose(1, INITIAL_METHOD, cases, "unchanged 3 of 10 dev items", step=1)
+        record = proposer.propose(1, Candidate(method=INITIAL_METHOD), cases, "unchanged 3 of 10 dev items", step=1)
     assert not record.invalid and record.attempts == 2 and record.change == f"added rule: {INPUTS}"
     assert "Refused proposals" not in contexts[0]
     assert "Refused proposals" in contexts[1] and "unchanged 3 of 10 dev items" in contexts[1]
@@ -259,7 +260,7 @@ def test_a_rewrite_whose_step_repeats_another_step_is_resampled():
     tele, result = compile_world(Evol(), Optimizer([repeated, better]), proposal_attempts=2, proposal_mode="rewrite")
     candidate = result.compile_history[0].candidates[0]
     assert "Step 3 repeats Step 2" in candidate.rejected[0]
-    assert candidate.method == better and not candidate.invalid and result.method == better
+    assert candidate.candidate.method == better and not candidate.invalid and result.method == better
 
 
 def test_the_starting_methods_and_their_edits_have_no_repeated_step():
@@ -312,7 +313,7 @@ def test_the_rules_of_an_edit_are_kept_when_its_revised_step_cannot_be_applied()
     tele, result = compile_world(Evol(), Optimizer([unlabeled]), proposal_attempts=1, proposal_mode="edit",
                                  keep_unchanged=True)
     candidate = result.compile_history[0].candidates[0]
-    assert not candidate.invalid and candidate.method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
+    assert not candidate.invalid and candidate.candidate.method == f"{INITIAL_METHOD}\n\n{RULES_HEADING}\n- {INPUTS}"
     assert candidate.change == f"added rule: {INPUTS}"
     alone = edit_reply(revised_step="Rewrite the instruction as follows: keep it.")
     tele, result = compile_world(Evol(), Optimizer([alone]), proposal_attempts=1, proposal_mode="edit",
@@ -445,8 +446,8 @@ def test_a_rejected_proposal_never_records_the_current_method_as_its_own():
     with pytest.raises(NoValidCandidate) as caught:
         compile_world(Evol(), optimizer, proposal_mode="edit", proposal_attempts=3)
     candidate = caught.value.evolver.compile_history[0].candidates[0]
-    assert candidate.invalid and candidate.attempts == 3 and candidate.method is None
+    assert candidate.invalid and candidate.attempts == 3 and candidate.candidate is None
     rewrite = Optimizer([INITIAL_METHOD])
     with pytest.raises(NoValidCandidate) as caught:
         compile_world(Evol(), rewrite, proposal_mode="rewrite", proposal_attempts=2)
-    assert caught.value.evolver.compile_history[0].candidates[0].method is None
+    assert caught.value.evolver.compile_history[0].candidates[0].candidate is None

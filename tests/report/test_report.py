@@ -10,6 +10,7 @@ import pytest
 
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord
 from autoevol.optimizers.auto_evol.run_dir import RunHeader, write_json
+from autoevol.programs.demonstration import Candidate
 from autoevol.records import fingerprint
 from autoevol.report import build_report, collect, write_report
 from autoevol.report.html import diff_html
@@ -23,8 +24,7 @@ FINAL = INITIAL_METHOD + "\nStep 5 - Keep the question: the rewrite must still a
 
 
 def score(method: str, rate: float, by_rule: dict[str, int] | None = None) -> MethodScore:
-    return MethodScore(method=method, fingerprint=fingerprint(method), failure_rate=rate,
-                       failed=round(rate * 20), evaluated=20, by_rule=by_rule or {})
+    return MethodScore(method=method, failure_rate=rate, failed=round(rate * 20), evaluated=20, by_rule=by_rule or {})
 
 
 def make_run(path: Path, steps: int = 3) -> Path:
@@ -38,7 +38,7 @@ def make_run(path: Path, steps: int = 3) -> Path:
         method = FINAL if step == steps else f"{INITIAL_METHOD}\nStep {step} tweak."
         rates = [0.5 - 0.1 * step, 0.55]
         candidates = [
-            CandidateRecord(index=i + 1, method=method if i == 0 else "other", feedback="f",
+            CandidateRecord(index=i + 1, candidate=Candidate(method=method if i == 0 else "other"), feedback="f",
                             issues=[TrajectoryIssue(case_id="c1", category="flawed", reason="r"),
                                     TrajectoryIssue(case_id="c2", category="task_changed", reason="<b>r</b>")][: i + 1],
                             score=score(method if i == 0 else "other", rate, {"unchanged": 2}))

@@ -38,7 +38,7 @@ from autoevol.optimizers.auto_evol.records import (
 )
 from autoevol.metrics._text import normalize
 from autoevol.optimizers.auto_evol.split import distinct, items_of
-from autoevol.programs.demonstration import Demo, DemoOrigin, candidate_fingerprint, demo_keys
+from autoevol.programs.demonstration import Candidate, Demo, DemoOrigin, demo_keys
 from autoevol.programs.evolver import Evolver
 from autoevol.records import SeedItem
 
@@ -89,7 +89,8 @@ class DemoSearch:
         """Rebuild the pool and the sets already tried from recorded steps (a resumed run)."""
         for record in history:
             self._add(record.new_demos)
-            self._tried.update(demo_keys(c.demos) for c in record.candidates if c.kind == "demos")
+            self._tried.update(demo_keys(c.candidate.demos) for c in record.candidates
+                               if c.kind == "demos" and c.candidate is not None)
 
     def collect(self, role: EvolRole, optimizer_lm: dspy.LM, incumbent: MethodScore,
                 trajectory: Sequence[TrajectoryCase], step: int) -> list[Demo]:
@@ -126,8 +127,8 @@ class DemoSearch:
                 continue
             self._tried.add(demo_keys(chosen))
             records.append(CandidateRecord(
-                index=first_index + len(records), kind="demos", method=incumbent.method, demos=chosen,
-                fingerprint=candidate_fingerprint(incumbent.method, chosen), change=describe(chosen)))
+                index=first_index + len(records), kind="demos",
+                candidate=Candidate(method=incumbent.method, demos=tuple(chosen)), change=describe(chosen)))
         return records
 
     def _new_set(self, order: list[Demo] | None, size: int, rng: random.Random) -> list[Demo] | None:
@@ -172,7 +173,7 @@ def measured_rates(history: Sequence[StepRecord]) -> dict[str, list[float]]:
     for record in history:
         for candidate in record.candidates:
             if candidate.score is not None and candidate.dropped is None:
-                for demo in candidate.demos:
+                for demo in candidate.score.demos:
                     rates.setdefault(demo.key, []).append(candidate.score.failure_rate)
     return rates
 

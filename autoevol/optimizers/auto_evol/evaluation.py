@@ -157,7 +157,7 @@ class DevEvaluator:
         """The failure rate of ``candidate`` on the first ``measured`` dev items that were not left out."""
         key = candidate.fingerprint
         rate = summarize([self._outcomes[(key, index)] for index in range(measured) if index not in self.excluded])
-        return MethodScore(method=candidate.method, fingerprint=key, demos=list(candidate.demos),
+        return MethodScore(method=candidate.method, demos=candidate.demos,
                            failure_rate=rate.rate, failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
 
     def excluded_items(self) -> list[int]:

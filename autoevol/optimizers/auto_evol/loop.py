@@ -235,7 +235,7 @@ class AutoEvolInstruct(Teleprompter):
         clock, usage_before = time.monotonic(), loop.lms.usage()
         batch = self.mini_batch(pool, step)
         stage = Stage(step, "trajectory", self.progress, planned=len(batch))
-        trajectory = evolve_trajectory(loop.role, incumbent.candidate(), batch, self.settings.evolution_rounds,
+        trajectory = evolve_trajectory(loop.role, incumbent, batch, self.settings.evolution_rounds,
                                        answers=self.settings.trajectory_answers or loop.demos.enabled,
                                        on_done=stage.advance)
         logger.info("step %d: trajectory of %d cases, %d failed", step, len(trajectory),
@@ -248,12 +248,12 @@ class AutoEvolInstruct(Teleprompter):
         new_demos = loop.demos.collect(loop.role, loop.lms.optimizer, incumbent, trajectory, step)
         candidates += loop.demos.propose(incumbent, history, step, first_index=len(candidates) + 1)
         mark_duplicates(candidates)
-        tried = (history[-1].tried if history else tried_before) + sum(not c.invalid and bool(c.method)
+        tried = (history[-1].tried if history else tried_before) + sum(not c.invalid and c.candidate is not None
                                                                        for c in candidates)
         winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.settings.selection_alpha,
                                                                                         max(tried, 1)))
         # the incumbent kept is rescored: items left out during this step leave its rate too
-        selected = loop.evaluator.score(incumbent.candidate(), self.settings.dev_size) if winner is None \
+        selected = loop.evaluator.score(incumbent, self.settings.dev_size) if winner is None \
             else candidates[winner - 1].score
         assert selected is not None
         return StepRecord(
@@ -284,8 +284,8 @@ class AutoEvolInstruct(Teleprompter):
         The winner is the candidate with the fewest failures among those measured on every dev
         item whose paired advantage over the incumbent is supported at ``level``.
         """
-        methods = {INCUMBENT: incumbent.candidate()}
-        methods.update({c.index: c.candidate() for c in candidates if not c.invalid and c.method})
+        methods: dict[int, Candidate] = {INCUMBENT: incumbent}
+        methods.update({c.index: c.candidate for c in candidates if not c.invalid and c.candidate is not None})
         keys = list(methods)
         stage = Stage(step, "evaluation", self.progress)
 
@@ -313,7 +313,7 @@ class AutoEvolInstruct(Teleprompter):
         if final.fingerprint == start.fingerprint or not loop.confirmation.dev:
             return None
         stage = Stage(step, "confirmation", self.progress)
-        methods = {INCUMBENT: start.candidate(), 1: final.candidate()}
+        methods = {INCUMBENT: start, 1: final}
         size = len(loop.confirmation.dev)
         loop.confirmation.failures(methods, 0, size, stage.plan, stage.advance)
         comparison = compare(loop.confirmation.flags(methods[1], size),
@@ -337,7 +337,8 @@ class AutoEvolInstruct(Teleprompter):
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
                     score.failed, score.evaluated)
         methods = starting_methods()
-        alternatives = [CandidateRecord(index=index, method=methods[name], change=f"starting method: {name}")
+        alternatives = [CandidateRecord(index=index, candidate=Candidate(method=methods[name]),
+                                        change=f"starting method: {name}")
                         for index, name in enumerate(self.settings.starts, start=1)]
         mark_duplicates(alternatives)
         winner = None

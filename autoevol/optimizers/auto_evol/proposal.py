@@ -35,7 +35,7 @@ from autoevol.metrics.rules import STOP_WORDS
 from autoevol.optimizers.auto_evol.method_edit import WORD, Edit, apply_edit, repeated_step, rule_target
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StepRecord, TrajectoryCase
 from autoevol.metrics._text import normalize
-from autoevol.programs.demonstration import demo_keys
+from autoevol.programs.demonstration import Candidate, demo_keys
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
 from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
@@ -97,14 +97,16 @@ class MethodProposer:
         self.rewrite = dspy.Predict(OptimizeMethod)
         self.edit = dspy.Predict(ProposeMethodEdit)
 
-    def propose(self, index: int, method: str, cases: Sequence[TrajectoryCase], context: str,
+    def propose(self, index: int, incumbent: Candidate, cases: Sequence[TrajectoryCase], context: str,
                 step: int) -> CandidateRecord:
-        """Candidate ``index`` of ``step``: analysis, then up to ``attempts`` proposals.
+        """Candidate ``index`` of ``step``: analysis, then up to ``attempts`` proposals of a method
+        improving ``incumbent``'s (the candidate keeps its demonstrations).
 
         Runs under the optimizer LM (``dspy.context(lm=...)``). A transient LM fault or an
         unusable proposal costs an attempt; a permanent LM error and ``BudgetExceeded`` propagate.
         """
         record = CandidateRecord(index=index)
+        method = incumbent.method
         trajectory = trajectory_view(cases)
         rejected: list[str] = []  # every attempt's problem, in order
         refused: list[str] = []  # the problems of this candidate's proposals, shown to the next one
@@ -120,7 +122,7 @@ class MethodProposer:
                                                  config)
             problem = problem or method_problem(text, method, cases, self.max_method_words)
             if problem is None:
-                record.method, record.fingerprint = text, fingerprint(text)
+                record.candidate = Candidate(method=text, demos=incumbent.demos)
                 record.change = edit.describe() if edit is not None else "rewrote the method"
                 record.attempts, record.rejected = attempt + 1, rejected
                 return record
@@ -128,13 +130,13 @@ class MethodProposer:
             refused.append(problem)
             # the last unusable proposal, kept to inspect; an edit that could not be applied left the
             # current method as it was, which is not a proposal of its own
-            record.method = text if text and text != method else None
+            record.candidate = Candidate(method=text, demos=incumbent.demos) if text and text != method else None
         record.attempts, record.rejected = self.attempts, rejected
         record.invalid_reason = rejected[-1] if rejected else "no proposal"
         logger.info("candidate %d is invalid after %d attempt(s): %s", index, self.attempts, record.invalid_reason)
         return record
 
-    def propose_all(self, count: int, incumbent: MethodScore, cases: Sequence[TrajectoryCase], context: str,
+    def propose_all(self, count: int, incumbent: Candidate, cases: Sequence[TrajectoryCase], context: str,
                     step: int, *, num_threads: int, on_done: Callable[[int], None] | None = None,
                     ) -> list[CandidateRecord]:
         """Candidates ``1..count`` of ``step`` (m analyses of S_t, each with its proposal), in threads.
@@ -143,12 +145,9 @@ class MethodProposer:
         demonstrations (a method candidate changes the method only).
         """
         def propose(index: int) -> CandidateRecord:
-            return self.propose(index, incumbent.method, cases, context, step)
+            return self.propose(index, incumbent, cases, context, step)
 
-        candidates = run_in_threads(propose, range(1, count + 1), num_threads, on_done)
-        for candidate in candidates:
-            candidate.demos = list(incumbent.demos)
-        return candidates
+        return run_in_threads(propose, range(1, count + 1), num_threads, on_done)
 
     def _config(self, step: int, index: int, attempt: int) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p,
@@ -380,12 +379,12 @@ def _reraise_if_fatal(error: Exception) -> None:
 def mark_duplicates(candidates: Sequence[CandidateRecord]) -> None:
     """Mark every candidate whose method and demonstrations repeat an earlier candidate's as invalid."""
     first: dict[tuple[str, frozenset[str]], int] = {}
-    for candidate in candidates:
-        if candidate.invalid or candidate.method is None:
+    for record in candidates:
+        if record.invalid or record.candidate is None:
             continue
-        key = (normalize(candidate.method), demo_keys(candidate.demos))
+        key = (normalize(record.candidate.method), demo_keys(record.candidate.demos))
         if key in first:
-            what = "method" if candidate.kind == "method" else "demonstrations"
-            candidate.invalid_reason = f"the same {what} as candidate {first[key]}"
+            what = "method" if record.kind == "method" else "demonstrations"
+            record.invalid_reason = f"the same {what} as candidate {first[key]}"
         else:
-            first[key] = candidate.index
+            first[key] = record.index

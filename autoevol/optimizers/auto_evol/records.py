@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from autoevol.lm.usage import RoleUsage
 from autoevol.optimizers.auto_evol.selection import PairedComparison
@@ -15,20 +22,14 @@ from autoevol.programs.demonstration import Candidate, Demo
 from autoevol.signatures.analyze import TrajectoryIssue
 
 
-class MethodScore(BaseModel):
-    """An evolving method (with its demonstrations) and its failure rate on the dev items it was measured on."""
+class MethodScore(Candidate):
+    """A candidate (an evolving method and its demonstrations) and its failure rate on the dev items it was
+    measured on."""
 
-    method: str
-    fingerprint: str
     failure_rate: float
     failed: int
     evaluated: int
     by_rule: dict[str, int] = Field(default_factory=dict)
-    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the method was measured with")
-
-    def candidate(self) -> Candidate:
-        """The measured method and demonstrations as plain data."""
-        return Candidate(method=self.method, demos=tuple(self.demos))
 
 
 class TrajectoryCase(BaseModel):
@@ -78,15 +79,22 @@ def _opening(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + " [...]"
 
 
+#: A candidate's fields as a record's JSON holds them, at its top level.
+_CANDIDATE_FIELDS = ("method", "demos", "fingerprint")
+
+
 class CandidateRecord(BaseModel):
     """One candidate of a step: a proposed method (with the incumbent's demonstrations) or a new
-    demonstration set (with the incumbent's method), where it came from and how it measured."""
+    demonstration set (with the incumbent's method), where it came from and how it measured.
+
+    Its JSON keeps the candidate's fields at the top level, as a record always had them: ``method``
+    (null without a proposal), ``demos`` and ``fingerprint`` (computed again when read).
+    """
 
     index: int = Field(description="1-based position among the step's candidates")
     kind: Literal["method", "demos"] = Field(default="method", description="which parameter the candidate changes")
-    method: str | None = None
-    demos: list[Demo] = Field(default_factory=list, description="the demonstrations the candidate carries")
-    fingerprint: str | None = None
+    candidate: Candidate | None = Field(
+        default=None, description="the method and its demonstrations (invalid: the last unusable proposal, if any)")
     feedback: str = ""
     issues: list[TrajectoryIssue] = Field(default_factory=list)
     issues_unparsed: bool = Field(default=False, description="the issue list did not parse; free text kept")
@@ -99,17 +107,33 @@ class CandidateRecord(BaseModel):
     comparison: PairedComparison | None = Field(
         default=None, description="paired against the incumbent on the dev items it was measured on")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """The top-level ``method`` and ``demos`` of a record's JSON as its ``candidate``."""
+        if not isinstance(data, dict) or "candidate" in data:
+            return data
+        fields = {name: value for name, value in data.items() if name not in _CANDIDATE_FIELDS}
+        method = data.get("method")
+        fields["candidate"] = None if method is None else {"method": method, "demos": data.get("demos") or []}
+        return fields
+
+    @model_serializer(mode="wrap")
+    def _flatten(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The candidate's fields in its place, at the top level of the record."""
+        flat: dict[str, Any] = {}
+        for name, value in handler(self).items():
+            if name == "candidate":
+                flat.update(value or {"method": None, "demos": (), "fingerprint": None})
+            else:
+                flat[name] = value
+        return flat
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def invalid(self) -> bool:
         """Whether the candidate was given up (it then has an ``invalid_reason``)."""
         return self.invalid_reason is not None
-
-    def candidate(self) -> Candidate:
-        """The candidate's method and demonstrations as plain data (a valid candidate has a method)."""
-        if self.method is None:
-            raise ValueError(f"candidate {self.index} has no method")
-        return Candidate(method=self.method, demos=tuple(self.demos))
 
 
 class UsageDelta(RoleUsage):

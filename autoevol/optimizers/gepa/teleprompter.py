@@ -339,11 +339,10 @@ def _method_of(program: Any) -> str:
 
 
 def _score(evolver: Evolver, *, failed: int, evaluated: int, by_rule: dict[str, int] | None = None) -> MethodScore:
-    """A MethodScore of ``evolver`` (its demonstrations kept, where scores record them)."""
-    extra = {"demos": evolver.demos} if "demos" in MethodScore.model_fields else {}
-    return MethodScore(method=evolver.method, fingerprint=evolver.fingerprint,
+    """A MethodScore of ``evolver``: its method and demonstrations."""
+    return MethodScore(method=evolver.method, demos=tuple(evolver.demos),
                        failure_rate=failed / evaluated if evaluated else 0.0, failed=failed, evaluated=evaluated,
-                       by_rule=by_rule or {}, **extra)
+                       by_rule=by_rule or {})
 
 
 def _candidate_score(result: Any, index: int) -> MethodScore:
@@ -360,7 +359,7 @@ def _history(result: Any, start: MethodScore, final: MethodScore) -> list[StepRe
         parents = [parent for parent in (result.parents[index] or []) if parent is not None]
         change = (f"GEPA reflection on candidate {parents[0]}" if len(parents) == 1
                   else f"GEPA merge of candidates {', '.join(map(str, parents))}" if parents else "GEPA proposal")
-        candidate = CandidateRecord(index=1, method=score.method, fingerprint=score.fingerprint, change=change,
+        candidate = CandidateRecord(index=1, candidate=result.candidates[index].candidate, change=change,
                                     score=score)
         improved = score.failure_rate < best.failure_rate
         selected = score if improved else best
