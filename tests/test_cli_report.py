@@ -14,7 +14,7 @@ import pytest
 from autoevol.data import read_rows
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder
-from tests.report.test_report import IMG, make_run
+from tests.report.test_report import figures, make_run
 from tests.test_export import make_output
 
 
@@ -35,7 +35,7 @@ def test_report_of_a_run_and_of_an_output(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     result = autoevol("report", run, "--out", tmp_path / "run.html")
     assert result.returncode == 0, result.stderr
-    assert len(IMG.findall((tmp_path / "run.html").read_text())) == 3
+    assert len(figures((tmp_path / "run.html").read_text())) == 3
     again = autoevol("report", run, "--out", tmp_path / "run.html")
     assert again.returncode == 2 and "--overwrite" in again.stderr
     output = make_output(tmp_path / "out.jsonl")

@@ -1,4 +1,4 @@
-"""HTML reports of compile runs and evolve outputs: one self-contained file with matplotlib figures.
+"""HTML reports of compile runs and evolve outputs: one self-contained file with inline SVG figures.
 
 Example:
     >>> from autoevol.report import write_report

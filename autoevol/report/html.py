@@ -1,6 +1,7 @@
-"""One self-contained HTML page: inline CSS, images as data URIs, no scripts, no external resources.
+"""One self-contained HTML page: inline CSS, figures as inline SVG, no scripts, no external resources.
 
-Every text that comes from data (methods, rule names, paths, model names) is HTML-escaped.
+Every text that comes from data (methods, rule names, paths, model names) is HTML-escaped, in the
+figures too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from html import escape
 
 from autoevol.report import plots
 from autoevol.report.collect import OutputSummary, ReportModel, RunSummary, StepPoint
+from autoevol.report.svg import Figure
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
@@ -21,7 +23,7 @@ table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f0f4f8; }
-img { max-width: 100%; height: auto; display: block; margin: .6em 0; }
+svg.figure { max-width: 100%; height: auto; display: block; margin: .6em 0; }
 pre { background: #f7f7f7; border: 1px solid #ddd; padding: .8em; white-space: pre-wrap;
       word-wrap: break-word; font-size: .85em; }
 pre.diff span { display: block; }
@@ -32,10 +34,8 @@ pre.diff span { display: block; }
 """
 
 
-def _image(data: str | None, alt: str) -> str:
-    if data is None:
-        return ""
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+def _figure(figure: Figure | None, label: str) -> str:
+    return "" if figure is None else figure.to_svg(label)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -83,7 +83,7 @@ def run_section(run: RunSummary) -> str:
     if run.settings:
         parts.append(_table(["setting", "value"], [(k, v) for k, v in run.settings.items()]))
     if run.steps:
-        parts += ["<h2>Dev failure rate per step</h2>", _image(plots.step_plot(run.steps), "failure rate per step"),
+        parts += ["<h2>Dev failure rate per step</h2>", _figure(plots.step_plot(run.steps), "failure rate per step"),
                   _table(["step", "incumbent", "candidates (d: a new demonstration set)", "selected", "winner",
                           "paired test"],
                          [(s.step, s.incumbent, _candidates(s), s.selected,
@@ -97,13 +97,13 @@ def run_section(run: RunSummary) -> str:
                      f"{'the gain holds' if held.supported else 'the gain does not hold'}.</p>")
     if run.issue_categories:
         parts += ["<h2>Issue categories found by the trajectory analyses</h2>",
-                  _image(plots.bar_chart(run.issue_categories, title="issues by category", color="#9467bd"),
-                         "issue categories"),
+                  _figure(plots.bar_chart(run.issue_categories, title="issues by category", color="#9467bd"),
+                          "issue categories"),
                   _counts_table(run.issue_categories, "category")]
     if run.final_by_rule:
         parts += ["<h2>Failures by rule (final method, dev set)</h2>",
-                  _image(plots.bar_chart(run.final_by_rule, title="dev failures by rule", color="#d62728"),
-                         "dev failures by rule"),
+                  _figure(plots.bar_chart(run.final_by_rule, title="dev failures by rule", color="#d62728"),
+                          "dev failures by rule"),
                   _counts_table(run.final_by_rule, "rule")]
     if run.final_method:
         parts += ["<h2>Final method</h2>", f"<pre>{escape(run.final_method)}</pre>",
@@ -130,21 +130,22 @@ def output_section(output: OutputSummary) -> str:
              + (f" &middot; methods: {escape(', '.join(output.method_fingerprints))}" if output.method_fingerprints
                 else "") + "</p>"]
     if output.rounds:
-        parts += ["<h2>Rows per round</h2>", _image(plots.round_counts_plot(output.rounds), "rows per round"),
+        parts += ["<h2>Rows per round</h2>", _figure(plots.round_counts_plot(output.rounds), "rows per round"),
                   _table(["round", "rows", "failed", "failure rate"],
                          [(r.round, r.rows, r.failed, f"{r.failed / r.rows:.1%}" if r.rows else "-")
                           for r in output.rounds])]
     if output.by_rule:
         parts += ["<h2>Failures by rule</h2>",
-                  _image(plots.bar_chart(output.by_rule, title="failed rows by rule", color="#d62728"),
-                         "failures by rule"),
+                  _figure(plots.bar_chart(output.by_rule, title="failed rows by rule", color="#d62728"),
+                          "failures by rule"),
                   _counts_table(output.by_rule, "rule")]
     lengths = plots.length_plot(output.rounds)
-    if lengths:
-        parts += ["<h2>Length distributions</h2>", _image(lengths, "length distributions")]
+    if lengths is not None:
+        parts += ["<h2>Length distributions</h2>", _figure(lengths, "length distributions")]
     quality = plots.quality_plot(output.rounds)
-    if quality:
-        parts += ["<h2>Complexity and diversity, before and after, per round</h2>", _image(quality, "quality per round")]
+    if quality is not None:
+        parts += ["<h2>Complexity and diversity, before and after, per round</h2>",
+                  _figure(quality, "quality per round")]
         header = ["metric"]
         columns = []
         for r in output.rounds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import optuna
@@ -202,6 +203,13 @@ def test_plots(tmp_path):
     names = {p.name for p in written}
     assert {"optimization-history.png", "param-importances.png", "slice.png"} <= names
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_plots_without_matplotlib_say_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(StudyError, match=r'pip install "autoevol\[study-plots\]"'):
+        plot_study(optuna.create_study(), tmp_path / "plots")
+    assert not (tmp_path / "plots").exists()
 
 
 # ----------------------------------------------------------------------------- budgets

@@ -1,9 +1,11 @@
-"""Reports of compile runs and evolve outputs: collected figures, escaped HTML, embedded PNGs."""
+"""Reports of compile runs and evolve outputs: collected figures, escaped HTML, inline SVG figures and their data."""
 
 from __future__ import annotations
 
-import base64
+import json
 import re
+import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,14 @@ from autoevol.programs.demonstration import Candidate
 from autoevol.records import fingerprint
 from autoevol.report import build_report, collect, write_report
 from autoevol.report.html import diff_html
+from autoevol.report.svg import short_number
 from autoevol.signatures.analyze import TrajectoryIssue
 from autoevol.signatures.evolve import INITIAL_METHOD
 from tests.metrics.test_quality import HashingEmbedder
 from tests.test_export import make_output
 
-IMG = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+SVG = re.compile(r"<svg\b.*?</svg>", re.DOTALL)
+NS = "{http://www.w3.org/2000/svg}"
 FINAL = INITIAL_METHOD + "\nStep 5 - Keep the question: the rewrite must still ask <something> & end with '?'."
 
 
@@ -52,8 +56,36 @@ def make_run(path: Path, steps: int = 3) -> Path:
     return path
 
 
-def decoded_images(html: str) -> list[bytes]:
-    return [base64.b64decode(data, validate=True) for data in IMG.findall(html)]
+def figures(html: str) -> dict[str, ET.Element]:
+    """The page's inline SVG figures by label, each parsed as XML (so well-formed) and named for screen readers."""
+    found = {}
+    for markup in SVG.findall(html):
+        figure = ET.fromstring(markup)
+        label = figure.get("aria-label")
+        assert figure.get("role") == "img" and figure.find(f"{NS}title").text == label
+        found[label] = figure
+    assert len(found) == html.count("<svg")
+    return found
+
+
+def tipped(figure: ET.Element, *tags: str) -> list[ET.Element]:
+    """The figure's ``tags`` elements that have a tooltip: a bar is a rect, a point a circle or a square rect."""
+    return [mark for tag in tags for mark in figure.iter(f"{NS}{tag}") if mark.find(f"{NS}title") is not None]
+
+
+def notes(figure: ET.Element, *tags: str) -> list[str]:
+    """The tooltips of the figure's ``tags`` elements, in drawing order."""
+    return [mark.find(f"{NS}title").text for mark in tipped(figure, *tags)]
+
+
+def marks(figure: ET.Element, *tags: str) -> dict[str, ET.Element]:
+    """The figure's ``tags`` elements by tooltip."""
+    return {mark.find(f"{NS}title").text: mark for mark in tipped(figure, *tags)}
+
+
+def texts(figure: ET.Element) -> list[str]:
+    """Every text the figure shows: titles, tick labels, axis labels, legend."""
+    return [t.text for t in figure.iter(f"{NS}text")]
 
 
 def test_run_report_has_steps_issues_method_and_diff(tmp_path: Path) -> None:
@@ -65,8 +97,24 @@ def test_run_report_has_steps_issues_method_and_diff(tmp_path: Path) -> None:
     assert model.run.final_method == FINAL
     assert model.run.final_by_rule == {"unchanged": 2, "lost_question": 1}
     html = build_report(run)
-    images = decoded_images(html)
-    assert len(images) == 3 and all(i.startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    shown = figures(html)
+    assert list(shown) == ["failure rate per step", "issue categories", "dev failures by rule"]
+    steps = shown["failure rate per step"]
+    expected = [f"step {s}, {what}: {short_number(rate)}" for s in (1, 2, 3)
+                for what, rate in (("incumbent", 0.6 - 0.1 * s), ("selected", 0.5 - 0.1 * s),
+                                   ("candidate 1", 0.5 - 0.1 * s), ("candidate 2", 0.55))]
+    assert sorted(notes(steps, "circle", "rect")) == sorted(expected)  # one point per rate, nothing else
+    points = marks(steps, "circle", "rect")
+    assert float(points["step 1, candidate 2: 0.55"].get("cy")) < float(points["step 1, incumbent: 0.5"].get("cy"))
+    assert points["step 1, incumbent: 0.5"].get("cx") < points["step 2, incumbent: 0.4"].get("cx")
+    assert len(list(steps.iter(f"{NS}polyline"))) == 2  # the incumbent's line and the selection's
+    assert {"compile step", "dev failure rate", "incumbent (start of step)", "candidates", "3"} <= set(texts(steps))
+    issues = shown["issue categories"]
+    bars = marks(issues, "rect")
+    assert list(bars) == ["flawed: 6", "task_changed: 3"]  # a bar per count, largest on top
+    assert float(bars["flawed: 6"].get("width")) == pytest.approx(2 * float(bars["task_changed: 3"].get("width")))
+    assert {"issues by category", "count", "flawed", "task_changed", "6", "3"} <= set(texts(issues))
+    assert notes(shown["dev failures by rule"], "rect") == ["unchanged: 2", "lost_question: 1"]
     assert "<something> &" not in html and "&lt;something&gt; &amp;" in html  # escaped
     assert '<span class="add">+Step 5 - Keep the question' in html
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
@@ -78,10 +126,10 @@ def test_partial_run_dir_renders_without_missing_sections(tmp_path: Path) -> Non
     run.mkdir()
     (run / "run.json").write_text("{}")
     html = build_report(run)
-    assert "Compile run" in html and "<img" not in html and "Final method" not in html
+    assert "Compile run" in html and "<svg" not in html and "Final method" not in html
     (run / "steps").mkdir()
     (run / "steps" / "step-001.json").write_text("not json")
-    assert "<img" not in build_report(run)
+    assert "<svg" not in build_report(run)
 
 
 def test_output_report_has_rounds_rules_lengths_and_quality(tmp_path: Path) -> None:
@@ -93,12 +141,42 @@ def test_output_report_has_rounds_rules_lengths_and_quality(tmp_path: Path) -> N
     assert rounds[0].after.n == 4 and rounds[0].before.n == 6
     assert rounds[0].after.parent_similarity is not None
     html = build_report(source, embedder=HashingEmbedder())
-    assert len(decoded_images(html)) == 4
+    shown = figures(html)
+    assert list(shown) == ["rows per round", "failures by rule", "length distributions", "quality per round"]
+    assert notes(shown["rows per round"], "rect") == ["round 1: 4 evolved", "round 1: 2 failed", "round 2: 3 evolved",
+                                                      "round 2: 1 failed", "round 3: 2 evolved", "round 3: 1 failed"]
+    assert {"evolved", "failed", "round", "rows"} <= set(texts(shown["rows per round"]))
+    assert notes(shown["failures by rule"], "rect") == ["unchanged: 4"]
+    counted: Counter[tuple[int, str]] = Counter()
+    for note in notes(shown["length distributions"], "rect"):
+        number, series, count = re.fullmatch(r"round (\d), (input|evolved): (\d+) instructions of [\d\u2013]+ words",
+                                             note).groups()
+        counted[int(number), series] += int(count)
+    assert counted == {(r.round, series): len(words) for r in rounds
+                       for series, words in (("input", r.original_words), ("evolved", r.evolved_words))}
+    quality = shown["quality per round"]
+    assert {"words per instruction (mean)", "distinct-2", "before (inputs)", "round"} <= set(texts(quality))
+    for r in rounds:
+        for when, report in (("before (inputs)", r.before), ("after (evolved)", r.after)):
+            value = short_number(report.figures()["embedding diversity"], 3)
+            assert f"embedding diversity, round {r.round}, {when}: {value}" in notes(quality, "rect")
     for text in ("Rows per round", "Failures by rule", "Length distributions", "before and after",
                  "embedding diversity", "round 3 after"):
         assert text in html
     out = write_report(source, tmp_path / "r" / "report.html", quality=False)
-    assert out.exists() and len(decoded_images(out.read_text())) == 3
+    assert out.exists() and list(figures(out.read_text())) == ["rows per round", "failures by rule",
+                                                               "length distributions"]
+
+
+def test_text_from_data_is_escaped_in_figures(tmp_path: Path) -> None:
+    source = make_output(tmp_path / "out.jsonl")
+    rule = "<script>alert('x')</script> & \"co\""
+    source.write_text(source.read_text().replace('"unchanged"', json.dumps(rule)))
+    html = build_report(source, quality=False)
+    assert "<script" not in html
+    chart = figures(html)["failures by rule"]  # parsed as XML: the name is text, not elements
+    assert notes(chart, "rect") == [f"{rule}: 4"] and rule in texts(chart)
+    assert not list(chart.iter("script")) and not list(chart.iter(f"{NS}script"))
 
 
 def test_diff_escapes_and_marks_lines() -> None:

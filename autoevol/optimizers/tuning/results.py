@@ -77,8 +77,17 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def plot_study(study: optuna.Study, out_dir: str | Path) -> list[Path]:
-    """Optimization history, parameter importances and slice plots as PNG files in ``out_dir``."""
-    import matplotlib
+    """Optimization history, parameter importances and slice plots as PNG files in ``out_dir``.
+
+    Optuna draws them with matplotlib, an optional dependency: ``pip install "autoevol[study-plots]"``.
+
+    Raises:
+        StudyError: matplotlib is not installed, or the study has no completed trial.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise StudyError('plotting a study needs matplotlib: pip install "autoevol[study-plots]"') from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
