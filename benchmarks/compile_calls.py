@@ -152,7 +152,9 @@ def measure_compile(scenario: Scenario, *, racing: bool, seed: int, steps: int, 
     start_rate = random.Random(seed).uniform(0.15, 0.6)
     teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, num_candidates=m, batch_size=batch,
                                     dev_size=dev, max_steps=steps, patience=steps, racing=racing,
-                                    racing_alpha=alpha, seed=seed, num_threads=1)
+                                    racing_alpha=alpha, seed=seed, num_threads=1,
+                                    proposal_mode="rewrite",  # the scripted optimizer writes whole methods
+                                    keep_unchanged=True)  # a compile that finds nothing still has steps to count
     clock = time.perf_counter()
     compiled = teleprompter.compile(Evolver(method_text(start_rate, f"start-{seed}")), trainset=data)
     history = compiled.compile_history
