@@ -10,11 +10,12 @@ With ``--lm`` and ``--answer-caps`` it also answers again every recorded rewrite
 answer (the evolution rules passed) once per cap, the DSPy cache off, and prints per cap: answer
 tokens and seconds per answered item, how many items the response rules judge differently than at
 the largest cap, and the items per hour of the evaluation with that cap (each file's recorded
-seconds per item, with the largest cap's answer time replaced by this cap's):
+seconds per item, with the answer time at ``--recorded-cap``, the records' own cap, replaced by this
+cap's):
 
     python benchmarks/item_tokens.py --records benchmarks/runs/h2h-self-instruct/quality.e0.items.jsonl
     python benchmarks/item_tokens.py --records RUN.items.jsonl --lm local:/models/model.gguf \\
-        --answer-caps 200 120 80 --items 40
+        --answer-caps 450 200 100 --recorded-cap 200 --items 40
 
 The response rules read an answer's opening, whether it is short, and how it ends (see
 ``autoevol/metrics/rules.py``); the judge, when a run has one, is not replayed.
@@ -120,15 +121,18 @@ def split_table(files: list[Path], splits: list[TokenSplit]) -> str:
     return "\n".join(lines)
 
 
-def cap_table(results: list[CapResult], split: TokenSplit) -> str:
-    """Per cap: answer cost, verdicts changed against the largest cap, items per hour of the evaluation."""
+def cap_table(results: list[CapResult], split: TokenSplit, recorded_cap: int) -> str:
+    """Per cap: answer cost, verdicts changed against the largest cap, items per hour of the evaluation
+    (the records' seconds per item with the answer time at ``recorded_cap``, the cap the records were
+    made with, replaced by this cap's)."""
     reference = max(results, key=lambda r: r.cap)
+    recorded = next(r for r in results if r.cap == recorded_cap)
     lines = ["| answer cap | answered items | output tokens / answer | seconds / answer | verdicts changed "
              "(against the largest cap) | items / hour |", "|---:|---:|---:|---:|---:|---:|"]
     answered_share = split.answered / max(1, split.items)
     for r in sorted(results, key=lambda r: -r.cap):
         changed = sum(a != b for a, b in zip(r.verdicts, reference.verdicts))
-        per_item = split.seconds_per_item + answered_share * (r.seconds_per_answer - reference.seconds_per_answer)
+        per_item = split.seconds_per_item + answered_share * (r.seconds_per_answer - recorded.seconds_per_answer)
         lines.append(f"| {r.cap} | {r.answered} | {r.output_tokens_per_answer:.0f} | {r.seconds_per_answer:.1f} | "
                      f"{changed} of {r.answered} | {3600 / per_item:.0f} |")
     return "\n".join(lines)
@@ -140,7 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     parse.add_argument("--lm", default=None, help="LM spec to answer again with (the runs' evol LM)")
     parse.add_argument("--api-base", default=None)
     parse.add_argument("--answer-caps", type=int, nargs="+", default=[], metavar="TOKENS",
-                       help="answer caps to replay (the largest is the reference: give the runs' own cap)")
+                       help="answer caps to replay (verdicts are compared with the largest cap's)")
+    parse.add_argument("--recorded-cap", type=int, default=None, metavar="TOKENS",
+                       help="the answer cap the records were made with, one of --answer-caps (default: the "
+                            "largest); items per hour replace its answer time by each cap's")
     parse.add_argument("--items", type=int, default=None, help="replay at most this many answered items per file")
     args = parse.parse_args(argv)
     missing = [str(path) for path in args.records if not path.is_file()]
@@ -148,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: no records file {missing[0]}")
     if args.answer_caps and not args.lm:
         raise SystemExit("error: --answer-caps needs --lm")
+    recorded_cap = args.recorded_cap if args.recorded_cap is not None else max(args.answer_caps, default=0)
+    if args.answer_caps and recorded_cap not in args.answer_caps:
+        raise SystemExit(f"error: --recorded-cap {recorded_cap} is not one of --answer-caps")
     records = [list(read_lines(path)) for path in args.records]
     for path, lines in zip(args.records, records):
         odd = next((number for number, line in enumerate(lines, 1) if "outcome" not in line), None)
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             answered = [line for line in lines if line["outcome"].get("answer") is not None][:args.items]
             results = replay_answers(answered, sorted(set(args.answer_caps), reverse=True), session, args.lm, args.api_base)
             print(f"\n{path.parent.name}/{path.name}: {len(answered)} recorded rewrites answered again per cap\n", flush=True)
-            print(cap_table(results, split), flush=True)
+            print(cap_table(results, split, recorded_cap), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from autoevol.testing.fake_openai import FakeOpenAIServer
 HERE = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(HERE))
 
-from item_tokens import token_split  # noqa: E402
+from item_tokens import CapResult, TokenSplit, cap_table, token_split  # noqa: E402
 
 SCRIPT = HERE / "item_tokens.py"
 LONG_ANSWER = " ".join(["The answer works through every step of the task with care and detail."] * 12)
@@ -80,3 +80,23 @@ def test_records_of_another_kind_are_refused_with_the_file_and_record(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--records", str(other)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1 and done.stderr.strip().startswith(f"error: {other}: record 1 has no outcome")
+
+
+def test_items_per_hour_replace_the_answer_time_of_the_cap_the_records_were_made_with():
+    # 10 items, 5 answered, 30 s per item recorded with answers capped at 200 (10 s each)
+    split = TokenSplit(items=10, seconds_per_item=30.0, evol_output=0, notes=0, rewrite=0, answer=0, judge_output=0,
+                       answered=5)
+    results = [CapResult(cap, 5, tokens, seconds, [None] * 5)
+               for cap, tokens, seconds in ((400, 220, 20.0), (200, 150, 10.0), (100, 90, 6.0))]
+    rows = [line.split("|") for line in cap_table(results, split, recorded_cap=200).splitlines()[2:]]
+    per_hour = {int(row[1]): int(row[6]) for row in rows}
+    assert per_hour == {400: round(3600 / 35), 200: 120, 100: round(3600 / 28)}
+
+
+def test_a_recorded_cap_that_was_not_replayed_is_refused(tmp_path):
+    records = tmp_path / "run.items.jsonl"
+    records.write_text(json.dumps(record("n", "Sort it.", LONG_ANSWER, 100, 30.0)) + "\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--records", str(records), "--lm", "openai/none",
+                           "--answer-caps", "200", "100", "--recorded-cap", "450"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == "error: --recorded-cap 450 is not one of --answer-caps"
