@@ -112,12 +112,12 @@ class EvolutionFeedback:
         if known is not None:
             return known
         with dspy.context(lm=self.evol_lm) if self.evol_lm is not None else nullcontext():
-            outcome = evaluate_item(instruction, lambda instruction: pred, responder=self._answer,
+            outcome = evaluate_item(instruction, lambda instruction: pred, responder=self.answer,
                                     detector=self.detector)
         with self._lock:
             return self._outcomes.setdefault(key, outcome)
 
-    def _answer(self, instruction: str) -> dspy.Prediction:
+    def answer(self, instruction: str) -> dspy.Prediction:
         """The evol LM's plain chat reply to a rewrite (as :class:`~autoevol.programs.Responder` gives it)."""
         return dspy.Prediction(answer=chat_reply(instruction, max_tokens=self.answer_max_tokens))
 

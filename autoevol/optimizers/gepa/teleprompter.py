@@ -49,7 +49,6 @@ from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.optimizers.gepa.stops import FatalErrors, LMCallBudget, matched_metric_calls
 from autoevol.programs.evolver import Evolver
-from autoevol.programs.responder import Responder
 from autoevol.records import UNMEASURED
 from autoevol.version import __version__
 
@@ -275,7 +274,7 @@ class GEPAEvolInstruct(Teleprompter):
                   metric: EvolutionFeedback) -> list[ItemOutcome]:
         """``method``'s outcome on each item, in order, judged by the rules of the metric GEPA optimizes."""
         evolver = student.with_method(method)
-        return evaluate_items([(evolver, item.text) for item in items], responder=Responder(self.answer_max_tokens),
+        return evaluate_items([(evolver, item.text) for item in items], responder=metric.answer,
                               detector=metric.detector, num_threads=self.num_threads)
 
     def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item],
