@@ -70,7 +70,7 @@ def main() -> int:
                             capture_output=True, text=True)
     seconds = time.monotonic() - started
     load_after = os.getloadavg()
-    evolve = EVOLVE_WALL_TIME.search(result.stdout)
+    evolve = EVOLVE_WALL_TIME.search(result.stderr)  # the CLI prints its summary on stderr
     print(f"exit code {result.returncode}; total {seconds:.1f} s; evolve "
           f"{evolve.group(1) + ' s' if evolve else 'not reported'}; load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
