@@ -134,6 +134,10 @@ def measure_old(python: str, gguf: Path, items: list[str], in_flight: int, max_t
 #: (SmolLM2-135M decodes several times faster than a 1.5B model).
 EMBEDDED_SHARE = 6
 
+#: Seconds to wait before starting a server alone, so that the cores of the servers just stopped are
+#: idle again when the new one counts its free cores.
+SETTLE_SECONDS = 5
+
 
 def decode_rate(server: LocalServer, tokens: int) -> float:
     """Generated tokens per second of one call that decodes exactly ``tokens`` tokens."""
@@ -148,24 +152,34 @@ def decode_rate(server: LocalServer, tokens: int) -> float:
 
 
 def measure_two_jobs(spec: str, tokens: int) -> None:
-    """Decoding rates of ``spec``'s model alone and beside the embedded model, by how threads are counted."""
+    """Decoding rates of ``spec``'s model and the embedded one, each alone and beside the other, by how
+    threads are counted. Each model's "alone" is a server started with nothing else running, so it gets
+    the threads a job alone on this machine would get."""
     gguf = parse_spec(spec).gguf
     if gguf is None:
         raise SystemExit("--lm must be a local model: local:FILE.gguf")
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"# two jobs at once: {gguf.name} beside the embedded {default_model_path().name}, {tokens} tokens "
-          f"per call, {available_cores()} cores, load average {load}", flush=True)
-    print("| threads of each server | threads (measurement model / embedded) | measurement model alone | "
-          "measurement model beside the embedded | embedded beside the measurement model |")
-    print("|---|---|---:|---:|---:|", flush=True)
+          f"per call ({EMBEDDED_SHARE * tokens} for the embedded model), {available_cores()} cores, "
+          f"load average {load}", flush=True)
+    print("| threads of each server | threads beside each other (measurement model / embedded) "
+          "| measurement model: alone, beside | ratio | embedded: alone, beside | ratio |")
+    print("|---|---|---:|---:|---:|---:|", flush=True)
     for label, threads in (("every core (before)", available_cores()), ("free cores (today)", None)):
+        time.sleep(SETTLE_SECONDS)
+        with LocalServer(slots=1, n_threads=threads) as lone_embedded:
+            embedded_alone = decode_rate(lone_embedded, EMBEDDED_SHARE * tokens)
+            embedded_alone_threads = lone_embedded.n_threads
+        time.sleep(SETTLE_SECONDS)
         with LocalServer(gguf, slots=1, n_threads=threads) as first:
             alone = decode_rate(first, tokens)
             with LocalServer(slots=1, n_threads=threads) as second:
                 # the small model decodes EMBEDDED_SHARE times as many tokens, so both decode over about the same time
-                rates = run_in_threads(lambda job: decode_rate(*job), [(first, tokens), (second, EMBEDDED_SHARE * tokens)], 2)
-            print(f"| {label} | {first.n_threads} / {second.n_threads} | {alone:.1f} tokens/s | {rates[0]:.2f} tokens/s "
-                  f"| {rates[1]:.2f} tokens/s |", flush=True)
+                beside, embedded_beside = run_in_threads(
+                    lambda job: decode_rate(*job), [(first, tokens), (second, EMBEDDED_SHARE * tokens)], 2)
+            print(f"| {label} | {first.n_threads} / {second.n_threads} | {alone:.1f} ({first.n_threads} threads), "
+                  f"{beside:.2f} tokens/s | {beside / alone:.2f}x | {embedded_alone:.1f} ({embedded_alone_threads} "
+                  f"threads), {embedded_beside:.2f} tokens/s | {embedded_beside / embedded_alone:.2f}x |", flush=True)
 
 
 def default_old_python() -> str | None:
