@@ -47,7 +47,8 @@ from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession  # noqa: E402
+from autoevol.estimate import Estimate, estimate_compile, estimate_item_evaluations, format_estimate  # noqa: E402
+from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.optimizers import CompileFoundNothing  # noqa: E402
 from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
@@ -218,6 +219,56 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+#: Methods evaluated on the held-out items at most: e_0, the classic operations, the race's start, and
+#: the two compiled evolvers (a compiled evolver equal to one already measured costs nothing more).
+HELD_OUT_METHODS = 5
+
+
+def dry_run(args: argparse.Namespace) -> None:
+    """``--dry-run``: the most LM calls and the tokens of the whole run, per part and role, before any call.
+
+    Auto Evol-Instruct's compile is planned as the paper's schedule without caching or racing (an upper
+    bound); GEPA's budget is at most what that compile spends; the held-out part evaluates up to
+    ``HELD_OUT_METHODS`` methods (an evolution and its answer per item). The hours are the estimated
+    output tokens at ``--decode-rate``: prompt reading comes on top of it, and finished items that a
+    resumed run reuses come off it.
+    """
+    data = quality.seed_file(args)
+    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
+    train, held_out = quality.split(items, args.held_out, args.seed)
+    settings = quality.compile_settings(args)
+    model = parse_spec(args.lm).display_name
+    judge = quality.judge_spec(args)
+    judge_model = parse_spec(judge).display_name if judge is not None else None
+    compile_part = estimate_compile(
+        [item.instruction for item in train[:50]], steps=settings.max_steps, candidates=settings.num_candidates,
+        batch_size=settings.batch_size, dev_size=settings.dev_size, rounds=settings.evolution_rounds,
+        evolver=Evolver(), model=model, optimizer_model=model, max_output_tokens=args.max_tokens,
+        trajectory_answers=settings.trajectory_answers, proposal_attempts=settings.proposal_attempts,
+        judge_model=judge_model, max_demos=settings.max_demos, confirm_size=settings.confirm_items,
+        starts=len(settings.starts))
+    evaluations = HELD_OUT_METHODS * len(held_out)
+    held_out_part = estimate_item_evaluations(
+        [item.instruction for item in held_out], evaluations=evaluations, evolver=Evolver(), model=model,
+        max_output_tokens=args.max_tokens, judge_model=judge_model)
+    print(f"{data.name}: {len(train)} compile items, {len(held_out)} held-out items, {model} in every role")
+    parts = (("Auto Evol-Instruct compile", compile_part),
+             ("GEPA compile (stops at Auto Evol-Instruct's LM calls: at most as many)", compile_part),
+             (f"held-out evaluations ({HELD_OUT_METHODS} methods x {len(held_out)} items at most)", held_out_part))
+    hours = 0.0
+    for title, estimate in parts:
+        part_hours = output_hours(estimate, args.decode_rate)
+        hours += part_hours
+        print(f"\n{title}: ~{part_hours:.1f} h of decoding at {args.decode_rate:g} tokens/s\n{format_estimate(estimate)}")
+    print(f"\nwhole run: at most {2 * compile_part.calls + held_out_part.calls} LM calls, ~{hours:.1f} h of decoding "
+          f"at {args.decode_rate:g} tokens/s (prompt reading on top; a resumed run reuses its finished items)")
+
+
+def output_hours(estimate: Estimate, decode_rate: float) -> float:
+    """Hours to decode the estimated output tokens of ``estimate`` at ``decode_rate`` tokens per second."""
+    return sum(role.output_tokens for role in estimate.roles) / decode_rate / 3600
+
+
 def parser() -> argparse.ArgumentParser:
     """``quality.py``'s flags (the split, the LM, Auto Evol-Instruct's settings) and GEPA's."""
     parse = quality.parser()
@@ -230,6 +281,11 @@ def parser() -> argparse.ArgumentParser:
                        help="share e_0's item file with the quality.py run that wrote QUALITY_JSON")
     parse.add_argument("--report", action="store_true",
                        help="with --name: report what the run has finished so far, from its records alone (no LM)")
+    parse.add_argument("--dry-run", action="store_true",
+                       help="print the most LM calls and the tokens of the run, per part and role; call nothing")
+    parse.add_argument("--decode-rate", type=float, default=20.0, metavar="TOKENS_PER_S",
+                       help="with --dry-run: generated tokens per second, to turn output tokens into hours "
+                            "(default 20: Qwen2.5-Coder-1.5B Q4 on 2 cores)")
     return parse
 
 
@@ -252,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
         report_progress(args)
         return
     quality.require_inputs(args)
+    if args.dry_run:
+        dry_run(args)
+        return
     if args.evolver or args.max_demos:
         raise SystemExit("error: head_to_head.py compiles both evolvers itself, on the method text alone "
                          "(--evolver and --max-demos are quality.py's)")

@@ -185,19 +185,24 @@ def compile_args(pairs: list[str] | None) -> dict[str, Any]:
     return parsed
 
 
-def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace,
-                 after_progress: Callable[[], None] | None = None) -> Any:
-    """The AutoEvolInstruct of the run: settings from flags, ``--compile-arg`` overriding them."""
+def compile_settings(args: argparse.Namespace) -> CompileSettings:
+    """The run's Auto Evol-Instruct settings: from flags, ``--compile-arg`` overriding them."""
     try:
         settings = CompileSettings(
             num_candidates=args.candidates, batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps,
             patience=args.patience, seed=args.seed, num_threads=args.threads, answer_max_tokens=args.answer_max_tokens,
             max_demos=args.max_demos or 0,  # without --max-demos: the method text alone, as every earlier run
         )
-        return AutoEvolInstruct(optimizer_lm=optimizer, evol_lm=evol, detector=detector, settings=settings,
-                                progress=StageReporter(after_progress), **compile_args(args.compile_arg))
+        return replace(settings, **compile_args(args.compile_arg))
     except (TypeError, ValueError) as error:
         raise SystemExit(f"error: AutoEvolInstruct does not accept these settings: {error}") from None
+
+
+def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetector, args: argparse.Namespace,
+                 after_progress: Callable[[], None] | None = None) -> Any:
+    """The AutoEvolInstruct of the run, with :func:`compile_settings`."""
+    return AutoEvolInstruct(optimizer_lm=optimizer, evol_lm=evol, detector=detector, settings=compile_settings(args),
+                            progress=StageReporter(after_progress))
 
 
 def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[str, Any]:

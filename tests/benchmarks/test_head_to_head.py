@@ -70,3 +70,25 @@ def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operation
     assert "sk-test-not-a-secret" not in report_file.read_text()
     results = (tmp_path / "RESULTS.md").read_text()
     assert "<!-- begin head_to_head-h2h -->" in results and "minus e_0" in results
+
+
+def test_dry_run_plans_every_part_and_calls_nothing(tmp_path):
+    data = write_items(tmp_path / "seeds.jsonl", 60)
+    closed = "http://127.0.0.1:9/v1"  # nothing listens there: any call would fail the run
+    command = [sys.executable, str(SCRIPT), "--lm", "openai/fake", "--api-base", closed, "--seed-file", str(data),
+               "--held-out", "10", "--dev-size", "10", "--candidates", "2", "--steps", "2", "--batch-size", "2",
+               "--judge-lm", "none", "--max-tokens", "300", "--compile-arg", 'starts=["weak", "deepen"]',
+               "--work-dir", str(tmp_path / "w"), "--dry-run", "--decode-rate", "10"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "50 compile items, 10 held-out items" in out
+    assert "Auto Evol-Instruct compile" in out and "GEPA compile" in out
+    assert "held-out evaluations (5 methods x 10 items at most)" in out
+    assert "nothing was sent to any LM" in out
+    assert not any(line.startswith("  judge (") for line in out.splitlines())  # --judge-lm none: no judge calls
+    whole = out.split("whole run: at most ")[1]
+    planned = [int(line.split(": ")[1].split(" calls")[0]) for line in out.splitlines() if line.startswith("  total: ")]
+    assert int(whole.split(" LM calls")[0]) == sum(planned)  # both compiles and the held-out part
+    assert planned[2] == 2 * 5 * 10  # an evolution and its answer per held-out item and method
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.jsonl"))  # no record written
