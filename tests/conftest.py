@@ -7,8 +7,8 @@
    CI means every test ran.
 2. No test writes into the repository. The files of the checkout that git does not track, or that
    differ from the last commit, are listed before the run and after it; a file that appeared,
-   changed or vanished in between fails the run and is named (Python's byte-code caches and
-   pytest's own cache excepted).
+   changed or vanished in between fails the run and is named (Python's byte-code caches, pytest's
+   own cache and the running interpreter's environment, such as README's ``.venv``, excepted).
 3. Every test starts from the same process-wide settings, whatever ran before it: the logging
    configuration, DSPy's global settings and the environment variables are put back as they were
    after each test (an in-process CLI run configures logging and may install DSPy's adapter).
@@ -88,11 +88,22 @@ def _checkout(start: Path) -> Path | None:
     return Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else None
 
 
+def _environment_inside(root: Path) -> list[str]:
+    """A git pathspec that leaves out the running interpreter's environment when it lies in the checkout
+    (README's commands install into ``.venv`` there); packages may write there at run time."""
+    try:
+        inside = Path(sys.prefix).resolve().relative_to(root.resolve())
+    except ValueError:
+        return []
+    return ["--", ".", f":(exclude){inside.as_posix()}"] if inside.parts else []
+
+
 def _loose_files(root: Path) -> dict[str, tuple[int, int] | None]:
     """Every file of the checkout that is untracked, ignored or changed since the last commit, with its
     size and modification time (None for a tracked file that is missing)."""
     listed = subprocess.run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--ignored=traditional",
-                             "--untracked-files=all"], capture_output=True, check=True, timeout=300).stdout
+                             "--untracked-files=all", *_environment_inside(root)],
+                            capture_output=True, check=True, timeout=300).stdout
     files: dict[str, tuple[int, int] | None] = {}
     entries = iter(listed.decode("utf-8", "surrogateescape").split("\0"))
     for entry in entries:

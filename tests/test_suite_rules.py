@@ -3,8 +3,10 @@ from the same logging, DSPy and environment settings, whatever ran before it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,34 @@ def test_a_run_that_writes_into_the_checkout_fails_and_names_the_files(checkout:
     written = result.stdout.split("files written into the repository")[1]
     assert "studies.db" in written and "artifacts/old.json" in written
     assert "out.txt" not in written and "__pycache__" not in written
+
+
+INTO_ENVIRONMENT = '''
+import sys
+from pathlib import Path
+
+
+def test_a_package_writes_into_its_environment():
+    Path(sys.prefix, "lib", "written-at-run-time.bin").write_bytes(b"model cache")
+
+
+def test_writes_next_to_the_code():
+    Path("studies.db").write_text("oops")
+'''
+
+
+def test_the_environment_inside_the_checkout_is_not_the_repository(checkout: Path) -> None:
+    # README's commands install into .venv inside the checkout; what packages write there is not the tests'
+    (checkout / ".gitignore").write_text("artifacts/\n.venv/\n")
+    venv = checkout / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    (checkout / "test_environment.py").write_text(INTO_ENVIRONMENT)
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(checkout)], capture_output=True, text=True, cwd=checkout, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "CI"})
+    assert result.returncode == 1, result.stdout  # the file next to the code still fails the run
+    written = result.stdout.split("files written into the repository")[1]
+    assert "studies.db" in written and "written-at-run-time.bin" not in written and ".venv" not in written
 
 
 def test_process_settings_a_test_changes_are_put_back_before_the_next(tmp_path: Path) -> None:
