@@ -13,6 +13,7 @@ import random
 
 import dspy
 
+from autoevol.programs.evolver import Evolver
 from autoevol.records import fingerprint
 from autoevol.signatures.evolve import WEAK_METHOD, EvolveInstruction
 
@@ -112,3 +113,30 @@ class EvolInstructBaseline(dspy.Module):
             working_notes=getattr(prediction, "working_notes", ""),
             operation=name,
         )
+
+
+#: The name of the initial method e_0, and of the classic operations drawn one per instruction.
+INITIAL_NAME = "e0"
+CLASSIC_NAME = "evol-instruct"
+
+
+def method_names() -> list[str]:
+    """The names :func:`named_program` knows: e_0, the classic operations, and each starting method."""
+    return [INITIAL_NAME, CLASSIC_NAME, *starting_methods()]
+
+
+def named_program(name: str, *, seed: int = 0) -> Evolver | EvolInstructBaseline:
+    """The evolving program called ``name``, for evolving a dataset without a compiled evolver.
+
+    ``e0`` is the initial method; ``evol-instruct`` the classic operations, one drawn per instruction
+    (``seed`` chooses the draw); any other name a starting method (``weak``, ``deepen``, ...) applied
+    to every instruction. Raises ``ValueError`` for an unknown name.
+    """
+    if name == INITIAL_NAME:
+        return Evolver()
+    if name == CLASSIC_NAME:
+        return EvolInstructBaseline(seed=seed)
+    methods = starting_methods()
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; choose from: {', '.join(method_names())}")
+    return Evolver(methods[name])

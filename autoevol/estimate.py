@@ -154,7 +154,9 @@ def estimate_item_evaluations(
         sample: instruction texts representative of the data.
         evaluations: how many evolutions the job runs with ``evolver`` (items x rounds, or the
             dev measurements and trajectory stages of an optimizer).
-        evolver: the ``Evolver`` whose signature formats the evolve prompt.
+        evolver: the program whose predictors format the evolve prompts: an ``Evolver`` (one
+            predictor), or the classic operations (one predictor per operation, taken in turn
+            over ``sample``).
         model: the evol LM model string (used for prices).
         answers: evol-LM answers to evolutions (default: one per evaluation); an optimizer
             answers more (teacher rewrites) or fewer (trajectory stages before the last).
@@ -172,10 +174,12 @@ def estimate_item_evaluations(
             demonstrations (``teacher_demos``).
     """
     answers = evaluations if answers is None else answers
-    signature = evolver.evolve.signature
-    own_demos = list(getattr(evolver.evolve, "demos", None) or [])
-    bare_in = [prompt_tokens(signature, {"instruction": text}) for text in sample]
-    evolve_in = [prompt_tokens(signature, {"instruction": text}, own_demos) for text in sample] if own_demos else bare_in
+    predictors = evolver.predictors()
+    signature = predictors[0].signature
+    turns = [predictors[index % len(predictors)] for index in range(len(sample))]
+    bare_in = [prompt_tokens(predictor.signature, {"instruction": text}) for predictor, text in zip(turns, sample)]
+    evolve_in = [prompt_tokens(predictor.signature, {"instruction": text}, predictor.demos or ())
+                 for predictor, text in zip(turns, sample)]
     text_tokens = [count_tokens(text) for text in sample]
     # the evolution restates the instruction with more in it, after some working notes
     evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)

@@ -10,6 +10,7 @@ import dspy
 import typer
 from rich.table import Table
 
+from autoevol.baselines import CLASSIC_NAME, INITIAL_NAME, EvolInstructBaseline
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, session_judge, usage_table
 from autoevol.cli.demos import demos_line
 from autoevol.data import iter_items
@@ -18,9 +19,8 @@ from autoevol.metrics.compare import NothingMeasured
 from autoevol.metrics.failure import FailureDetector
 from autoevol.programs.evolver import Evolver
 
-#: The special evolver name for the initial method e_0.
-INITIAL_NAME = "e0"
-BASELINES = ("evol-instruct",)
+#: The hand-written baselines ``--baseline`` adds.
+BASELINES = (CLASSIC_NAME,)
 
 
 def _load(spec: str) -> tuple[str, Any]:
@@ -65,7 +65,6 @@ def compare_command(
     failures by rule, and quality metrics of the successful evolutions. An item whose measurement
     failed for any evolver (an LM error, a judge abstention) is left out of every rate and listed.
     """
-    from autoevol.baselines import EvolInstructBaseline
     from autoevol.metrics.compare import compare_evolvers
 
     if baseline is not None and baseline not in BASELINES:

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from autoevol.baselines import INITIAL_NAME, EvolInstructBaseline, named_program
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
 from autoevol.data import DataError, iter_items, output_format, read_rows
 from autoevol.estimate import estimate_evolve, estimate_item_evaluations, format_estimate
@@ -41,6 +42,7 @@ def evolve(
     data: Annotated[Optional[Path], typer.Argument(help="Input file (.jsonl, .json, .csv, .parquet) or saved dataset folder.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output: .jsonl, .parquet, or a folder (save_to_disk, with a dataset card README.md).")] = ...,  # type: ignore[assignment]
     program: Annotated[Optional[Path], typer.Option(help="A compiled evolver (.json); default: the initial method e_0.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="A named method instead of a compiled evolver: 'e0' (the default), 'evol-instruct' (the classic Evol-Instruct operations, one drawn per row), or one operation for every row: weak, add_constraints, deepen, concretize, increase_reasoning, complicate_input, in_breadth.")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Evolve each successful row again this many times in a row.")] = 1,
     column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Row id column (default: 'id' if present, else the row index).")] = None,
@@ -97,6 +99,7 @@ def evolve(
         fail("--resume and --overwrite contradict each other")
     if engine not in ("local", "ray"):
         fail(f"--engine must be 'local' or 'ray', not '{engine}'")
+    evolver = _evolver(program, method, engine)
     if engine == "ray":
         _check_ray(retry_failed)
     journal = Journal(out)
@@ -104,7 +107,6 @@ def evolve(
         fail(f"{out}: there is no unfinished job to resume (no {journal.path.name})")
     check_output(out, overwrite)
     _check_card(out, overwrite)
-    evolver = Evolver().load(program) if program else Evolver()
     try:
         FailureDetector(disable=disable_rule or ())  # an unknown rule stops here, before any LM starts
     except ValueError as error:
@@ -215,7 +217,7 @@ def _run_on_ray(source: Path, out: Path, evolver: Evolver, **settings: object) -
         return run_ray_evolve(source, out, evolver=evolver, on_row=advance, **settings)
 
 
-def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, lm: dspy.LM,
+def _run(source: Path, out: Path, evolver: Evolver | EvolInstructBaseline, detector: FailureDetector, lm: dspy.LM,
          answerer: dspy.LM | None, *, retry: bool,
          concurrency: int, column: str | None, id_column: str | None, limit: int | None, rounds: int,
          overwrite: bool, resuming: bool, total: int, card_settings: dict[str, Any]) -> JobSummary:
@@ -243,6 +245,21 @@ def _run(source: Path, out: Path, evolver: Evolver, detector: FailureDetector, l
                 return JobSummary(stopped="interrupted")
 
 
+def _evolver(program: Path | None, method: str | None, engine: str) -> Evolver | EvolInstructBaseline:
+    """The program that evolves the rows: ``--program``'s file, else ``--method``'s named method (e_0 by default)."""
+    if program is not None and method is not None:
+        fail("--program and --method are alternatives: give a compiled evolver file or a method name, not both")
+    if program is not None:
+        return Evolver().load(program)
+    try:
+        evolver = named_program(method or INITIAL_NAME)
+    except ValueError as error:
+        fail(f"--method: {error}")
+    if engine == "ray" and not isinstance(evolver, Evolver):
+        fail(f"--method {method} runs on the local engine only: Ray's actors evolve every row with one method text")
+    return evolver
+
+
 def _check_input(source: Path, *, retry: bool, column: str | None, id_column: str | None,
                  limit: int | None) -> int:
     """Stream the input once (DataError on the first bad row); returns the number of items to do."""
@@ -251,7 +268,7 @@ def _check_input(source: Path, *, retry: bool, column: str | None, id_column: st
     return sum(1 for _ in iter_items(source, column=column, id_column=id_column, limit=limit))
 
 
-def _dry_run(source: Path, evolver: Evolver, *, retry: bool, evol_lm: str, judge_lm: str | None,
+def _dry_run(source: Path, evolver: Evolver | EvolInstructBaseline, *, retry: bool, evol_lm: str, judge_lm: str | None,
              answer_lm: str | None, column: str | None, id_column: str | None, limit: int | None, rounds: int,
              max_output_tokens: int) -> None:
     model = parse_spec(evol_lm).display_name

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 from pydantic import BaseModel
@@ -25,6 +25,9 @@ from autoevol.programs.journal import Journal
 from autoevol.programs.responder import Responder
 from autoevol.records import BAD_INPUT, NO_ANSWER, EvolvedRow, Verdict
 from autoevol.threads import carry_dspy_context
+
+if TYPE_CHECKING:
+    from autoevol.baselines import EvolInstructBaseline
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,8 @@ class EvolveJob:
     stopped; the final output file appears only when the job completes.
 
     Args:
-        evolver: the evolving method to apply.
+        evolver: the evolving method to apply: an ``Evolver``, or the classic operations
+            (:class:`~autoevol.baselines.EvolInstructBaseline`, one drawn per instruction).
         responder: answers evolved instructions (default: a plain ``Responder``).
         detector: decides failures (default: every cheap rule).
         concurrency: rows evaluated at once.
@@ -88,7 +92,7 @@ class EvolveJob:
 
     def __init__(
         self,
-        evolver: Evolver,
+        evolver: Evolver | EvolInstructBaseline,
         *,
         responder: Responder | None = None,
         detector: FailureDetector | None = None,
