@@ -101,7 +101,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--slots", type=int, default=1)
-    parser.add_argument("--ctx-per-slot", type=int, default=4096)
+    parser.add_argument("--ctx-per-slot", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--registry-file", required=True, type=Path)
     parser.add_argument("--user", required=True, type=int, help="the process that starts the server")

@@ -42,8 +42,11 @@ RUNTIME_INSTALL_HINT = 'install the embedded model runtime with: pip install "au
 DEFAULT_SLOTS = 4
 #: More slots than this only cost memory (every slot keeps its own context).
 MAX_SLOTS = 16
-#: Tokens of context per slot: a prompt with the method and demos plus a constrained answer.
-DEFAULT_CTX_PER_SLOT = 4096
+#: Tokens of context per slot: a prompt with the method and demos plus a constrained answer. 4096
+#: was too few: a GEPA compile's call on Self-Instruct with Qwen2.5-Coder-1.5B reached 4,182 tokens
+#: and ended the compile (a context overflow is a permanent error). llama.cpp caps a slot at the
+#: model's training context; 8192 is SmolLM2's.
+DEFAULT_CTX_PER_SLOT = 8192
 
 
 class LocalModelError(RuntimeError):
