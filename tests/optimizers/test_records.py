@@ -63,7 +63,9 @@ def test_the_committed_run_directories_are_found():
 def test_a_recorded_run_reads_back_with_the_fingerprints_it_recorded(folder: Path):
     run = RunDirectory.read(folder)
     start, steps = run.start(), run.steps()
-    assert start is not None
+    if start is None:  # a run stopped before its start was recorded (GEPA records it after its search)
+        assert not steps and not (folder / "confirmation.json").exists()
+        return
     records: list[tuple[Path, StartRecord | StepRecord]] = [(folder / "start.json", start)]
     records += [(folder / "steps" / f"step-{step.step:03d}.json", step) for step in steps]
     for file, record in records:
