@@ -178,8 +178,8 @@ def estimate_item_evaluations(
     signature = predictors[0].signature
     turns = [predictors[index % len(predictors)] for index in range(len(sample))]
     bare_in = [prompt_tokens(predictor.signature, {"instruction": text}) for predictor, text in zip(turns, sample)]
-    evolve_in = [prompt_tokens(predictor.signature, {"instruction": text}, predictor.demos or ())
-                 for predictor, text in zip(turns, sample)]
+    evolve_in = [prompt_tokens(predictor.signature, {"instruction": text}, predictor.demos)
+                 for predictor, text in zip(turns, sample)] if any(p.demos for p in predictors) else bare_in
     text_tokens = [count_tokens(text) for text in sample]
     # the evolution restates the instruction with more in it, after some working notes
     evolve_out = _mean([2 * t + 150 for t in text_tokens], 200)

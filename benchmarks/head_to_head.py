@@ -46,7 +46,6 @@ from run_progress import run_progress  # noqa: E402
 from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
-from autoevol.data import iter_items  # noqa: E402
 from autoevol.estimate import Estimate, estimate_compile, estimate_item_evaluations, format_estimate  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
@@ -107,9 +106,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     ``checkpoint`` commits the run's records as they grow (after each evaluated item).
     """
     after_item = checkpoint.due_commit if checkpoint is not None else None
-    data = quality.seed_file(args)
-    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
-    train, held_out = quality.split(items, args.held_out, args.seed)
+    data, train, held_out = quality.split_seed_file(args)
     prefix = quality.output_prefix(args, data)
     shared = args.e0_from.parent / args.e0_from.stem if args.e0_from is not None else prefix
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
@@ -233,9 +230,7 @@ def dry_run(args: argparse.Namespace) -> None:
     output tokens at ``--decode-rate``: prompt reading comes on top of it, and finished items that a
     resumed run reuses come off it.
     """
-    data = quality.seed_file(args)
-    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
-    train, held_out = quality.split(items, args.held_out, args.seed)
+    data, train, held_out = quality.split_seed_file(args)
     settings = quality.compile_settings(args)
     model = parse_spec(args.lm).display_name
     judge = quality.judge_spec(args)

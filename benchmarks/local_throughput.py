@@ -134,10 +134,6 @@ def measure_old(python: str, gguf: Path, items: list[str], in_flight: int, max_t
 #: (SmolLM2-135M decodes several times faster than a 1.5B model).
 EMBEDDED_SHARE = 6
 
-#: Seconds to wait before starting a server alone, so that the cores of the servers just stopped are
-#: idle again when the new one counts its free cores.
-SETTLE_SECONDS = 5
-
 
 def decode_rate(server: LocalServer, tokens: int) -> float:
     """Generated tokens per second of one call that decodes exactly ``tokens`` tokens."""
@@ -166,11 +162,9 @@ def measure_two_jobs(spec: str, tokens: int) -> None:
           "| measurement model: alone, beside | ratio | embedded: alone, beside | ratio |")
     print("|---|---|---:|---:|---:|---:|", flush=True)
     for label, threads in (("every core (before)", available_cores()), ("free cores (today)", None)):
-        time.sleep(SETTLE_SECONDS)
         with LocalServer(slots=1, n_threads=threads) as lone_embedded:
             embedded_alone = decode_rate(lone_embedded, EMBEDDED_SHARE * tokens)
             embedded_alone_threads = lone_embedded.n_threads
-        time.sleep(SETTLE_SECONDS)
         with LocalServer(gguf, slots=1, n_threads=threads) as first:
             alone = decode_rate(first, tokens)
             with LocalServer(slots=1, n_threads=threads) as second:

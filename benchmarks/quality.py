@@ -126,6 +126,13 @@ def seed_file(args: argparse.Namespace) -> Path:
         raise SystemExit(f"error: {error}") from None
 
 
+def split_seed_file(args: argparse.Namespace) -> tuple[Path, list[SeedItem], list[SeedItem]]:
+    """The run's seed file and its usable items, split by :func:`split`: ``(file, compile part, held-out part)``."""
+    data = seed_file(args)
+    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
+    return (data, *split(items, args.held_out, args.seed))
+
+
 def output_prefix(args: argparse.Namespace, data: Path) -> Path:
     """Where per-item outcomes and the compile checkpoint go: the run's tracked folder, next to ``--json``,
     or a work folder."""
@@ -265,9 +272,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     after_item = checkpoint.due_commit if checkpoint is not None else None
     from autoevol.baselines import EvolInstructBaseline
 
-    data = seed_file(args)
-    items = [item for item in iter_items(data, column=args.column) if item.problem is None]
-    train, held_out = split(items, args.held_out, args.seed)
+    data, train, held_out = split_seed_file(args)
     prefix = output_prefix(args, data)
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
           file=sys.stderr, flush=True)
