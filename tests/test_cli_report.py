@@ -15,6 +15,7 @@ from autoevol.data import read_rows
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder
 from tests.report.test_report import figures, make_run
+from tests.test_cli_evolve_method import RecordingResponder, operations_seen
 from tests.test_export import make_output
 
 
@@ -100,6 +101,25 @@ def test_compare_e0_with_a_file_and_the_baseline(tmp_path: Path) -> None:
     assert "difference vs e0" in result.stderr + result.stdout
     lonely = autoevol("compare", "e0", "--data", data)
     assert lonely.returncode == 2 and "two evolvers" in lonely.stderr
+
+
+def test_compare_takes_methods_by_name(tmp_path: Path) -> None:
+    data = tmp_path / "held.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Add {i} and {i + 2}, then explain."}) + "\n"
+                            for i in range(6)))
+    out, responder = tmp_path / "cmp.json", RecordingResponder()
+    with FakeOpenAIServer(responder=responder) as server:
+        result = autoevol("compare", "e0", "deepen", "evol-instruct", "--data", data, "--evol-lm", "openai/fake",
+                          "--api-base", server.url, "--no-quality", "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert list(json.loads(out.read_text())["evolvers"]) == ["e0", "deepen", "evol-instruct"]
+        assert "deepen" in operations_seen(responder.system_messages)
+        asked = server.stats.requests
+        unknown = autoevol("compare", "e0", "deeper", "--data", data, "--evol-lm", "openai/fake",
+                           "--api-base", server.url)
+        assert server.stats.requests == asked  # stopped before any call
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "deeper: no such evolver file, nor a method name" in unknown.stderr and "deepen" in unknown.stderr
 
 
 def test_report_measures_quality_by_default_and_tags_with_a_tagger_lm(tmp_path: Path, server) -> None:

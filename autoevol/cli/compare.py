@@ -10,7 +10,7 @@ import dspy
 import typer
 from rich.table import Table
 
-from autoevol.baselines import CLASSIC_NAME, INITIAL_NAME, EvolInstructBaseline
+from autoevol.baselines import CLASSIC_NAME, method_names, named_program
 from autoevol.cli.common import check_output, console, fail, merged_usage, probe, session_judge, usage_table
 from autoevol.cli.demos import demos_line
 from autoevol.data import iter_items
@@ -23,13 +23,15 @@ from autoevol.programs.evolver import Evolver
 BASELINES = (CLASSIC_NAME,)
 
 
-def _load(spec: str) -> tuple[str, Any]:
-    if spec == INITIAL_NAME:
-        return "e0", Evolver()
+def _load(spec: str, seed: int) -> tuple[str, Any]:
+    """The evolver ``spec`` names: an evolver file, else a method by name (``e0``, ``deepen``, ...)."""
     path = Path(spec)
-    if not path.exists():
-        fail(f"{spec}: no such evolver file (use 'e0' for the initial method)")
-    return path.stem, Evolver().load(path)
+    if path.is_file():
+        return path.stem, Evolver().load(path)
+    try:
+        return spec, named_program(spec, seed=seed)
+    except ValueError:
+        fail(f"{spec}: no such evolver file, nor a method name ({', '.join(method_names())})")
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:
@@ -40,10 +42,10 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
 
 
 def compare_command(
-    evolvers: Annotated[list[str], typer.Argument(help="Evolver files (.json), or 'e0' for the initial method; the first is the reference.")],
+    evolvers: Annotated[list[str], typer.Argument(help="Evolver files (.json) or method names (e0 for the initial method, evol-instruct for the classic operations, or one operation such as deepen); the first is the reference.")],
     data: Annotated[Path, typer.Option(help="Held-out items (.jsonl, .json, .csv, .parquet or a saved dataset folder).")] = ...,  # type: ignore[assignment]
     column: Annotated[Optional[str], typer.Option(help="Instruction column (default: detected).")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="Add a hand-written baseline: 'evol-instruct'.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Add a hand-written baseline: 'evol-instruct' (the same as naming it among the evolvers).")] = None,
     evol_lm: Annotated[str, typer.Option(help="Evol LM: 'local', 'local:FILE.gguf' or a DSPy model string.")] = "local",
     api_base: Annotated[Optional[str], typer.Option(help="API base URL of the evol LM.")] = None,
     judge_lm: Annotated[Optional[str], typer.Option(help="LM of the evolution judge (one call per item that passes the cheap rules), as in a compile; default: none (the cheap rules only). A compile's default detector includes the judge: give the same model here to measure held-out rates with the detector the compile optimized against.")] = None,
@@ -70,17 +72,17 @@ def compare_command(
     if baseline is not None and baseline not in BASELINES:
         fail(f"unknown baseline '{baseline}'; choose from: {', '.join(BASELINES)}")
     if not evolvers:
-        fail("give at least one evolver (a .json file or 'e0')")
+        fail("give at least one evolver (a .json file or a method name such as 'e0')")
     if len(evolvers) + (baseline is not None) < 2:
         fail("a comparison needs two evolvers (or one and --baseline evol-instruct)")
     if out is not None:
         check_output(out, overwrite)
     programs: dict[str, Any] = {}
     for spec in evolvers:
-        name, program = _load(spec)
+        name, program = _load(spec, seed)
         programs[_unique(name, programs)] = program
     if baseline is not None:
-        programs[_unique(baseline, programs)] = EvolInstructBaseline(seed=seed)
+        programs[_unique(baseline, programs)] = named_program(baseline, seed=seed)
     try:
         FailureDetector(disable=disable_rule or ())  # an unknown rule stops here, before any LM starts
     except ValueError as error:
