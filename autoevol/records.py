@@ -73,6 +73,9 @@ class EvolvedRow(BaseModel):
     answer_model: str | None = None
     #: for a conversation input: the index of the human turn this row evolves (see ``SeedItem.turn``).
     turn: int | None = None
+    #: the classic operation that evolved this row, when the method draws one per instruction
+    #: (``--method evol-instruct``); ``None`` for a single evolving method.
+    operation: str | None = None
 
 
 def fingerprint(text: str) -> str:

@@ -3,6 +3,7 @@ operation, e_0) instead of a compiled evolver, and the one-line errors around it
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 
 from autoevol.baselines import OPERATIONS, EvolInstructBaseline, method_names, named_program, operation_method
 from autoevol.data import read_rows
+from autoevol.export import export_rounds
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder
@@ -53,6 +55,11 @@ def test_the_classic_operations_evolve_every_row_one_operation_each(tmp_path, re
     assert len(expected) > 1  # the seeded draw spreads 12 rows over several operations
     assert operations_seen(responder.system_messages) == expected
     assert not any(INITIAL_METHOD[:60] in message for message in responder.system_messages)
+    assert all(row["operation"] == baseline.operation_for(row["original"]) for row in rows)  # lineage by operation
+    export_rounds(out, tmp_path / "train.jsonl", mode="mixed", export_format="messages", lineage="column")
+    lineage = {json.loads(row["lineage"])["id"]: json.loads(row["lineage"]) for row in read_rows(tmp_path / "train.jsonl")}
+    evolved = {row["id"]: row["operation"] for row in rows if not row["failed"]}
+    assert evolved and {key: record["operation"] for key, record in lineage.items()} == evolved
 
 
 def test_one_operation_evolves_every_row_with_that_method(tmp_path, recorded):
@@ -62,6 +69,7 @@ def test_one_operation_evolves_every_row_with_that_method(tmp_path, recorded):
     assert result.returncode == 0, result.stderr
     assert {row["method_fingerprint"] for row in read_rows(out)} == {Evolver(operation_method("deepen")).fingerprint}
     assert operations_seen(responder.system_messages) == {"deepen"}
+    assert {row["operation"] for row in read_rows(out)} == {None}  # one method for every row: no draw to record
 
 
 def test_e0_by_name_is_the_default(tmp_path, recorded):

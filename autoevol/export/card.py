@@ -43,6 +43,7 @@ EXPORT_FIELDS: dict[str, str] = {
     "evol_model": "the model that evolved the instruction",
     "answer_model": "the model that wrote the answer (the evol model unless a separate answer LM was set)",
     "turn": "conversation inputs: index of the human turn this row evolves",
+    "operation": "the classic operation that evolved the row (`--method evol-instruct`; empty otherwise)",
 }
 #: The fields of an evolve output row (``EvolvedRow``): every input and round, failed rows included.
 OUTPUT_FIELDS: dict[str, str] = {
@@ -60,6 +61,7 @@ OUTPUT_FIELDS: dict[str, str] = {
     "evol_model": "the model that evolved the instruction",
     "answer_model": "the model that wrote the answer (the evol model unless a separate answer LM was set)",
     "turn": "conversation inputs: index of the human turn this row evolves",
+    "operation": "the classic operation that evolved the row (`--method evol-instruct`; empty otherwise)",
 }
 
 

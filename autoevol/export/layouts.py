@@ -54,7 +54,7 @@ FORMAT_FIELDS: dict[str, dict[str, str]] = {
                "output": "the answer model's answer"},
 }
 LINEAGE_FIELD = ("lineage", ("a JSON object: id, root_id, parent_id, round, original, method_fingerprint, "
-                             "evol_model, answer_model (conversations: turns instead of parent_id and original)"))
+                             "evol_model, answer_model, operation (conversations: turns instead of parent_id and original)"))
 #: How each layout is described in the dataset card.
 FORMAT_DESCRIPTIONS: dict[str, str] = {
     "raw": "autoevol's rows: one row per successful evolution, with its lineage columns.",
@@ -148,7 +148,8 @@ def _row(export_format: str, row_id: str, turns: Sequence[tuple[str, str]], line
     return out
 
 
-_LINEAGE_KEYS = ("id", "root_id", "parent_id", "round", "original", "method_fingerprint", "evol_model", "answer_model")
+_LINEAGE_KEYS = ("id", "root_id", "parent_id", "round", "original", "method_fingerprint", "evol_model", "answer_model",
+                 "operation")
 
 
 def single_turn_rows(rows: Iterable[Mapping[str, Any]], export_format: str, lineage: str,
@@ -221,7 +222,8 @@ def conversation_rows(rows: Sequence[Mapping[str, Any]], export_format: str, lin
             first = next(iter(evolved.values()))
             record = {"id": f"{row_id}:r{round_no}", "root_id": row_id, "round": round_no,
                       "turns": [{"turn": k, "id": evolved[k].get("id"), "parent_id": evolved[k].get("parent_id"),
-                                 "original": evolved[k].get("original")} for k in sorted(evolved)],
+                                 "original": evolved[k].get("original"), "operation": evolved[k].get("operation")}
+                                for k in sorted(evolved)],
                       "method_fingerprint": first.get("method_fingerprint"), "evol_model": first.get("evol_model"),
                       "answer_model": first.get("answer_model")}
             yield _row(export_format, record["id"], rebuild(turns, evolved), lineage, record), record

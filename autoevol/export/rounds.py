@@ -4,7 +4,7 @@ An evolve output holds one row per input and per round, failed rows included. An
 successful evolutions only (the training data), one row per evolved instruction with its lineage:
 
     id, root_id, parent_id, round, instruction, original, answer, method_fingerprint, evol_model,
-    answer_model, turn
+    answer_model, turn, operation
 
 With ``include_seed`` the seed instructions join as round 0 rows (``id == root_id``, no parent).
 ``export_format`` writes those rows in a layout trainers read instead (chat messages, ShareGPT,
@@ -64,6 +64,7 @@ def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False
                 "id": row["root_id"], "root_id": row["root_id"], "parent_id": None, "round": 0,
                 "instruction": row.get("original"), "original": None, "answer": None,
                 "method_fingerprint": None, "evol_model": None, "answer_model": None, "turn": row.get("turn"),
+                "operation": None,
             }
         if row.get("failed") or not row.get("evolved"):
             continue
@@ -72,6 +73,7 @@ def export_rows(rows: Iterable[Mapping[str, Any]], *, include_seed: bool = False
             "round": round_no, "instruction": row.get("evolved"), "original": row.get("original"),
             "answer": row.get("answer"), "method_fingerprint": row.get("method_fingerprint"),
             "evol_model": row.get("evol_model"), "answer_model": row.get("answer_model"), "turn": row.get("turn"),
+            "operation": row.get("operation"),
         })
     evolved.sort(key=lambda r: r["round"])  # stable: input order within a round
     return ([*seeds.values()] if include_seed else []) + evolved

@@ -274,13 +274,19 @@ class EvolveJob:
                 continue
             self._write(journal, round, source, outcome)
 
+    def _operation(self, text: str) -> str | None:
+        """The classic operation the program applies to ``text``, when it draws one per instruction."""
+        operation_for = getattr(self.evolver, "operation_for", None)
+        return operation_for(text) if operation_for is not None else None
+
     @staticmethod
     def _bad_input(source: Source) -> ItemOutcome:
         return ItemOutcome(original=source.text, verdict=Verdict.failure(BAD_INPUT, source.problem or ""))
 
     def _write(self, journal: Journal, round: int, source: Source, outcome: ItemOutcome) -> None:
+        operation = None if outcome.verdict.rule == BAD_INPUT else self._operation(source.text)
         row = make_row(source, round, outcome, fingerprint=self.evolver.fingerprint, evol_model=self.evol_model,
-                       answer_model=self.answer_model)
+                       answer_model=self.answer_model, operation=operation)
         journal.append(row)
         self.on_row(row)
 
@@ -326,11 +332,12 @@ def evaluate_and_answer(text: str, evolver: Evolver, *, detector: FailureDetecto
 
 
 def make_row(source: Source, round: int, outcome: ItemOutcome, *, fingerprint: str, evol_model: str,
-             answer_model: str | None = None) -> EvolvedRow:
+             answer_model: str | None = None, operation: str | None = None) -> EvolvedRow:
     """The output row of one evaluated source (every engine writes rows through this).
 
     ``answer_model`` (default ``evol_model``) is recorded on successful rows; a failed row's
-    answer, if any, is the evol model's (written for failure detection).
+    answer, if any, is the evol model's (written for failure detection). ``operation`` names the
+    classic operation that evolved the row, for a method that draws one per instruction.
     """
     answerer = (answer_model or evol_model) if not outcome.verdict.failed else evol_model
     return EvolvedRow(
@@ -338,7 +345,7 @@ def make_row(source: Source, round: int, outcome: ItemOutcome, *, fingerprint: s
         original=source.text, evolved=outcome.evolved, answer=outcome.answer,
         failed=outcome.verdict.failed, rule=outcome.verdict.rule, reason=outcome.verdict.reason,
         method_fingerprint=fingerprint, evol_model=evol_model,
-        answer_model=answerer if outcome.answer is not None else None, turn=source.turn,
+        answer_model=answerer if outcome.answer is not None else None, turn=source.turn, operation=operation,
     )
 
 
