@@ -11,6 +11,7 @@ fraction of a compile's cost.
 
     python benchmarks/proposals.py --run-dir RUN --lm local:/models/model.gguf --samples 8
     python benchmarks/proposals.py ... --mode rewrite      # the paper's whole-method rewrite instead
+    python benchmarks/proposals.py ... --cache calls.sqlite  # paired: run two versions on one cache
 
 The proposal settings (mode, attempts, length budget, temperature, top_p) default to the ones the
 run recorded.
@@ -33,8 +34,8 @@ import dspy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
-from autoevol.lm import CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_context  # noqa: E402
+from autoevol.lm import CallCache, CallPolicy, LMSession  # noqa: E402
+from autoevol.optimizers.auto_evol.proposal import RESTATED, MethodProposer, analysis_context  # noqa: E402
 from autoevol.optimizers.auto_evol.records import CandidateRecord, StepRecord  # noqa: E402
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunDirError  # noqa: E402
 
@@ -60,10 +61,12 @@ def reason_kind(reason: str) -> str:
 
 
 def summary(candidates: list[CandidateRecord]) -> dict[str, Any]:
-    """Valid candidates, first-attempt successes, attempts, and the rejection reasons by kind."""
+    """Valid candidates, first-attempt successes, those valid once a case-tied sentence was restated in
+    general terms, attempts, and the rejection reasons by kind."""
     reasons = Counter(reason_kind(reason) for candidate in candidates for reason in candidate.rejected)
     return {"candidates": len(candidates), "valid": sum(not c.invalid for c in candidates),
             "valid_first_attempt": sum(not c.invalid and c.attempts == 1 for c in candidates),
+            "restated": sum(not c.invalid and RESTATED in (c.change or "") for c in candidates),
             "attempts": sum(c.attempts for c in candidates), "rejected_attempts": dict(reasons.most_common())}
 
 
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     every: list[CandidateRecord] = []
     policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
     started = time.monotonic()
-    with LMSession(concurrency=1, policy=policy) as session:
+    cache = CallCache(args.cache) if args.cache is not None else None
+    with LMSession(concurrency=1, policy=policy, call_cache=cache) as session:
         optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         for position, step in enumerate(steps):
             context = analysis_context(step.incumbent, steps[:position])
@@ -106,12 +110,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """One row per step and one in all."""
-    lines = ["| step | candidates | valid | valid at first attempt | attempts | rejected attempts by reason |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| step | candidates | valid | valid at first attempt | valid once restated | attempts "
+             "| rejected attempts by reason |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for row in [*report["steps"], {"step": "all", **report["total"]}]:
         reasons = "; ".join(f"{reason} ({count})" for reason, count in row["rejected_attempts"].items()) or "-"
         lines.append(f"| {row['step']} | {row['candidates']} | {row['valid']} | {row['valid_first_attempt']} "
-                     f"| {row['attempts']} | {reasons} |")
+                     f"| {row.get('restated', 0)} | {row['attempts']} | {reasons} |")
     return "\n".join(lines)
 
 
@@ -132,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--timeout", type=float, default=300.0)
     parse.add_argument("--retries", type=int, default=4)
     parse.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parse.add_argument("--cache", type=Path, default=None, metavar="FILE.sqlite",
+                       help="keep the LM calls here and reuse them: two versions of the proposal step run with one "
+                            "cache see the same analyses and first proposals, and differ only where they act apart")
     parse.add_argument("--verbose", action="store_true", help="log each attempt's problem")
     return parse
 

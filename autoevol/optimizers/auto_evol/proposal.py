@@ -72,6 +72,9 @@ CONTENT_WORD_LETTERS = 4
 #: which also keeps the method from the growth the paper saw hurt after about 12 steps.
 DEFAULT_MAX_METHOD_WORDS = 250
 
+#: How a candidate's change says that a sentence of it tied to one case was restated in general terms.
+RESTATED = "(restated in general terms)"
+
 #: Earlier candidates shown to an analysis (the most recent ones).
 EARLIER_TRIES = 8
 
@@ -139,7 +142,7 @@ class MethodProposer:
             if restated is not None:
                 rejected.append(f"{problem}; restated in general terms as {restated.general!r}")
                 text, problem = restated.method, None
-                change = f"{change.replace(restated.sentence, restated.general)} (restated in general terms)"
+                change = f"{change.replace(restated.sentence, restated.general)} {RESTATED}"
             if problem is None:
                 record.candidate = Candidate(method=text, demos=incumbent.demos)
                 record.change = change
