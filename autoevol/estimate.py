@@ -219,7 +219,7 @@ class CompilePlan(BaseModel):
                                         "trajectory stages")
     answers: int = Field(description="evol-LM answers, each one judged when a judge is set: dev measurements, "
                                      "trajectory last stages, teacher rewrites")
-    optimizer_calls: int = Field(description="analyses, proposals and restatements, every proposal attempt counted")
+    optimizer_calls: int = Field(description="analyses and proposals, every proposal attempt counted")
     teacher_calls: int = Field(0, description="optimizer-LM rewrites of failed trajectory cases (teacher_demos)")
     demos_shown: int = Field(0, description="demonstrations in evolve prompts beyond the student's own, summed "
                                             "over the steps' evolutions")
@@ -235,8 +235,7 @@ def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int,
     step evolves the mini-batch ``rounds`` times in a row; with ``trajectory_answers`` (or
     demonstrations on) each case's last stage is also answered and judged, ``batch_size``
     answers. The optimizer LM analyses the trajectory once per candidate and proposes up to
-    ``proposal_attempts`` times (an unusable proposal is resampled; one tied to a case is first
-    restated in general terms, one more call per attempt), and every candidate is
+    ``proposal_attempts`` times (an unusable proposal is resampled), and every candidate is
     measured on the whole dev set. With ``max_demos > 0`` (see
     :class:`~autoevol.optimizers.auto_evol.demos.DemoSearch`) ``demo_candidates`` demonstration sets are
     measured on the dev set too; with ``teacher_demos`` the optimizer LM rewrites every failed
@@ -255,7 +254,7 @@ def compile_plan(*, steps: int, candidates: int, batch_size: int, dev_size: int,
     once = (1 + starts) * dev_size + 2 * confirm_size  # the start, the raced starts, the confirmation
     return CompilePlan(evolutions=once + steps * (trajectory + measured),
                        answers=once + steps * (answered + measured + teacher),
-                       optimizer_calls=steps * candidates * (1 + 2 * proposal_attempts),
+                       optimizer_calls=steps * candidates * (1 + proposal_attempts),
                        teacher_calls=steps * teacher, demos_shown=shown)
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_eval import role_usage  # noqa: E402
 
 from autoevol.lm import CallCache, CallPolicy, LMSession  # noqa: E402
-from autoevol.optimizers.auto_evol.proposal import RESTATED, MethodProposer, analysis_context  # noqa: E402
+from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_context  # noqa: E402
 from autoevol.optimizers.auto_evol.records import CandidateRecord, StepRecord  # noqa: E402
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunDirError  # noqa: E402
 
@@ -61,12 +61,10 @@ def reason_kind(reason: str) -> str:
 
 
 def summary(candidates: list[CandidateRecord]) -> dict[str, Any]:
-    """Valid candidates, first-attempt successes, those valid once a case-tied sentence was restated in
-    general terms, attempts, and the rejection reasons by kind."""
+    """Valid candidates, first-attempt successes, attempts, and the rejection reasons by kind."""
     reasons = Counter(reason_kind(reason) for candidate in candidates for reason in candidate.rejected)
     return {"candidates": len(candidates), "valid": sum(not c.invalid for c in candidates),
             "valid_first_attempt": sum(not c.invalid and c.attempts == 1 for c in candidates),
-            "restated": sum(not c.invalid and RESTATED in (c.change or "") for c in candidates),
             "attempts": sum(c.attempts for c in candidates), "rejected_attempts": dict(reasons.most_common())}
 
 
@@ -110,13 +108,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """One row per step and one in all."""
-    lines = ["| step | candidates | valid | valid at first attempt | valid once restated | attempts "
-             "| rejected attempts by reason |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| step | candidates | valid | valid at first attempt | attempts | rejected attempts by reason |",
+             "|---|---:|---:|---:|---:|---|"]
     for row in [*report["steps"], {"step": "all", **report["total"]}]:
         reasons = "; ".join(f"{reason} ({count})" for reason, count in row["rejected_attempts"].items()) or "-"
         lines.append(f"| {row['step']} | {row['candidates']} | {row['valid']} | {row['valid_first_attempt']} "
-                     f"| {row.get('restated', 0)} | {row['attempts']} | {reasons} |")
+                     f"| {row['attempts']} | {reasons} |")
     return "\n".join(lines)
 
 

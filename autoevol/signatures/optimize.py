@@ -3,8 +3,7 @@
 Two ways to propose a candidate: :class:`OptimizeMethod` rewrites the whole method (the paper's
 way); :class:`ProposeMethodEdit` writes a small edit (new rules, a rule put into a step, one
 revised step, or one sentence replaced or deleted) that the program applies to the method, which
-a small optimizer LM carries out more reliably. :class:`GeneralizeSentence` restates a proposed
-sentence that names one case's particulars in general terms. Both read the dev failures by rule beside the
+a small optimizer LM carries out more reliably. Both read the dev failures by rule beside the
 feedback, so the change aims at the failures that are frequent, not only at the cases analysed.
 """
 
@@ -63,16 +62,3 @@ class ProposeMethodEdit(dspy.Signature):
         desc="a sentence of the current method, copied word for word, to replace or delete; empty for none")
     new_sentence: str = dspy.OutputField(
         desc="the sentence that takes the old sentence's place; empty to delete the old sentence")
-
-
-class GeneralizeSentence(dspy.Signature):
-    """You make one sentence of an evolving method general. The method tells a model how to rewrite
-    any instruction of a kind into a harder version of itself, but this sentence was written from one
-    example and names that example's particulars. Keep the kind of change the sentence asks for (a
-    further constraint, more depth, more concrete cases, more reasoning steps, a richer input, ...)
-    and state it so that it applies to every instruction of the kind: use none of the listed words
-    and nothing else particular to the example. Write one sentence, an order to the model."""
-
-    sentence: str = dspy.InputField(desc="a sentence of the method that names one example's particulars")
-    particulars: list[str] = dspy.InputField(desc="the example's words the general sentence must not use")
-    general_sentence: str = dspy.OutputField(desc="the same order, stated for any instruction, in one sentence")

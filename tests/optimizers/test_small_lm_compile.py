@@ -202,8 +202,6 @@ def test_a_refused_proposal_is_shown_to_the_next_attempt_of_its_candidate():
     def optimizer(request: ScriptedRequest) -> dict:
         if "trajectory" in request.user:
             return {"issues": json.dumps([]), "feedback": "Case 1 lost its brackets."}
-        if "particulars" in request.inputs:  # the restatement keeps the case's details: no repair
-            return {"general_sentence": request.inputs["sentence"]}
         context = request.inputs.get("context", "")
         contexts.append(context)
         return edit_reply([INPUTS if "names details of case 1 (balanced, brackets)" in context else detail])
@@ -214,81 +212,6 @@ def test_a_refused_proposal_is_shown_to_the_next_attempt_of_its_candidate():
     assert not record.invalid and record.attempts == 2 and record.change == f"added rule: {INPUTS}"
     assert "Refused proposals" not in contexts[0]
     assert "Refused proposals" in contexts[1] and "unchanged 3 of 10 dev items" in contexts[1]
-
-
-BRACKET_CASES = [TrajectoryCase(case_id=str(n), item_id=f"i{n}", stages=[text]) for n, text in enumerate([
-    "def correct_bracketing(brackets: str):\n    Return True if the brackets are balanced.",
-    "def find_max(words: list):\n    Return the word with the most unique characters."], start=1)]
-TIED = "Add constraints to ensure that the brackets are balanced."
-GENERAL = "Add a constraint that the answer must check before it returns."
-
-
-class Restating:
-    """An optimizer whose edit proposals name case 1's details; its restatements are scripted in order."""
-
-    def __init__(self, restatements: list[str | Exception], proposals: list[str] | None = None) -> None:
-        self.restatements, self.proposals = list(restatements), list(proposals or [])
-        self.restatement_requests: list[ScriptedRequest] = []
-        self.edit_requests: list[ScriptedRequest] = []
-
-    def __call__(self, request: ScriptedRequest) -> dict:
-        if "trajectory" in request.user:
-            return {"issues": json.dumps([]), "feedback": "Case 1 lost its brackets."}
-        if "particulars" in request.inputs:
-            self.restatement_requests.append(request)
-            reply = self.restatements.pop(0)
-            if isinstance(reply, Exception):
-                raise reply
-            return {"general_sentence": reply}
-        self.edit_requests.append(request)
-        return edit_reply([self.proposals.pop(0) if self.proposals else TIED])
-
-
-def propose_with(optimizer: Restating, attempts: int = 3):
-    proposer = MethodProposer(mode="edit", attempts=attempts, max_method_words=400, temperature=0.6, top_p=0.95,
-                              seed=0)
-    with dspy.context(lm=scripted_lm(optimizer, role="optimizer", policy=CallPolicy(max_retries=0))):
-        return proposer.propose(1, Candidate(method=INITIAL_METHOD), BRACKET_CASES, "unchanged 3 of 10", step=1)
-
-
-def test_a_sentence_naming_one_cases_details_is_restated_in_general_terms():
-    # seen with Qwen2.5-Coder-1.5B on Self-Instruct: every candidate of a compile named one case's
-    # details ("Provide a detailed budget for Seattle, Washington."), even with the refusal shown
-    optimizer = Restating([GENERAL])
-    record = propose_with(optimizer)
-    assert not record.invalid and record.attempts == 1 and len(optimizer.edit_requests) == 1
-    assert GENERAL in record.candidate.method and TIED not in record.candidate.method
-    assert method_problem(record.candidate.method, INITIAL_METHOD, BRACKET_CASES) is None
-    assert record.change == f"added rule: {GENERAL} (restated in general terms)"
-    assert "names details of case 1" in record.rejected[0] and GENERAL in record.rejected[0]
-    asked = optimizer.restatement_requests[0].inputs
-    assert TIED in asked["sentence"] and "brackets" in asked["particulars"] and "balanced" in asked["particulars"]
-
-
-@pytest.mark.parametrize("restatement", [
-    TIED,  # the same sentence again
-    "Make sure the brackets of the input are balanced.",  # still the case's details
-    "{general_sentence}",  # a placeholder
-    RuntimeError("the optimizer endpoint failed"),  # an error costs the attempt, not the compile
-])
-def test_a_restatement_that_does_not_make_a_usable_method_costs_the_attempt(restatement):
-    optimizer = Restating([restatement, GENERAL], proposals=[TIED, INPUTS])
-    record = propose_with(optimizer)
-    assert not record.invalid and record.attempts == 2 and len(optimizer.restatement_requests) == 1
-    assert record.change == f"added rule: {INPUTS}" and TIED not in record.candidate.method
-    assert "names details of case 1" in record.rejected[0] and "restated" not in record.rejected[0]
-
-
-def test_a_permanent_error_of_the_restatement_ends_the_compile():
-    with pytest.raises(LMAuthError):
-        propose_with(Restating([LMAuthError("invalid api key", model="openai/scripted")]))
-
-
-def test_only_a_sentence_tied_to_a_case_is_restated():
-    # a placeholder, or a rule the cases do not explain, is resampled without a restatement call
-    optimizer = Restating([], proposals=["Use the {improved_method} field for the rewrite.", INPUTS])
-    record = propose_with(optimizer)
-    assert not record.invalid and record.attempts == 2 and optimizer.restatement_requests == []
 
 
 def test_edits_add_rules_or_revise_a_step_and_respect_the_length_budget():

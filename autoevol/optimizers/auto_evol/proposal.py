@@ -16,11 +16,7 @@ earlier changes (:func:`analysis_context`) and the method's length against its w
 A proposal that is not a usable method (identical to the current one, too short or too long, a
 format placeholder, field markers, wording copied from a trajectory case or details of one case,
 a step that repeats another step) is sampled again with a new rollout id, up to ``attempts``
-times, before the candidate is given up. A proposal refused for a sentence tied to one case is
-first given one repair: the optimizer restates that sentence without the case's particulars
-(:func:`tied_sentence`), and the repaired method is checked again. Small optimizer LMs write such
-sentences most of the time (every candidate of a Self-Instruct compile with a 1.5B model, even
-with the refusal reason shown), while the change they carry is often a general one.
+times, before the candidate is given up.
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
@@ -42,7 +38,7 @@ from autoevol.metrics._text import normalize
 from autoevol.programs.demonstration import Candidate, demo_keys
 from autoevol.records import fingerprint
 from autoevol.signatures.analyze import AnalyzeTrajectory, TrajectoryIssue
-from autoevol.signatures.optimize import GeneralizeSentence, OptimizeMethod, ProposeMethodEdit
+from autoevol.signatures.optimize import OptimizeMethod, ProposeMethodEdit
 from autoevol.threads import run_in_threads
 
 logger = logging.getLogger(__name__)
@@ -72,9 +68,6 @@ CONTENT_WORD_LETTERS = 4
 #: which also keeps the method from the growth the paper saw hurt after about 12 steps.
 DEFAULT_MAX_METHOD_WORDS = 250
 
-#: How a candidate's change says that a sentence of it tied to one case was restated in general terms.
-RESTATED = "(restated in general terms)"
-
 #: Earlier candidates shown to an analysis (the most recent ones).
 EARLIER_TRIES = 8
 
@@ -82,14 +75,6 @@ _PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][\w ]*\}|<\s*(?:improved|current|new)[
                           r"|\bcurrent_method\b|\[\[ ##")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-
-
-class Restatement(NamedTuple):
-    """A refused proposal repaired: the method with ``sentence`` (tied to one case) replaced by ``general``."""
-
-    method: str
-    sentence: str
-    general: str
 
 
 class MethodProposer:
@@ -111,7 +96,6 @@ class MethodProposer:
         self.analyze = dspy.Predict(AnalyzeTrajectory)
         self.rewrite = dspy.Predict(OptimizeMethod)
         self.edit = dspy.Predict(ProposeMethodEdit)
-        self.generalize = dspy.Predict(GeneralizeSentence)
 
     def propose(self, index: int, incumbent: Candidate, cases: Sequence[TrajectoryCase], context: str,
                 step: int) -> CandidateRecord:
@@ -124,7 +108,7 @@ class MethodProposer:
         record = CandidateRecord(index=index)
         method = incumbent.method
         trajectory = trajectory_view(cases)
-        rejected: list[str] = []  # every attempt's problem, in order (a repaired one says how)
+        rejected: list[str] = []  # every attempt's problem, in order
         refused: list[str] = []  # the problems of this candidate's proposals, shown to the next one
         for attempt in range(self.attempts):
             config = self._config(step, index, attempt)
@@ -137,15 +121,9 @@ class MethodProposer:
                                                  proposal_context(context, method, self.max_method_words, refused),
                                                  config)
             problem = problem or method_problem(text, method, cases, self.max_method_words)
-            change = edit.describe() if edit is not None else "rewrote the method"
-            restated = self._restated(text, method, cases, config) if problem is not None and text else None
-            if restated is not None:
-                rejected.append(f"{problem}; restated in general terms as {restated.general!r}")
-                text, problem = restated.method, None
-                change = f"{change.replace(restated.sentence, restated.general)} {RESTATED}"
             if problem is None:
                 record.candidate = Candidate(method=text, demos=incumbent.demos)
-                record.change = change
+                record.change = edit.describe() if edit is not None else "rewrote the method"
                 record.attempts, record.rejected = attempt + 1, rejected
                 return record
             rejected.append(problem)
@@ -209,26 +187,6 @@ class MethodProposer:
             _reraise_if_fatal(error)
             return "", None, f"the method {self.mode} failed: {describe_error(error)}"
         return apply_edit(method, edit_from_reply(reply), self.max_method_words)
-
-
-    def _restated(self, text: str, method: str, cases: Sequence[TrajectoryCase],
-                  config: dict[str, Any]) -> Restatement | None:
-        """``text`` with its case-tied sentence restated in general terms by one optimizer call, when
-        that makes it a usable method; else ``None`` (no such sentence, or the repair did not help)."""
-        tied = tied_sentence(text, method, cases)
-        if tied is None:
-            return None
-        sentence, particulars = tied
-        try:
-            reply = self.generalize(sentence=sentence, particulars=particulars, config=config)
-        except Exception as error:
-            _reraise_if_fatal(error)
-            return None
-        general = clean_rule(reply.general_sentence)
-        repaired = text.replace(sentence, general, 1)
-        if not general or method_problem(repaired, method, cases, self.max_method_words) is not None:
-            return None
-        return Restatement(repaired, sentence, general)
 
 
 def rollout_id(seed: int, step: int, index: int, attempt: int = 0) -> int:
@@ -399,22 +357,6 @@ def case_details(text: str, current: str, cases: Sequence[TrajectoryCase]) -> st
                 if len(named) >= CASE_DETAIL_WORDS:
                     return (f"the proposed method names details of case {case.case_id} ({', '.join(named)}): "
                             f"{_BULLET.sub('', sentence).strip()[:120]!r}")
-    return None
-
-
-def tied_sentence(text: str, current: str, cases: Sequence[TrajectoryCase]) -> tuple[str, list[str]] | None:
-    """The first new sentence of a proposal tied to one trajectory case (wording copied from it,
-    or details only it names), with the case words it uses; ``None`` when no sentence alone is."""
-    old_lines = {normalize(line) for line in current.splitlines()}
-    known = _distinctive_words(current)
-    case_words = set().union(*(_distinctive_words(" ".join(case.stages)) for case in cases))
-    for line in text.splitlines():
-        if normalize(line) in old_lines:
-            continue
-        for sentence in _SENTENCE_END.split(line):
-            sentence = _BULLET.sub("", sentence).strip()
-            if copied_case_wording(sentence, current, cases) or case_details(sentence, current, cases):
-                return sentence, sorted((_distinctive_words(sentence) - known) & case_words)
     return None
 
 

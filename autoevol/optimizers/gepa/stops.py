@@ -32,7 +32,7 @@ def matched_metric_calls(*, dev_size: int, batch_size: int, num_candidates: int,
     starting method on the whole dev set, then per step the trajectory (every mini-batch item
     evolved ``l`` times) and every candidate on the whole dev set. It is the schedule's bound:
     racing and early stopping make Auto Evol-Instruct spend less. Optimizer-LM calls are not in
-    it (Auto Evol-Instruct makes 2 to ``1 + 2 * proposal_attempts`` per candidate, GEPA one per
+    it (Auto Evol-Instruct makes 2 to ``1 + proposal_attempts`` per candidate, GEPA one per
     iteration).
     """
     return dev_size + max_steps * (batch_size * evolution_rounds + num_candidates * dev_size)
