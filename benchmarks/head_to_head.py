@@ -28,6 +28,7 @@ The Auto Evol-Instruct settings are ``quality.py``'s flags (``--steps``, ``--can
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -285,15 +286,36 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report_progress(args: argparse.Namespace) -> None:
-    """``--report``: print what ``--name``'s folder holds so far; with ``--results-md``, make it the run's section."""
+    """``--report``: print what ``--name``'s folder holds; with ``--results-md``, make it the run's section.
+
+    A finished run's ``report.json`` (written at its end) gives the held-out table, the paired
+    differences and the compiles' figures above the records' details; otherwise the section is the
+    run's progress so far.
+    """
     if args.name is None:
         raise SystemExit("error: --report needs --name (the run folder under benchmarks/runs/)")
-    progress = run_progress(quality.RUNS_DIR / args.name, planned_items=args.held_out)
-    title = f"Head to head `{args.name}`, in progress (from its records)"
-    print(f"{title}\n\n{progress}")
+    folder = quality.RUNS_DIR / args.name
+    progress = run_progress(folder, planned_items=args.held_out)
+    command = f"python benchmarks/head_to_head.py --name {args.name} --held-out {args.held_out} --report"
+    finished = folder / "report.json"
+    if finished.exists():
+        document = json.loads(finished.read_text(encoding="utf-8"))
+        command = " ".join(["python", *document.pop("command", [])])
+        document["methods"] = [MethodResult(**method) for method in document["methods"]]
+        report = Report(**document)
+        title, body = f"Head to head: {report_title(report)}", f"{markdown(report)}\n\n{progress}"
+    else:
+        title, body = f"Head to head `{args.name}`, in progress (from its records)", progress
+    print(f"{title}\n\n{body}")
     if args.results_md:
-        command = f"python benchmarks/head_to_head.py --name {args.name} --held-out {args.held_out} --report"
-        quality.write_section(args, "head_to_head.py", title, command, progress)
+        quality.write_section(args, "head_to_head.py", title, command, body)
+
+
+def report_title(report: Report) -> str:
+    """What a finished run compared, on which seeds, with which model."""
+    return (f"e_0, the classic operations, Auto Evol-Instruct and GEPA on {Path(report.seed_file).name} with "
+            f"{report.settings['lm']} ({len(report.held_out_ids)} held-out items, {report.compile_items} compile "
+            f"items, seed {report.settings['seed']})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -316,10 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None and args.e0_from is not None and args.json.resolve() == args.e0_from.resolve():
         raise SystemExit("error: --json must not be quality.py's file (--e0-from): it would be overwritten")
     report = quality.run_recorded(args, "head_to_head.py", run)
-    title = (f"e_0, the classic operations, Auto Evol-Instruct and GEPA on {Path(report.seed_file).name} with {report.settings['lm']} "
-             f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
     details = run_progress(quality.RUNS_DIR / args.name) if args.name else ""
-    quality.publish(args, "head_to_head.py", report, f"Head to head: {title}", f"{markdown(report)}\n\n{details}".strip())
+    quality.publish(args, "head_to_head.py", report, f"Head to head: {report_title(report)}",
+                    f"{markdown(report)}\n\n{details}".strip())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
@@ -81,6 +82,37 @@ def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, mon
     text = results.read_text()
     assert "<!-- begin head_to_head-demo -->" in text and "chosen: **deepen**" in text
     assert "the gain **held**" in text
+
+
+def test_a_finished_runs_report_puts_its_held_out_table_above_the_records(tmp_path, monkeypatch):
+    import head_to_head
+    import quality
+    from quality_eval import MethodResult
+
+    runs = tmp_path / "runs"
+    write_run(runs / "demo")
+    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    methods = [MethodResult(key=key, label=label, fingerprint=key, failure_rate=failed / 4, failed=failed, items=4,
+                            by_rule={"unchanged": failed}, seconds=60.0, usage={"evol": {"calls": 8}}, reused=0,
+                            outcomes_file=f"quality.{key}.items.jsonl", failed_flags=flags)
+               for key, label, failed, flags in (("e0", "e_0", 2, [True, False, False, True]),
+                                                 ("evol-instruct", "classic", 1, [True, False, False, False]))]
+    report = head_to_head.Report(settings={"lm": "local:m.gguf", "seed": 3}, seed_file="/seeds/si.jsonl",
+                                 compile_items=11, held_out_ids=["1", "2", "3", "4"], methods=methods,
+                                 differences=[{"method": "evol-instruct", "reference": "e0", "diff": -0.25, "low": -0.75,
+                                               "high": 0.0, "confidence": 0.95, "items": 4}])
+    document = {"command": ["benchmarks/head_to_head.py", "--name", "demo"], **asdict(report)}
+    (runs / "demo" / "report.json").write_text(json.dumps(document))
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
+    head_to_head.main(["--name", "demo", "--held-out", "4", "--report", "--results-md", str(results)])
+    text = results.read_text()
+    assert "Head to head: e_0, the classic operations, Auto Evol-Instruct and GEPA on si.jsonl with local:m.gguf " \
+           "(4 held-out items, 11 compile items, seed 3)" in text and "in progress" not in text
+    assert "`python benchmarks/head_to_head.py --name demo`" in text  # the command that made it
+    assert "| classic | 25.0% | 1 / 4 | unchanged 1 | evol 8 |" in text
+    assert "classic minus e_0: -25.0 points, 95% paired bootstrap interval [-75.0, +0.0] (4 items)" in text
+    assert text.index("minus e_0") < text.index("chosen: **deepen**")  # the records' details below
 
 
 def test_measuring_still_needs_an_lm(tmp_path):
