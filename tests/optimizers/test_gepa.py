@@ -208,6 +208,22 @@ def test_a_spent_budget_stops_and_the_run_directory_resumes(tmp_path):
     assert (tmp_path / "run" / "gepa").is_dir()
 
 
+def test_a_resumed_compile_counts_the_calls_and_time_of_its_interrupted_runs(tmp_path):
+    first_lm = scripted_lm(evol, policy=CallPolicy(max_retries=0), budget=Budget(max_calls=60))
+    with pytest.raises(BudgetExceeded):
+        teleprompter(Reflection(), evol_lm=first_lm).compile(Evolver(), trainset=TRAIN, valset=DEV,
+                                                              run_dir=tmp_path / "run")
+    interrupted = json.loads((tmp_path / "run" / "gepa-lm-calls.json").read_text())
+    assert interrupted["seconds"] > 0 and {usage["role"] for usage in interrupted["usage"]} >= {"evol"}
+    resumed_lm = scripted_lm(evol, policy=CallPolicy(max_retries=0))
+    resumed = teleprompter(Reflection(), evol_lm=resumed_lm).compile(Evolver(), trainset=TRAIN, valset=DEV,
+                                                                     run_dir=tmp_path / "run")
+    evol_calls = resumed.metadata["usage"]["evol"]["calls"]
+    # the resumed run's own calls plus the first run's recorded ones: none of the first run's is lost
+    assert evol_calls == resumed_lm.engine.calls + next(u["calls"] for u in interrupted["usage"] if u["role"] == "evol")
+    assert resumed.metadata["seconds"] >= interrupted["seconds"]
+
+
 def test_gepa_runs_under_the_evol_lm_whatever_dspy_is_configured_with():
     other = scripted_lm(lambda request: {"answer": "wrong LM"})
     with dspy.context(lm=other):

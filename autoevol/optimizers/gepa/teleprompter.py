@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -40,14 +39,14 @@ from autoevol.metrics.feedback import EvolutionFeedback
 from autoevol.metrics.rate import ItemOutcome, evaluate_items, summarize
 from autoevol.optimizers.auto_evol.evaluation import Item
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing, NoImprovement, unconfirmed
-from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord, UsageDelta
+from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.result import compiled_evolver
 from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedComparison, compare
 from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
-from autoevol.optimizers.gepa.stops import FatalErrors, LMCallBudget, matched_metric_calls
+from autoevol.optimizers.gepa.stops import SPENDING_RECORD, FatalErrors, Spending, matched_metric_calls
 from autoevol.programs.evolver import Evolver
 from autoevol.records import UNMEASURED
 from autoevol.version import __version__
@@ -174,7 +173,6 @@ class GEPAEvolInstruct(Teleprompter):
                 which returns the starting method).
             BudgetExceeded, or a permanent LM error: GEPA is stopped and the error re-raised.
         """
-        clock = time.monotonic()
         pool, dev, confirm = self.split(trainset, valset)
         header = self._run_header(student, pool, dev, confirm)
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
@@ -182,10 +180,11 @@ class GEPAEvolInstruct(Teleprompter):
                          CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
         before = lms.usage()  # the LMs may have worked before this compile
-        earlier = run.start() if run is not None else None  # what earlier runs of this compile spent
+        spending = Spending(lms, before, self.max_lm_calls, run.path / SPENDING_RECORD if run is not None else None,
+                            earlier=run.start() if run is not None else None)  # with earlier runs' spending
         try:
             metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
-            result, stopped = self._run_gepa(student, pool, dev, metric, lms, run, before)
+            result, stopped = self._run_gepa(student, pool, dev, metric, lms, run, spending)
             with dspy.context(lm=lms.evol):
                 start, final = self._rescore(student, [student.method, result.candidates[result.best_idx]
                                                        .evolve.signature.instructions], dev, metric)
@@ -193,10 +192,10 @@ class GEPAEvolInstruct(Teleprompter):
                     final = start
                 confirmation = self._confirm(student, start, final, confirm, metric)
             history = _history(result, start, final)
-            usage = _added(earlier.usage if earlier is not None else [], lms.usage_since(before))
+            spending.save()
+            usage, seconds = spending.usage(), spending.seconds()
         finally:
             lms.close()
-        seconds = round(time.monotonic() - clock + (earlier.seconds if earlier is not None else 0.0), 3)
         start_record = StartRecord(score=start, usage=usage, seconds=seconds)
         if run is not None:
             run.write_start(start_record)
@@ -216,12 +215,10 @@ class GEPAEvolInstruct(Teleprompter):
         return evolver
 
     def _run_gepa(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item], metric: EvolutionFeedback,
-                  lms: CompileLMs, run: RunDirectory | None, before: dict[str, Any]) -> tuple[Any, str]:
+                  lms: CompileLMs, run: RunDirectory | None, spending: Spending) -> tuple[Any, str]:
         """GEPA's detailed results, and why it stopped (``max_metric_calls`` or ``max_lm_calls``)."""
         fatal = FatalErrors()
-        record = run.path / "gepa-lm-calls.json" if run is not None else None
-        calls = LMCallBudget(lms, before, self.max_lm_calls, record) if self.max_lm_calls is not None else None
-        stoppers: list[Any] = [fatal] + ([calls] if calls is not None else [])
+        stoppers: list[Any] = [fatal, spending]
         optimizer = dspy.GEPA(
             metric=metric, max_metric_calls=self.max_metric_calls, reflection_lm=lms.optimizer,
             reflection_minibatch_size=self.reflection_minibatch_size,
@@ -241,7 +238,7 @@ class GEPAEvolInstruct(Teleprompter):
             raise
         if fatal.error is not None:
             raise fatal.error
-        return optimized.detailed_results, "max_lm_calls" if calls is not None and calls.fired else "max_metric_calls"
+        return optimized.detailed_results, "max_lm_calls" if spending.fired else "max_metric_calls"
 
     def _rescore(self, student: Evolver, methods: Sequence[str], dev: Sequence[Item],
                  metric: EvolutionFeedback) -> list[MethodScore]:
@@ -319,14 +316,6 @@ def build_teleprompter(optimizer: OptimizerName, *, settings: CompileSettings | 
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _added(earlier: Sequence[UsageDelta], now_spent: Sequence[UsageDelta]) -> list[UsageDelta]:
-    """Usage per role of earlier runs of the compile plus this run's."""
-    totals = {usage.role: usage for usage in earlier}
-    for usage in now_spent:
-        totals[usage.role] = totals[usage.role].plus(usage) if usage.role in totals else usage
-    return list(totals.values())
 
 
 def _examples(items: Sequence[Item]) -> list[dspy.Example]:
