@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 #: when it held the LM calls alone; older run directories resume from it).
 SPENDING_RECORD = "gepa-lm-calls.json"
 
-__all__ = ["FatalErrors", "Spending", "matched_metric_calls"]
+__all__ = ["SPENDING_RECORD", "FatalErrors", "Spending", "matched_metric_calls"]
 
 
 def matched_metric_calls(*, dev_size: int, batch_size: int, num_candidates: int, max_steps: int,
