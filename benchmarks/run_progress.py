@@ -4,7 +4,8 @@ that is still going, or that stopped and continues in another session.
 For each compile run directory (``*.run``, written by ``quality.py`` or ``head_to_head.py``): the
 start race (each starting method's failures, its paired counts against the student's method, the
 p-value and the level it had to reach, and why racing dropped it), each step's candidates the same
-way, and the confirmation of the result on items no selection step saw. For each per-item file
+way, the confirmation of the result on items no selection step saw, and how many measurements its
+log holds (``measurements.jsonl``: the phase under way shows there first). For each per-item file
 (``*.items.jsonl``): the items finished, failed, and the failures by rule.
 
     python benchmarks/head_to_head.py --name h2h-self-instruct --report --results-md benchmarks/RESULTS.md
@@ -68,9 +69,10 @@ def compile_progress(run_dir: Path) -> list[str]:
         shown = ("dev_size", "confirm_size", "batch_size", "num_candidates", "max_steps", "patience", "starts")
         lines.append("settings: " + ", ".join(f"{key} {settings[key]}" for key in shown if key in settings))
         lines.append("")
+    logged = _logged(run_dir)
     start = _read(run_dir / "start.json")
     if start is None:
-        return lines + ["nothing recorded yet"]
+        return lines + ["nothing recorded yet" + (f"; {logged}" if logged else "")]
     score = start["score"]
     lines.append(f"start: the student's method failed {_score(score)} dev items ({_rules(score.get('by_rule'))})")
     alternatives = start.get("alternatives") or []
@@ -93,7 +95,17 @@ def compile_progress(run_dir: Path) -> list[str]:
         held = "held" if confirmation.get("supported", comparison.get("supported")) else "did not hold"
         lines += ["", f"confirmation on items no selection step saw: start only / result only "
                       f"{_paired(comparison)}: the gain **{held}**"]
-    return lines
+    return lines + (["", logged[0].upper() + logged[1:]] if logged else [])
+
+
+def _logged(run_dir: Path) -> str:
+    """How many measurements the compile has logged, the phase under way included ("" when none)."""
+    path = run_dir / "measurements.jsonl"
+    counts = Counter(line.get("split") for line in read_lines(path)) if path.is_file() else Counter()
+    if not counts:
+        return ""
+    return "measurements logged so far (the phase under way included): " + \
+        ", ".join(f"{split} {counts[split]}" for split in ("dev", "confirm") if counts[split])
 
 
 def _rules(by_rule: dict[str, int] | None) -> str:

@@ -112,26 +112,31 @@ def evaluate_items(
     num_threads: int = 1,
     tries: int = 1,
     on_done: Callable[[int], None] | None = None,
+    on_outcome: Callable[[int, ItemOutcome], None] | None = None,
 ) -> list[ItemOutcome]:
     """The evaluation loop: each ``(evolving program, instruction)`` task through :func:`evaluate_item`.
 
     Tasks run in ``num_threads`` threads under the configured DSPy LM; outcomes keep the order of
     ``tasks``. An item that ends in an LM error is evaluated again, up to ``tries`` times in all
-    (the LM retries each call as well). ``on_done(count)`` reports finished tasks.
+    (the LM retries each call as well). ``on_done(count)`` reports finished tasks;
+    ``on_outcome(position, outcome)`` receives each task's outcome as it finishes, in its worker
+    thread (to record it before the others finish).
     """
     responder = responder or _chat_answer
     detector = detector or FailureDetector()
 
-    def evaluate(task: tuple[Program, str]) -> ItemOutcome:
-        program, instruction = task
+    def evaluate(numbered: tuple[int, tuple[Program, str]]) -> ItemOutcome:
+        position, (program, instruction) = numbered
         outcome = evaluate_item(instruction, program, responder=responder, detector=detector)
         for _ in range(tries - 1):
             if outcome.verdict.rule != LM_ERROR:
                 break
             outcome = evaluate_item(instruction, program, responder=responder, detector=detector)
+        if on_outcome is not None:
+            on_outcome(position, outcome)
         return outcome
 
-    return run_in_threads(evaluate, tasks, num_threads, on_done)
+    return run_in_threads(evaluate, list(enumerate(tasks)), num_threads, on_done)
 
 
 def _evaluate(instruction: str, evolver: Program, responder: Program, detector: FailureDetector,

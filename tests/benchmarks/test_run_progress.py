@@ -9,10 +9,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from autoevol.optimizers.auto_evol.measurements import Measurement, MeasurementLog
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.run_dir import write_json
 from autoevol.optimizers.auto_evol.selection import PairedComparison
 from autoevol.programs.demonstration import Candidate
+from autoevol.records import Verdict
 
 HERE = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(HERE))
@@ -66,6 +68,19 @@ def test_the_start_race_the_steps_and_the_confirmation_are_read_from_the_records
 def test_a_run_that_recorded_nothing_yet_says_so(tmp_path):
     (tmp_path / "quality.h2h-auto-evol.run").mkdir()
     assert "nothing recorded yet" in run_progress(tmp_path)
+    assert "measurements logged" not in run_progress(tmp_path)
+
+
+def test_the_measurements_of_the_phase_under_way_are_counted(tmp_path):
+    run = tmp_path / "quality.h2h-auto-evol.run"
+    run.mkdir()
+    log = MeasurementLog(run / "measurements.jsonl", {"dev": ["a", "b", "c"], "confirm": ["d"]})
+    for split, position, item in (("dev", 0, "a"), ("dev", 1, "b"), ("confirm", 0, "d")):
+        log.append(Measurement(split=split, method="m", position=position, item=item, verdict=Verdict.passed()))
+    assert ("nothing recorded yet; measurements logged so far (the phase under way included): dev 2, confirm 1"
+            in run_progress(tmp_path))
+    write_run(tmp_path)
+    assert "Measurements logged so far (the phase under way included): dev 2, confirm 1" in run_progress(tmp_path)
 
 
 def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import dspy
 
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import ItemOutcome, Program, evaluate_item, evaluate_items, summarize
+from autoevol.optimizers.auto_evol.measurements import Measurement, MeasurementLog, Split
 from autoevol.optimizers.auto_evol.records import MethodScore, TrajectoryCase
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
@@ -62,13 +63,14 @@ class EvolRole:
         """Evolve once with ``candidate``, answer and judge (:func:`~autoevol.metrics.rate.evaluate_item`)."""
         return evaluate_item(instruction, self.evolver(candidate), responder=self.responder, detector=self.detector)
 
-    def evaluate_all(self, tasks: Sequence[tuple[Program, str]],
-                     on_done: Callable[[int], None] | None = None) -> list[ItemOutcome]:
+    def evaluate_all(self, tasks: Sequence[tuple[Program, str]], on_done: Callable[[int], None] | None = None,
+                     on_outcome: Callable[[int, ItemOutcome], None] | None = None) -> list[ItemOutcome]:
         """Every ``(evolving program, instruction)`` evolved, answered and judged in threads, under the
-        evol LM; an item that ends in an LM error gets ``ITEM_TRIES`` tries in all."""
+        evol LM (:func:`~autoevol.metrics.rate.evaluate_items`); an item that ends in an LM error
+        gets ``ITEM_TRIES`` tries in all."""
         with dspy.context(lm=self.evol_lm):
-            return evaluate_items(tasks, responder=self.responder, detector=self.detector,
-                                  num_threads=self.num_threads, tries=ITEM_TRIES, on_done=on_done)
+            return evaluate_items(tasks, responder=self.responder, detector=self.detector, num_threads=self.num_threads,
+                                  tries=ITEM_TRIES, on_done=on_done, on_outcome=on_outcome)
 
     def run(self, work: Callable, tasks: Sequence, on_done: Callable[[int], None] | None = None) -> list:
         """``work`` on every task in threads, under the evol LM."""
@@ -116,14 +118,21 @@ class DevEvaluator:
     split); each (candidate, item) is evaluated at most once.
 
     ``excluded`` starts from the positions an earlier run of the same compile left out, so a
-    resumed compile measures every method on the same items as the records it continues.
+    resumed compile measures every method on the same items as the records it continues. With a
+    measurement ``log``, every finished measurement of ``split`` is written to it as it finishes,
+    and those an earlier run logged are not measured again.
     """
 
-    def __init__(self, role: EvolRole, dev: Sequence[Item], excluded: Iterable[int] = ()) -> None:
+    def __init__(self, role: EvolRole, dev: Sequence[Item], excluded: Iterable[int] = (), *,
+                 log: MeasurementLog | None = None, split: Split = "dev") -> None:
         self.role = role
         self.dev = list(dev)
-        self._outcomes: dict[tuple[str, int], ItemOutcome] = {}
         self.excluded: set[int] = set(excluded)
+        self.log, self.split = log, split
+        recorded = log.recorded(split) if log is not None else {}
+        self._outcomes: dict[tuple[str, int], ItemOutcome] = {
+            (key, index): ItemOutcome(original=self.dev[index].text, verdict=verdict)
+            for (key, index), verdict in recorded.items()}
 
     def failures(self, candidates: Mapping[int, Candidate], start: int, stop: int,
                  on_planned: Callable[[int], None], on_done: Callable[[int], None]) -> dict[int, list[bool]]:
@@ -137,7 +146,14 @@ class DevEvaluator:
                        if (key, index) not in self._outcomes})
         on_planned(len(todo))
         tasks = [(self.role.evolver(by_key[key]), self.dev[index].text) for key, index in todo]
-        for (key, index), outcome in zip(todo, self.role.evaluate_all(tasks, on_done)):
+
+        def record(position: int, outcome: ItemOutcome) -> None:
+            key, index = todo[position]
+            if self.log is not None and outcome.verdict.rule not in UNMEASURED:  # those get another try
+                self.log.append(Measurement(split=self.split, method=key, position=index, item=self.dev[index].id,
+                                            verdict=outcome.verdict))
+
+        for (key, index), outcome in zip(todo, self.role.evaluate_all(tasks, on_done, record)):
             self._outcomes[(key, index)] = outcome
             if outcome.verdict.rule in UNMEASURED and index not in self.excluded:
                 logger.warning("item %s is left out of every method's failure rate (%s): %s",

@@ -1,9 +1,11 @@
 """The run directory of a compile: its checkpoints on disk, and the header that says which run it belongs to.
 
 A run directory holds ``run.json`` (the settings and data the run belongs to), ``steps/step-NNN.json``
-(one record per completed step, written atomically) and ``calls.sqlite`` (every completed LM call).
-A compile given the same directory again replays the recorded steps and continues after the last
-one; the call cache makes any work of an interrupted step free to redo.
+(one record per completed step, written atomically), ``measurements.jsonl`` (every finished dev
+measurement, as it finishes: :mod:`~autoevol.optimizers.auto_evol.measurements`) and ``calls.sqlite``
+(every completed LM call). A compile given the same directory again replays the recorded steps and
+continues after the last one; the measurement log spares it the interrupted phase's finished
+items, on any machine, and the call cache makes the rest of that phase's work free to redo here.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from autoevol.optimizers.auto_evol.measurements import MeasurementLog, MeasurementLogError, Split
 from autoevol.optimizers.auto_evol.records import StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.selection import PairedComparison
 
@@ -81,6 +85,17 @@ class RunDirectory:
     def cache_path(self) -> Path:
         """The SQLite file of completed LM calls."""
         return self.path / "calls.sqlite"
+
+    def measurements(self, item_ids: Mapping[Split, Sequence[str]]) -> MeasurementLog:
+        """The log of finished measurements, checked against each split's item ids.
+
+        Raises:
+            RunDirError: the log is unreadable or belongs to other items.
+        """
+        try:
+            return MeasurementLog(self.path / "measurements.jsonl", item_ids)
+        except MeasurementLogError as error:
+            raise RunDirError(str(error)) from None
 
     @property
     def steps_dir(self) -> Path:
