@@ -23,6 +23,7 @@ from autoevol.optimizers.gepa import GEPAEvolInstruct, build_teleprompter, match
 from autoevol.programs.evolver import Evolver, load_evolver
 from autoevol.signatures.evolve import INITIAL_METHOD
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
+from tests.optimizers.test_measurement_log import moved
 
 NUMBERS = "Keep every number of the original instruction."
 QUESTION = "Keep the question the original instruction asks."
@@ -269,3 +270,31 @@ def test_dev_items_whose_answer_hit_an_lm_error_are_left_out_of_both_rescored_ra
     assert compiled.metadata["initial_dev_failures"] == {"failed": 9, "total": DEV_SIZE - 2}
     assert compiled.compile_history[-1].selected.evaluated == DEV_SIZE - 2
     assert "lm_error" not in compiled.compile_history[-1].selected.by_rule
+
+
+def test_a_finished_run_resumed_without_its_call_cache_rescores_and_confirms_from_its_log(tmp_path):
+    """On another machine (no call cache) the measurement log holds the rescoring and the confirmation;
+    only GEPA's own resume measures (it evaluates its seed candidate on the dev set again)."""
+    data = TRAIN + items(40, start=200)
+    first = teleprompter(Reflection(), confirm_size=12).compile(Evolver(), trainset=data, valset=DEV,
+                                                                run_dir=tmp_path / "run")
+    assert first.metadata["confirmation"] is not None and INPUTS in first.method
+    logged = [json.loads(line) for line in (tmp_path / "run" / "measurements.jsonl").read_text().splitlines()]
+    assert {(line["split"], line["method"]) for line in logged} == {
+        (split, method) for split in ("dev", "confirm")
+        for method in (first.metadata["initial_method_fingerprint"], first.fingerprint)}
+    evolved = {}
+    for name, keep_log in (("with-log", True), ("without-log", False)):
+        moved(tmp_path / "run", tmp_path / name, keep_log=keep_log)
+        requests = []
+
+        def recording(request: ScriptedRequest, requests=requests):
+            requests.append(request)
+            return evol(request)
+
+        again = teleprompter(Reflection(), evol_lm=scripted_lm(recording, policy=CallPolicy(max_retries=0), cache=False),
+                             confirm_size=12).compile(Evolver(), trainset=data, valset=DEV, run_dir=tmp_path / name)
+        assert again.method == first.method and again.metadata["confirmation"] == first.metadata["confirmation"]
+        evolved[name] = [request for request in requests if not request.plain and INPUTS in request.instructions]
+    assert not evolved["with-log"]  # GEPA's best method was not measured again
+    assert len(evolved["without-log"]) == DEV_SIZE + 12  # without the log: its dev and confirmation items again

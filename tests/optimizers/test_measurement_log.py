@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,17 @@ def compile_run(run_dir, evol: EvolScript):
     return teleprompter(evol_lm, optimizer_lm, **SETTINGS).compile(Evolver(), trainset=items(40), run_dir=run_dir)
 
 
-def logged(run_dir) -> list[dict]:
+def moved(run_dir: Path, to: Path, *, keep_log: bool) -> None:
+    """``run_dir`` copied to ``to`` as to another machine: without its call cache (and, with
+    ``keep_log=False``, without its measurement log)."""
+    shutil.copytree(run_dir, to)
+    for cache in to.glob("calls.sqlite*"):
+        cache.unlink()
+    if not keep_log:
+        (to / "measurements.jsonl").unlink()
+
+
+def logged(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
 
 
@@ -60,12 +71,8 @@ def test_a_compile_resumed_without_its_call_cache_measures_only_what_its_log_lac
     assert all(line["method"] == e0 for line in finished)
 
     # the run moves to another machine: its call cache stays behind (and, to compare, its log too)
-    for name, keep_log in (("with-log", True), ("without-log", False)):
-        shutil.copytree(tmp_path / "run", tmp_path / name)
-        for cache in (tmp_path / name).glob("calls.sqlite*"):
-            cache.unlink()
-        if not keep_log:
-            (tmp_path / name / "measurements.jsonl").unlink()
+    moved(tmp_path / "run", tmp_path / "with-log", keep_log=True)
+    moved(tmp_path / "run", tmp_path / "without-log", keep_log=False)
     with_log, without_log = RecordingEvol(), RecordingEvol()
     resumed = compile_run(tmp_path / "with-log", with_log)
     again = compile_run(tmp_path / "without-log", without_log)

@@ -187,8 +187,7 @@ class AutoEvolInstruct(Teleprompter):
                                       max_method_words=settings.max_method_words, temperature=settings.temperature,
                                       top_p=settings.top_p, seed=settings.seed)
             recorded = run.excluded_items() if run is not None else []
-            log = run.measurements({"dev": [item.id for item in dev], "confirm": [item.id for item in confirm]}) \
-                if run is not None else None
+            log = run.measurements(dev=dev, confirm=confirm) if run is not None else None
             loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev, excluded=recorded, log=log),
                          confirmation=DevEvaluator(role, confirm, log=log, split="confirm"), proposer=proposer,
                          demos=demos)

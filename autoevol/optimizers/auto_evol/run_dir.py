@@ -15,13 +15,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from autoevol.optimizers.auto_evol.measurements import MeasurementLog, MeasurementLogError, Split
+from autoevol.optimizers.auto_evol.evaluation import Item
+from autoevol.optimizers.auto_evol.measurements import MeasurementLog, MeasurementLogError
 from autoevol.optimizers.auto_evol.records import StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.selection import PairedComparison
 
@@ -86,14 +87,15 @@ class RunDirectory:
         """The SQLite file of completed LM calls."""
         return self.path / "calls.sqlite"
 
-    def measurements(self, item_ids: Mapping[Split, Sequence[str]]) -> MeasurementLog:
-        """The log of finished measurements, checked against each split's item ids.
+    def measurements(self, *, dev: Sequence[Item], confirm: Sequence[Item]) -> MeasurementLog:
+        """The log of finished measurements, checked against the dev set and the confirmation split.
 
         Raises:
             RunDirError: the log is unreadable or belongs to other items.
         """
         try:
-            return MeasurementLog(self.path / "measurements.jsonl", item_ids)
+            return MeasurementLog(self.path / "measurements.jsonl",
+                                  {"dev": [item.id for item in dev], "confirm": [item.id for item in confirm]})
         except MeasurementLogError as error:
             raise RunDirError(str(error)) from None
 

@@ -36,8 +36,7 @@ from dspy.teleprompt.teleprompt import Teleprompter
 from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.feedback import EvolutionFeedback
-from autoevol.metrics.rate import ItemOutcome, evaluate_items, summarize
-from autoevol.optimizers.auto_evol.evaluation import Item
+from autoevol.optimizers.auto_evol.evaluation import DevEvaluator, EvolRole, Item
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing, NoImprovement, unconfirmed
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.result import compiled_evolver
@@ -47,8 +46,8 @@ from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedCompari
 from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
 from autoevol.optimizers.gepa.stops import SPENDING_RECORD, FatalErrors, Spending, matched_metric_calls
+from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
-from autoevol.records import UNMEASURED
 from autoevol.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -185,12 +184,14 @@ class GEPAEvolInstruct(Teleprompter):
         try:
             metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
             result, stopped = self._run_gepa(student, pool, dev, metric, lms, run, spending)
-            with dspy.context(lm=lms.evol):
-                start, final = self._rescore(student, [student.method, result.candidates[result.best_idx]
-                                                       .evolve.signature.instructions], dev, metric)
-                if not _better(final, start):
-                    final = start
-                confirmation = self._confirm(student, start, final, confirm, metric)
+            role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads,
+                            answer_max_tokens=self.answer_max_tokens)
+            log = run.measurements(dev=dev, confirm=confirm) if run is not None else None
+            start, final = self._rescore(student, _method_of(result.candidates[result.best_idx]),
+                                         DevEvaluator(role, dev, log=log))
+            if not _better(final, start):
+                final = start
+            confirmation = self._confirm(start, final, DevEvaluator(role, confirm, log=log, split="confirm"))
             history = _history(result, start, final)
             spending.save()
             usage, seconds = spending.usage(), spending.seconds()
@@ -240,39 +241,25 @@ class GEPAEvolInstruct(Teleprompter):
             raise fatal.error
         return optimized.detailed_results, "max_lm_calls" if spending.fired else "max_metric_calls"
 
-    def _rescore(self, student: Evolver, methods: Sequence[str], dev: Sequence[Item],
-                 metric: EvolutionFeedback) -> list[MethodScore]:
-        """The methods' dev verdicts by rule, on the items every method's measurement could judge
-        (paired, as in a compile: an LM error or a judge abstention leaves the item out)."""
-        outcomes = [self._outcomes(student, method, dev, metric) for method in methods]
-        kept = [index for index in range(len(dev))
-                if all(measured[index].verdict.rule not in UNMEASURED for measured in outcomes)]
-        rates = [summarize([measured[index] for index in kept]) for measured in outcomes]
-        return [_score(student.with_method(method), failed=rate.failed, evaluated=rate.total, by_rule=rate.by_rule)
-                for method, rate in zip(methods, rates)]
+    def _rescore(self, student: Evolver, best: str, dev: DevEvaluator) -> tuple[MethodScore, MethodScore]:
+        """The starting method's and GEPA's best method's dev verdicts by rule, measured as a compile
+        measures (paired: an item either measurement could not judge is left out of both)."""
+        methods = {0: Candidate(method=student.method, demos=tuple(student.demos)),
+                   1: Candidate(method=best, demos=tuple(student.demos))}
+        _measure(dev, methods)
+        return dev.score(methods[0], len(dev.dev)), dev.score(methods[1], len(dev.dev))
 
-    def _confirm(self, student: Evolver, start: MethodScore, final: MethodScore, confirm: Sequence[Item],
-                 metric: EvolutionFeedback) -> PairedComparison | None:
+    def _confirm(self, start: MethodScore, final: MethodScore, confirm: DevEvaluator) -> PairedComparison | None:
         """The final method against the starting method on the confirmation split (``None``: nothing
         to confirm, or no confirmation split). Items either measurement could not judge are left out."""
-        if final.fingerprint == start.fingerprint or not confirm:
+        if final.fingerprint == start.fingerprint or not confirm.dev:
             return None
-        before, after = ([outcome.verdict for outcome in self._outcomes(student, method, confirm, metric)]
-                         for method in (start.method, final.method))
-        measured = [(old, new) for old, new in zip(before, after)
-                    if old.rule not in UNMEASURED and new.rule not in UNMEASURED]
-        comparison = compare([new.failed for _, new in measured], [old.failed for old, _ in measured],
-                             level=self.confirm_alpha)
+        _measure(confirm, {0: start, 1: final})
+        size = len(confirm.dev)
+        comparison = compare(confirm.flags(final, size), confirm.flags(start, size), level=self.confirm_alpha)
         logger.info("confirmation on %d held-out items: %s: the gain %s", comparison.items, comparison.describe(),
                     "holds" if comparison.supported else "does not hold")
         return comparison
-
-    def _outcomes(self, student: Evolver, method: str, items: Sequence[Item],
-                  metric: EvolutionFeedback) -> list[ItemOutcome]:
-        """``method``'s outcome on each item, in order, judged by the rules of the metric GEPA optimizes."""
-        evolver = student.with_method(method)
-        return evaluate_items([(evolver, item.text) for item in items], responder=metric.answer,
-                              detector=metric.detector, num_threads=self.num_threads)
 
     def _run_header(self, student: Evolver, pool: Sequence[Item], dev: Sequence[Item],
                     confirm: Sequence[Item]) -> RunHeader:
@@ -316,6 +303,11 @@ def build_teleprompter(optimizer: OptimizerName, *, settings: CompileSettings | 
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _measure(evaluator: DevEvaluator, methods: dict[int, Candidate]) -> None:
+    """Every method on every item of ``evaluator`` (those its measurement log holds are not measured again)."""
+    evaluator.failures(methods, 0, len(evaluator.dev), on_planned=lambda count: None, on_done=lambda count: None)
 
 
 def _examples(items: Sequence[Item]) -> list[dspy.Example]:
