@@ -1,4 +1,5 @@
-"""The measurement log of a compile: every finished dev measurement, written as it finishes.
+"""The measurement log of a compile: every finished measurement on the dev set or the confirmation
+split, written as it finishes.
 
 A step is checkpointed only when it completes, and a compile's phases are long on a small local
 model (the start race alone measures a hundred or more items). The call cache makes an interrupted
@@ -66,10 +67,6 @@ class MeasurementLog:
             lines = complete.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise MeasurementLogError(f"{path}: unreadable measurement log ({error})") from None
-        if len(complete) < len(data):
-            logger.warning("%s: dropping a last line cut off by a crash", path)
-            with path.open("rb+") as file:
-                file.truncate(len(complete))
         for number, line in enumerate(lines, start=1):
             try:
                 measurement = Measurement.model_validate_json(line)
@@ -80,6 +77,10 @@ class MeasurementLog:
                 raise MeasurementLogError(f"{path}, line {number}: {measurement.split} item {measurement.position} "
                                           f"is {measurement.item!r}, not this run's item")
             self._verdicts[measurement.split][(measurement.method, measurement.position)] = measurement.verdict
+        if len(complete) < len(data):
+            logger.warning("%s: dropping a last line cut off by a crash", path)
+            with path.open("rb+") as file:
+                file.truncate(len(complete))
 
     def recorded(self, split: Split) -> dict[tuple[str, int], Verdict]:
         """The verdicts logged for ``split`` when the log was opened, by (method fingerprint, position)."""
