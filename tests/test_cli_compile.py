@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +140,49 @@ def test_rerunning_a_finished_compile_replays_its_run_directory_without_calls(tm
     assert server.stats.ok == 3  # only the reachability probes (evol, optimizer, judge), which bypass the cache
     second = json.loads(out.read_text())
     assert second["method"] == first["method"] and second["metadata"]["history"] == first["metadata"]["history"]
+
+
+def test_a_compile_killed_mid_phase_resumes_elsewhere_from_its_measurement_log(tmp_path):
+    """SIGKILL while the starting method is measured, then resume with the call cache gone (as on
+    another machine): the same result, every logged measurement kept and none measured again."""
+    data = write_items(tmp_path / "train.jsonl", 40)
+    with FakeOpenAIServer(responder=World(), latency=0.02) as server:
+        assert autoevol(*compile_args(server, data, tmp_path / "reference.json")).returncode == 0
+        full_run = server.stats.ok
+    reference = json.loads((tmp_path / "reference.json").read_text())
+
+    out, run_dir = tmp_path / "evolver.json", tmp_path / "evolver.run"
+    log = run_dir / "measurements.jsonl"
+    with FakeOpenAIServer(responder=World(), latency=0.02) as server:
+        process = subprocess.Popen(["autoevol", *compile_args(server, data, out)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env={**os.environ, "OPENAI_API_KEY": "sk-test"})
+        give_up = time.monotonic() + 120
+        while (not log.exists() or log.read_bytes().count(b"\n") < 6) and process.poll() is None \
+                and time.monotonic() < give_up:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (run_dir / "start.json").exists() and not out.exists()  # killed inside the start's measurement
+    before = log.read_text().splitlines(keepends=True)
+    before = [line for line in before if line.endswith("\n")]
+    assert len(before) >= 6
+    for cache in run_dir.glob("calls.sqlite*"):
+        cache.unlink()
+
+    with FakeOpenAIServer(responder=World(), latency=0.02) as server:
+        resumed = autoevol(*compile_args(server, data, out))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert server.stats.ok <= full_run - len(before)  # each logged item saved at least its evolution
+    document = json.loads(out.read_text())
+    assert document["method"] == reference["method"]
+    def selections(history: list[dict]) -> list[dict]:  # without calls and seconds, which differ
+        return [{key: value for key, value in step.items() if key not in ("calls", "seconds")} for step in history]
+
+    assert selections(document["metadata"]["history"]) == selections(reference["metadata"]["history"])
+    after = log.read_text().splitlines(keepends=True)
+    assert after[:len(before)] == before
+    keys = [tuple(json.loads(line)[key] for key in ("split", "method", "position")) for line in after]
+    assert len(keys) == len(set(keys))
 
 
 def test_bad_input_gives_one_line_errors_and_overwrites_nothing(tmp_path, server):
