@@ -113,7 +113,7 @@ def test_a_corrupt_or_foreign_log_stops_the_compile_before_any_call(tmp_path):
     lines = (run_dir / "measurements.jsonl").read_text().splitlines()
     for cache in run_dir.glob("calls.sqlite*"):
         cache.unlink()
-    (run_dir / "start.json").unlink()  # the compile must reopen its log to redo the start
+    (run_dir / "start.json").unlink()  # without it the compile would measure: the refusal must come first
     cases = {"not a measurement record": ["not json", *lines],
              "not this run's item": [lines[0].replace('"position": 0', '"position": 1'), *lines[1:]]}
     for problem, content in cases.items():
