@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         if picked != "student":
             evaluate(f"start-{picked}", f"starting method the race picked ({picked})",
                      Evolver(starting_methods()[picked]), Path(f"{prefix}.start-{picked}.items.jsonl"), args.resume)
-        budget = calls_of(report.compiles["auto-evol"]["usage"])
+        budget = args.gepa_max_lm_calls or calls_of(report.compiles["auto-evol"]["usage"])
         gepa_optimizer = GEPAEvolInstruct(
             optimizer_lm=optimizer_lm, evol_lm=evol, detector=detector, dev_size=args.dev_size,
             batch_size=args.batch_size, num_candidates=args.candidates, max_steps=args.steps,
@@ -202,7 +202,9 @@ def markdown(report: Report) -> str:
         extra = ""
         if "gepa" in c:
             g = c["gepa"]
-            extra = (f"; LM-call budget {g['max_lm_calls']} (Auto Evol-Instruct's), {g['total_metric_calls']} of at "
+            recorded = calls_of(report.compiles["auto-evol"]["usage"]) if "auto-evol" in report.compiles else None
+            extra = (f"; LM-call budget {g['max_lm_calls']} (Auto Evol-Instruct's compile records {recorded} calls), "
+                     f"{g['total_metric_calls']} of at "
                      f"most {g['max_metric_calls']} metric calls, {g['candidates']} candidates, stopped: {c['stopped']}")
         if c.get("start_chosen") and c.get("start_chosen") != "student":
             extra += f"; start race picked {c['start_chosen']}"
@@ -270,8 +272,11 @@ def parser() -> argparse.ArgumentParser:
     parse = quality.parser()
     parse.description = __doc__.splitlines()[0]
     parse.add_argument("--gepa-max-metric-calls", type=int, default=None,
-                       help="GEPA's metric-call bound (default: Auto Evol-Instruct's schedule; the LM-call budget "
-                            "is Auto Evol-Instruct's compile LM calls in any case)")
+                       help="GEPA's metric-call bound (default: Auto Evol-Instruct's schedule)")
+    parse.add_argument("--gepa-max-lm-calls", type=int, default=None,
+                       help="GEPA's LM-call budget (default: the LM calls Auto Evol-Instruct's compile records). "
+                            "For records that undercount their spend: a compile resumed inside a phase counted only "
+                            "its last run's calls there until phases kept their spending over runs")
     parse.add_argument("--reflection-minibatch-size", type=int, default=3, help="GEPA's items per iteration")
     parse.add_argument("--e0-from", type=Path, default=None, metavar="QUALITY_JSON",
                        help="share e_0's item file with the quality.py run that wrote QUALITY_JSON")

@@ -59,6 +59,8 @@ def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operation
     # GEPA found the CAREFUL method and confirmed it on the items it never saw
     gepa = report["compiles"]["gepa"]
     assert gepa["confirmation"]["items"] == 10 and gepa["confirmation"]["reference_only"] > 0
+    # GEPA's LM-call budget defaults to what Auto Evol-Instruct's compile recorded
+    assert gepa["gepa"]["max_lm_calls"] == sum(u["calls"] for u in report["compiles"]["auto-evol"]["usage"].values())
     carefully = next(m for m in report["methods"] if m["key"] == "h2h-gepa")
     e0 = next(m for m in report["methods"] if m["key"] == "e0")
     assert carefully["failed"] < e0["failed"]

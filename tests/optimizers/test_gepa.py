@@ -273,8 +273,8 @@ def test_dev_items_whose_answer_hit_an_lm_error_are_left_out_of_both_rescored_ra
 
 
 def test_a_finished_run_resumed_without_its_call_cache_rescores_and_confirms_from_its_log(tmp_path):
-    """On another machine (no call cache) the measurement log holds the rescoring and the confirmation;
-    only GEPA's own resume measures (it evaluates its seed candidate on the dev set again)."""
+    """On another machine (no call cache) the measurement log holds the rescoring and the confirmation,
+    and GEPA's saved state its search: one item is measured again."""
     data = TRAIN + items(40, start=200)
     first = teleprompter(Reflection(), confirm_size=12).compile(Evolver(), trainset=data, valset=DEV,
                                                                 run_dir=tmp_path / "run")
@@ -295,6 +295,9 @@ def test_a_finished_run_resumed_without_its_call_cache_rescores_and_confirms_fro
         again = teleprompter(Reflection(), evol_lm=scripted_lm(recording, policy=CallPolicy(max_retries=0), cache=False),
                              confirm_size=12).compile(Evolver(), trainset=data, valset=DEV, run_dir=tmp_path / name)
         assert again.method == first.method and again.metadata["confirmation"] == first.metadata["confirmation"]
-        evolved[name] = [request for request in requests if not request.plain and INPUTS in request.instructions]
-    assert not evolved["with-log"]  # GEPA's best method was not measured again
-    assert len(evolved["without-log"]) == DEV_SIZE + 12  # without the log: its dev and confirmation items again
+        evolved[name] = [request for request in requests if not request.plain]
+    # GEPA's seed on one dev item (dspy evaluates at least one), nor its best method, nor the confirmation
+    assert len(evolved["with-log"]) == 1
+    # without the log: the rescoring and the confirmation again (both methods, dev and confirmation items)
+    # (the seed's one item may be answered by DSPy's in-memory cache when e_0 is rescored on it)
+    assert 2 * (DEV_SIZE + 12) <= len(evolved["without-log"]) <= 1 + 2 * (DEV_SIZE + 12)

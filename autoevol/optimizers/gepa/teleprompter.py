@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
+from gepa.strategies.eval_policy import FullEvaluationPolicy
 
 from autoevol.lm.cache import CallCache
 from autoevol.metrics.failure import FailureDetector
@@ -57,6 +58,8 @@ __all__ = ["OPTIMIZERS", "GEPAEvolInstruct", "build_teleprompter", "matched_metr
 #: The optimizers ``compile --optimizer`` and ``tune`` choose from.
 OPTIMIZERS = ("auto-evol", "gepa")
 OptimizerName = Literal["auto-evol", "gepa"]
+#: The file GEPA saves its state to, in its run directory.
+GEPA_STATE_FILE = "gepa_state.bin"
 
 
 class GEPAEvolInstruct(Teleprompter):
@@ -226,7 +229,8 @@ class GEPAEvolInstruct(Teleprompter):
             candidate_selection_strategy=self.candidate_selection_strategy, use_merge=False,
             num_threads=self.num_threads, log_dir=str(run.path / "gepa") if run is not None else None,
             track_stats=True, warn_on_score_mismatch=False, seed=self.seed,
-            gepa_kwargs={"stop_callbacks": stoppers})
+            gepa_kwargs={"stop_callbacks": stoppers,
+                         "val_evaluation_policy": ResumingEvaluation(run.path / "gepa" if run is not None else None)})
         logger.info("GEPA: %d training items, %d dev items, at most about %d metric calls", len(pool), len(dev),
                     self.max_metric_calls)
         callbacks = [*(dspy.settings.get("callbacks") or []), fatal]
@@ -303,6 +307,25 @@ def build_teleprompter(optimizer: OptimizerName, *, settings: CompileSettings | 
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+class ResumingEvaluation(FullEvaluationPolicy):
+    """GEPA's full validation policy, except that a resumed run measures its seed on one dev item only.
+
+    GEPA evaluates the seed candidate before it looks for saved state, and discards that evaluation
+    when it loads a state from ``state_dir``; without the call cache (another machine) the whole dev
+    set's calls would be spent for nothing. One item, because dspy refuses to evaluate none.
+    """
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self.state_dir = state_dir
+
+    def get_seed_eval_batch(self, loader: Any) -> list[Any]:  # GEPA's optional policy hook
+        if self.state_dir is not None and (self.state_dir / GEPA_STATE_FILE).exists():
+            return list(loader.all_ids())[:1]
+        return list(loader.all_ids())
+
+
 
 
 def _measure(evaluator: DevEvaluator, methods: dict[int, Candidate]) -> None:
