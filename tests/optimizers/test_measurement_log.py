@@ -123,3 +123,23 @@ def test_a_corrupt_or_foreign_log_stops_the_compile_before_any_call(tmp_path):
             compile_run(run_dir, evol)
         assert evol.calls == 0
         assert (run_dir / "measurements.jsonl").read_text() == "\n".join(content) + "\n"  # left as it was
+
+
+def test_the_records_of_a_resumed_phase_count_the_calls_of_every_run_that_worked_on_it(tmp_path):
+    reference = compile_run(tmp_path / "reference", EvolScript())
+    with pytest.raises(Crash):  # dies while measuring the starting method on the dev set
+        compile_run(tmp_path / "run", EvolScript(crash_at=15))
+    spent = json.loads((tmp_path / "run" / "spending" / "start.json").read_text())
+    earlier = next(usage["calls"] for usage in spent["usage"] if usage["role"] == "evol")
+    assert len(logged(tmp_path / "run")) <= earlier < 15  # each logged item took a call or two
+    moved(tmp_path / "run", tmp_path / "moved", keep_log=True)  # the logged items are not measured again
+    second = EvolScript()
+    resumed = compile_run(tmp_path / "moved", second)
+
+    evol = resumed.metadata["usage"]["evol"]
+    assert evol["calls"] == earlier + second.calls  # every call of both runs
+    # the requests of the uninterrupted compile (some of its cache hits were calls of the first run), but
+    # for the calls of an item that finished as the first run crashed (logged, not yet in its record)
+    requests = sum(reference.metadata["usage"]["evol"][key] for key in ("calls", "cache_hits"))
+    assert requests - 2 <= evol["calls"] + evol["cache_hits"] <= requests
+    assert not (tmp_path / "moved" / "spending" / "start.json").exists()  # the start record holds it now

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +64,7 @@ from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, 
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import PairedComparison, acceptance_level, compare
 from autoevol.optimizers.auto_evol.settings import CompileSettings, compile_header
+from autoevol.optimizers.auto_evol.spending import Spending
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, NotEnoughData, data_summary, split_pool_and_dev
 from autoevol.optimizers.auto_evol.stopping import StepCallback, StopCompile, notify, stop_reason
 from autoevol.programs.demonstration import Candidate
@@ -190,7 +190,7 @@ class AutoEvolInstruct(Teleprompter):
             log = run.measurements(dev=dev, confirm=confirm) if run is not None else None
             loop = _Loop(lms=lms, role=role, evaluator=DevEvaluator(role, dev, excluded=recorded, log=log),
                          confirmation=DevEvaluator(role, confirm, log=log, split="confirm"), proposer=proposer,
-                         demos=demos)
+                         demos=demos, run=run)
             return self._optimize(student, start, pool, header, run, loop)
         finally:
             lms.close()
@@ -234,16 +234,17 @@ class AutoEvolInstruct(Teleprompter):
     def _step(self, step: int, incumbent: MethodScore, pool: Sequence[Item], history: Sequence[StepRecord],
               loop: _Loop, *, tried_before: int) -> StepRecord:
         """One step of the loop: mini-batch, trajectory, m analyses and candidates, selection."""
-        clock, usage_before = time.monotonic(), loop.lms.usage()
+        spending = loop.spending(f"step-{step:03d}")
+        progress = _saving(spending, self.progress)
         batch = self.mini_batch(pool, step)
-        stage = Stage(step, "trajectory", self.progress, planned=len(batch))
+        stage = Stage(step, "trajectory", progress, planned=len(batch))
         trajectory = evolve_trajectory(loop.role, incumbent, batch, self.settings.evolution_rounds,
                                        answers=self.settings.trajectory_answers or loop.demos.enabled,
                                        on_done=stage.advance)
         logger.info("step %d: trajectory of %d cases, %d failed", step, len(trajectory),
                     sum(case.failed for case in trajectory))
         context = analysis_context(incumbent, history)
-        stage = Stage(step, "analysis", self.progress, planned=self.settings.num_candidates)
+        stage = Stage(step, "analysis", progress, planned=self.settings.num_candidates)
         with dspy.context(lm=loop.lms.optimizer):
             candidates = loop.proposer.propose_all(self.settings.num_candidates, incumbent, trajectory, context, step,
                                                    num_threads=self.settings.num_threads, on_done=stage.advance)
@@ -252,8 +253,8 @@ class AutoEvolInstruct(Teleprompter):
         mark_duplicates(candidates)
         tried = (history[-1].tried if history else tried_before) + sum(not c.invalid and c.candidate is not None
                                                                        for c in candidates)
-        winner = self._select(incumbent, candidates, step, loop, level=acceptance_level(self.settings.selection_alpha,
-                                                                                        max(tried, 1)))
+        winner = self._select(incumbent, candidates, step, loop, progress,
+                              level=acceptance_level(self.settings.selection_alpha, max(tried, 1)))
         # the incumbent kept is rescored: items left out during this step leave its rate too
         selected = loop.evaluator.score(incumbent, self.settings.dev_size) if winner is None \
             else candidates[winner - 1].score
@@ -262,8 +263,7 @@ class AutoEvolInstruct(Teleprompter):
             step=step, incumbent=incumbent, trajectory=trajectory, candidates=candidates, winner=winner,
             selected=selected, tried=tried,
             excluded_items=loop.evaluator.excluded_items(),
-            new_demos=new_demos, usage=loop.lms.usage_since(usage_before),
-            seconds=round(time.monotonic() - clock, 3), finished_at=now(),
+            new_demos=new_demos, usage=spending.usage(), seconds=spending.seconds(), finished_at=now(),
         )
 
     def split(self, trainset: Instructions, valset: Instructions | None = None) -> DataSplit:
@@ -280,7 +280,7 @@ class AutoEvolInstruct(Teleprompter):
     # ------------------------------------------------------------------------------ selection
 
     def _select(self, incumbent: MethodScore, candidates: Sequence[CandidateRecord], step: int,
-                loop: _Loop, *, level: float) -> int | None:
+                loop: _Loop, progress: ProgressCallback | None, *, level: float) -> int | None:
         """Measure the candidates on D (paired, raced) and return the winner's index, or None.
 
         The winner is the candidate with the fewest failures among those measured on every dev
@@ -289,7 +289,7 @@ class AutoEvolInstruct(Teleprompter):
         methods: dict[int, Candidate] = {INCUMBENT: incumbent}
         methods.update({c.index: c.candidate for c in candidates if not c.invalid and c.candidate is not None})
         keys = list(methods)
-        stage = Stage(step, "evaluation", self.progress)
+        stage = Stage(step, "evaluation", progress)
 
         def measure(running: Sequence[int], start: int, stop: int) -> dict[int, list[bool]]:
             return loop.evaluator.failures({key: methods[key] for key in running}, start, stop,
@@ -332,8 +332,9 @@ class AutoEvolInstruct(Teleprompter):
         recorded = run.start() if run is not None else None
         if recorded is not None:
             return recorded
-        clock, usage_before = time.monotonic(), loop.lms.usage()
-        stage = Stage(0, "evaluation", self.progress)
+        spending = loop.spending("start")
+        progress = _saving(spending, self.progress)
+        stage = Stage(0, "evaluation", progress)
         loop.evaluator.failures({INCUMBENT: candidate}, 0, self.settings.dev_size, stage.plan, stage.advance)
         score = loop.evaluator.score(candidate, self.settings.dev_size)
         logger.info("starting method: dev failure rate %.1f%% (%d/%d)", 100 * score.failure_rate,
@@ -345,15 +346,15 @@ class AutoEvolInstruct(Teleprompter):
         mark_duplicates(alternatives)
         winner = None
         if alternatives:
-            winner = self._select(score, alternatives, 0, loop, level=acceptance_level(self.settings.selection_alpha,
-                                                                                       len(alternatives)))
+            winner = self._select(score, alternatives, 0, loop, progress,
+                                  level=acceptance_level(self.settings.selection_alpha, len(alternatives)))
             logger.info("starting methods raced: %s", "the student's method stays" if winner is None else
                         f"{self.settings.starts[winner - 1]} replaces it")
             # items left out during the race leave it too
             score = loop.evaluator.score(candidate, self.settings.dev_size)
         start = StartRecord(score=score, alternatives=alternatives, winner=winner, tried=len(alternatives),
                             excluded_items=loop.evaluator.excluded_items(),
-                            usage=loop.lms.usage_since(usage_before), seconds=round(time.monotonic() - clock, 3))
+                            usage=spending.usage(), seconds=spending.seconds())
         if run is not None:
             run.write_start(start)
         return start
@@ -375,5 +376,19 @@ class _Loop:
     confirmation: DevEvaluator  # the final check on items no selection step measured
     proposer: MethodProposer  # analyses and candidate methods under the optimizer LM
     demos: DemoSearch  # the demonstration pool and the demonstration candidates
+    run: RunDirectory | None  # the checkpoints, if any
+
+    def spending(self, phase: str) -> Spending:
+        """What ``phase`` spends, from the earlier runs that worked on it (kept in the run directory)."""
+        return Spending(self.lms, self.run.phase_spending(phase) if self.run is not None else None)
 
 
+def _saving(spending: Spending, progress: ProgressCallback | None) -> ProgressCallback:
+    """A progress callback that saves what the phase has spent so far, then reports to ``progress``."""
+
+    def report(update: StageProgress) -> None:
+        spending.save()
+        if progress is not None:
+            progress(update)
+
+    return report

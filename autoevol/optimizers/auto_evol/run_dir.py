@@ -3,9 +3,11 @@
 A run directory holds ``run.json`` (the settings and data the run belongs to), ``steps/step-NNN.json``
 (one record per completed step, written atomically), ``measurements.jsonl`` (every finished dev
 measurement, as it finishes: :mod:`~autoevol.optimizers.auto_evol.measurements`) and ``calls.sqlite``
-(every completed LM call). A compile given the same directory again replays the recorded steps and
-continues after the last one; the measurement log spares it the interrupted phase's finished
-items, on any machine, and the call cache makes the rest of that phase's work free to redo here.
+(every completed LM call), and while a phase runs, ``spending/PHASE.json`` (what it has spent so far:
+:mod:`~autoevol.optimizers.auto_evol.spending`). A compile given the same directory again replays the
+recorded steps and continues after the last one; the measurement log spares it the interrupted
+phase's finished items, on any machine, the call cache makes the rest of that phase's work free to
+redo here, and the phase's record counts the calls of every run that worked on it.
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ class RunDirectory:
         except MeasurementLogError as error:
             raise RunDirError(str(error)) from None
 
+    def phase_spending(self, phase: str) -> Path:
+        """The record of what an unfinished phase (``start``, ``step-NNN``) has spent so far; the phase's
+        own record replaces it."""
+        folder = self.path / "spending"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{phase}.json"
+
     @property
     def steps_dir(self) -> Path:
         return self.path / "steps"
@@ -163,6 +172,7 @@ class RunDirectory:
     def write_start(self, record: StartRecord) -> None:
         """Checkpoint the starting method's measurement (atomically)."""
         write_json(self.path / "start.json", record.model_dump(mode="json"))
+        (self.path / "spending" / "start.json").unlink(missing_ok=True)
 
     def write_confirmation(self, comparison: PairedComparison, *, start: str, result: str) -> None:
         """Record the final check of the result (method fingerprint ``result``) against the start (``start``)."""
@@ -217,6 +227,7 @@ class RunDirectory:
         self.steps_dir.mkdir(parents=True, exist_ok=True)
         file = self.steps_dir / f"step-{record.step:03d}.json"
         write_json(file, record.model_dump(mode="json"))
+        (self.path / "spending" / file.name).unlink(missing_ok=True)
         return file
 
 

@@ -46,7 +46,8 @@ from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedComparison, compare
 from autoevol.optimizers.auto_evol.settings import CompileSettings
 from autoevol.optimizers.auto_evol.split import DataSplit, Instructions, data_summary, split_pool_and_dev
-from autoevol.optimizers.gepa.stops import SPENDING_RECORD, FatalErrors, Spending, matched_metric_calls
+from autoevol.optimizers.auto_evol.spending import Spending
+from autoevol.optimizers.gepa.stops import SPENDING_RECORD, CallLimit, FatalErrors, matched_metric_calls
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver
 from autoevol.version import __version__
@@ -181,8 +182,7 @@ class GEPAEvolInstruct(Teleprompter):
         lms = CompileLMs(self._evol_lm(), self.optimizer_lm, self.detector or FailureDetector(),
                          CallCache(run.cache_path) if run is not None else None,
                          **({} if self.evol_temperature is None else {"temperature": self.evol_temperature}))
-        before = lms.usage()  # the LMs may have worked before this compile
-        spending = Spending(lms, before, self.max_lm_calls, run.path / SPENDING_RECORD if run is not None else None,
+        spending = Spending(lms, run.path / SPENDING_RECORD if run is not None else None,
                             earlier=run.start() if run is not None else None)  # with earlier runs' spending
         try:
             metric = EvolutionFeedback(detector=lms.detector, evol_lm=lms.evol, answer_max_tokens=self.answer_max_tokens)
@@ -222,7 +222,8 @@ class GEPAEvolInstruct(Teleprompter):
                   lms: CompileLMs, run: RunDirectory | None, spending: Spending) -> tuple[Any, str]:
         """GEPA's detailed results, and why it stopped (``max_metric_calls`` or ``max_lm_calls``)."""
         fatal = FatalErrors()
-        stoppers: list[Any] = [fatal, spending]
+        limit = CallLimit(spending, self.max_lm_calls)
+        stoppers: list[Any] = [fatal, limit]
         optimizer = dspy.GEPA(
             metric=metric, max_metric_calls=self.max_metric_calls, reflection_lm=lms.optimizer,
             reflection_minibatch_size=self.reflection_minibatch_size,
@@ -243,7 +244,7 @@ class GEPAEvolInstruct(Teleprompter):
             raise
         if fatal.error is not None:
             raise fatal.error
-        return optimized.detailed_results, "max_lm_calls" if spending.fired else "max_metric_calls"
+        return optimized.detailed_results, "max_lm_calls" if limit.fired else "max_metric_calls"
 
     def _rescore(self, student: Evolver, best: str, dev: DevEvaluator) -> tuple[MethodScore, MethodScore]:
         """The starting method's and GEPA's best method's dev verdicts by rule, measured as a compile
