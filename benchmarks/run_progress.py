@@ -4,8 +4,9 @@ that is still going, or that stopped and continues in another session.
 For each compile run directory (``*.run``, written by ``quality.py`` or ``head_to_head.py``): the
 start race (each starting method's failures, its paired counts against the student's method, the
 p-value and the level it had to reach, and why racing dropped it), each step's candidates the same
-way, the confirmation of the result on items no selection step saw, and how many measurements its
-log holds (``measurements.jsonl``: the phase under way shows there first). For each per-item file
+way, the confirmation of the result on items no selection step saw, how many measurements its
+log holds (``measurements.jsonl``: the phase under way shows there first), the LM calls and time
+its records count over all its runs, and for GEPA its iterations and accepted candidates. For each per-item file
 (``*.items.jsonl``): the items finished, failed, and the failures by rule.
 
     python benchmarks/head_to_head.py --name h2h-self-instruct --report --results-md benchmarks/RESULTS.md
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from quality_eval import read_lines
+from quality_eval import format_seconds, read_lines
 
 
 def _read(path: Path) -> Any:
@@ -69,10 +70,10 @@ def compile_progress(run_dir: Path) -> list[str]:
         shown = ("dev_size", "confirm_size", "batch_size", "num_candidates", "max_steps", "patience", "starts")
         lines.append("settings: " + ", ".join(f"{key} {settings[key]}" for key in shown if key in settings))
         lines.append("")
-    logged = _logged(run_dir)
+    notes = "; ".join(note for note in (_logged(run_dir), _spent(run_dir), _gepa_search(run_dir)) if note)
     start = _read(run_dir / "start.json")
     if start is None:
-        return lines + ["nothing recorded yet" + (f"; {logged}" if logged else "")]
+        return lines + ["nothing recorded yet" + (f"; {notes}" if notes else "")]
     score = start["score"]
     lines.append(f"start: the student's method failed {_score(score)} dev items ({_rules(score.get('by_rule'))})")
     alternatives = start.get("alternatives") or []
@@ -95,7 +96,7 @@ def compile_progress(run_dir: Path) -> list[str]:
         held = "held" if confirmation.get("supported", comparison.get("supported")) else "did not hold"
         lines += ["", f"confirmation on items no selection step saw: start only / result only "
                       f"{_paired(comparison)}: the gain **{held}**"]
-    return lines + (["", logged[0].upper() + logged[1:]] if logged else [])
+    return lines + (["", notes[0].upper() + notes[1:]] if notes else [])
 
 
 def _logged(run_dir: Path) -> str:
@@ -106,6 +107,36 @@ def _logged(run_dir: Path) -> str:
         return ""
     return "measurements logged so far (the phase under way included): " + \
         ", ".join(f"{split} {counts[split]}" for split in ("dev", "confirm") if counts[split])
+
+
+def _spent(run_dir: Path) -> str:
+    """The LM calls and time the compile's records count, over all its runs and the phase under way
+    ("" when none): GEPA's spending record, or Auto Evol-Instruct's phase records and spending."""
+    gepa = _read(run_dir / "gepa-lm-calls.json")
+    if gepa is not None:
+        records = [gepa]
+    else:
+        files = [run_dir / "start.json", *sorted((run_dir / "steps").glob("step-*.json")),
+                 *sorted((run_dir / "spending").glob("*.json"))]
+        records = [record for record in map(_read, files) if record]
+    calls: Counter[str] = Counter()
+    for record in records:
+        for usage in record.get("usage") or []:
+            calls[usage["role"]] += int(usage.get("calls", 0))
+    if not calls:
+        return ""
+    seconds = sum(float(record.get("seconds") or 0) for record in records)
+    return (f"LM calls so far: {sum(calls.values())} ({', '.join(f'{role} {n}' for role, n in calls.items())}), "
+            f"recorded time {format_seconds(seconds)}")
+
+
+def _gepa_search(run_dir: Path) -> str:
+    """GEPA's iterations and accepted candidates so far, from its saved state's logs ("" for other compiles)."""
+    iterations = _read(run_dir / "gepa" / "run_log.json")
+    candidates = _read(run_dir / "gepa" / "candidates.json")
+    if not isinstance(iterations, list) or not isinstance(candidates, list):
+        return ""
+    return f"GEPA: {len(iterations)} iterations, candidates accepted so far: {len(candidates) - 1}"
 
 
 def _rules(by_rule: dict[str, int] | None) -> str:

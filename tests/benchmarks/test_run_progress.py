@@ -140,3 +140,29 @@ def test_measuring_still_needs_seeds(tmp_path):
     done = subprocess.run([sys.executable, str(HERE / "head_to_head.py"), "--lm", "openai/fake"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "--seed-file --seed-set is required" in done.stderr
+
+
+def usage(role: str, calls: int) -> dict:
+    return {"role": role, "model": "m", "calls": calls, "cache_hits": 1, "input_tokens": 10, "output_tokens": 5}
+
+
+def test_the_calls_of_every_run_and_of_the_phase_under_way_are_counted(tmp_path):
+    write_run(tmp_path)
+    run = tmp_path / "quality.h2h-auto-evol.run"
+    for path, calls, seconds in ((run / "start.json", 30, 600), (run / "steps" / "step-001.json", 20, 300)):
+        write_json(path, {**json.loads(path.read_text()), "usage": [usage("evol", calls)], "seconds": seconds})
+    (run / "spending").mkdir()  # step 2, interrupted: what its runs spent so far
+    write_json(run / "spending" / "step-002.json",
+               {"lm_calls": 7, "seconds": 65, "usage": [usage("evol", 5), usage("optimizer", 2)]})
+    assert "LM calls so far: 57 (evol 55, optimizer 2), recorded time 16m05s" in run_progress(tmp_path)
+
+
+def test_a_gepa_search_under_way_shows_its_calls_iterations_and_candidates(tmp_path):
+    run = tmp_path / "quality.h2h-gepa.run"
+    (run / "gepa").mkdir(parents=True)
+    write_json(run / "gepa-lm-calls.json",
+               {"lm_calls": 12, "seconds": 65, "usage": [usage("evol", 10), usage("optimizer", 2)]})
+    write_json(run / "gepa" / "run_log.json", [{"i": 0}, {"i": 1}])
+    write_json(run / "gepa" / "candidates.json", [{"evolve": "e_0"}, {"evolve": "better"}])
+    assert ("nothing recorded yet; LM calls so far: 12 (evol 10, optimizer 2), recorded time 1m05s; "
+            "GEPA: 2 iterations, candidates accepted so far: 1") in run_progress(tmp_path)
