@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from autoevol.lm import LMSession
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.responder import Responder
-from tests.benchmarks.test_head_to_head import server  # noqa: F401  (the fixture)
+from autoevol.testing.fake_openai import FakeOpenAIServer
+from tests.benchmarks.test_head_to_head import VerdictWorld
 from tests.test_cli_compile_gepa import write_items
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -22,7 +24,13 @@ import retest  # noqa: E402
 from quality_eval import evaluate_method, read_lines  # noqa: E402
 
 
-def arguments(server, data: Path, recorded: Path) -> list[str]:  # noqa: F811
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(responder=VerdictWorld()) as running:
+        yield running
+
+
+def arguments(server, data: Path, recorded: Path) -> list[str]:
     return ["--lm", "openai/fake", "--api-base", server.url, "--seed-file", str(data), "--held-out", "10",
             "--threads", "2", "--judge-lm", "none", "--retest", str(recorded)]
 
@@ -38,7 +46,7 @@ def record_e0(args, path: Path) -> None:
                         resume=False, threads=2)
 
 
-def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, capsys, monkeypatch):  # noqa: F811
+def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, capsys, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-secret")
     data, recorded = write_items(tmp_path / "seeds.jsonl", 40), tmp_path / "quality.e0.items.jsonl"
     argv = arguments(server, data, recorded)
@@ -67,7 +75,7 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 10
 
 
-def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch):  # noqa: F811
+def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-secret")
     data, recorded = write_items(tmp_path / "seeds.jsonl", 40), tmp_path / "quality.e0.items.jsonl"
     record_e0(retest.parser().parse_args(arguments(server, data, recorded)), recorded)
