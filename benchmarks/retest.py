@@ -12,7 +12,8 @@ how much they can differ for no reason.
         --retest quality.e0.items.jsonl --items 30 --results-md benchmarks/RESULTS.md
 
 The new outcomes go next to the recorded file (``retest.<file>``), resumable and, with ``--name``,
-committed as they grow like every run record.
+committed as they grow like every run record. They record the same method, so ``--retest
+retest.<file>`` measures once more and compares the two retests (the same machine, say).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
 from quality_eval import evaluate_method, item_key, read_lines  # noqa: E402
-from run_records import GitCheckpoint  # noqa: E402
+from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
             raise SystemExit(f"error: {recorded_path}: item {stale[0]!r} was measured under other settings "
                              "(--lm, --max-tokens, --answer-max-tokens, the rules, --judge-lm or --seed differ)")
         retest_path = recorded_path.with_name(f"retest.{recorded_path.name}")
-        evaluate_method(f"{method}-retest", f"{method} again", program, items, session=session, lm=evol,
+        evaluate_method(method, f"{method} again", program, items, session=session, lm=evol,
                         responder=Responder(max_tokens=args.answer_max_tokens), detector=detector, settings=settings,
                         path=retest_path, resume=True, threads=args.threads,
                         after_item=checkpoint.due_commit if checkpoint is not None else None)
@@ -156,9 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     title = f"Test-retest: {result.method} measured again on {result.items} items of `{result.recorded_file}`"
     body = markdown(result)
     print(f"{title}\n\n{body}")
-    if args.results_md:
-        quality.write_section(args, "retest.py", title, f"python benchmarks/retest.py {' '.join(sys.argv[1:])}",
-                              body)
+    if args.results_md:  # a section per run folder and recorded file
+        section = f"retest-{args.name or 'run'}-{Path(result.recorded_file).stem}"
+        command = f"python benchmarks/retest.py {' '.join(sys.argv[1:])}"
+        replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{body}")
 
 
 if __name__ == "__main__":
