@@ -74,6 +74,9 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     assert "on 4 items" in capsys.readouterr().out
     assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 10
 
+    retest.main(arguments(server, data, tmp_path / "retest.quality.e0.items.jsonl"))  # the retest, once more
+    assert "verdicts changed: 0 of 10 items" in capsys.readouterr().out  # the fake world is deterministic
+
 
 def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-secret")
