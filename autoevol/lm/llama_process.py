@@ -103,6 +103,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--ctx-per-slot", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-prompt-cache", action="store_true",
+                        help="process every prompt whole (with one slot: identical requests, identical replies)")
     parser.add_argument("--registry-file", required=True, type=Path)
     parser.add_argument("--user", required=True, type=int, help="the process that starts the server")
     parser.add_argument("--ready-fd", required=True, type=int, help="where the listening address is written")
@@ -123,6 +125,7 @@ def serve(args: argparse.Namespace) -> int:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.sampling.penalty_repeat = REPEAT_PENALTY
+    params.cache_prompt = not args.no_prompt_cache
     params.endpoint_metrics = True
     params.endpoint_slots = True
     try:

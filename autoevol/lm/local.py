@@ -80,6 +80,12 @@ class LocalServer:
 
     A joined server keeps the settings it was started with; ``slots`` then reports its own.
 
+    ``prompt_cache=False`` makes the server process every prompt whole instead of reusing the
+    longest prefix a slot already holds. With one slot that makes it repeatable: a
+    temperature-0 request gets the same reply every time on this machine. Reusing a cached prefix,
+    or decoding beside other slots' requests, changes llama.cpp's arithmetic slightly, and a small
+    model's reply with it (``benchmarks/local_determinism.py`` measures how often).
+
     Example:
         >>> with LocalServer(slots=4) as server:          # doctest: +SKIP
         ...     lm = dspy.LM("openai/local", api_base=server.api_base, api_key="local")
@@ -95,6 +101,7 @@ class LocalServer:
         log_path: str | Path | None = None,
         startup_timeout: float = 300.0,
         host: str = "127.0.0.1",
+        prompt_cache: bool = True,
     ) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
@@ -103,6 +110,7 @@ class LocalServer:
         self.ctx_per_slot = ctx_per_slot
         self.n_threads = n_threads
         self.host = host
+        self.prompt_cache = prompt_cache
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else None
         self.api_base_url: str | None = None
@@ -143,6 +151,7 @@ class LocalServer:
                                   "(set AUTOEVOL_CACHE_DIR to a writable folder)") from error
         self.pid, self.api_base_url = entry.pid, entry.api_base
         self.slots, self.ctx_per_slot, self.n_threads = entry.slots, entry.ctx_per_slot, entry.threads
+        self.prompt_cache = entry.prompt_cache
         self.log_path = Path(entry.log)
         return self
 
@@ -156,6 +165,7 @@ class LocalServer:
             sys.executable, "-m", SERVER_MODULE, "--model", str(self.model_path), "--host", self.host,
             "--slots", str(self.slots), "--ctx-per-slot", str(self.ctx_per_slot), "--threads", str(self.n_threads),
             "--registry-file", str(self._entry_file), "--user", str(os.getpid()), "--ready-fd", str(write_end),
+            *([] if self.prompt_cache else ["--no-prompt-cache"]),
         ]
         logger.info("starting llama.cpp server for %s: %d slots, %d threads, log %s", self.model_path.name,
                     self.slots, self.n_threads, log_path)
@@ -176,7 +186,7 @@ class LocalServer:
             os.close(read_end)
         return ServerEntry(model=str(self.model_path.resolve()), pid=self._process.pid, api_base=f"{address}/v1",
                            slots=self.slots, ctx_per_slot=self.ctx_per_slot, threads=self.n_threads,
-                           log=str(log_path))
+                           log=str(log_path), prompt_cache=self.prompt_cache)
 
     def _wait_for_address(self, read_end: int, log_path: Path) -> str:
         deadline = time.monotonic() + self.startup_timeout

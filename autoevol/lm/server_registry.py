@@ -44,6 +44,7 @@ class ServerEntry(BaseModel):
     ctx_per_slot: int
     threads: int
     log: str
+    prompt_cache: bool = True
     leases: list[Lease] = []
 
 
