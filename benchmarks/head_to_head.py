@@ -7,9 +7,10 @@ Evol-Instruct operations (one drawn per item); the starting method Auto Evol-Ins
 (``--start``; evaluated only when it is neither e_0 nor already measured); the evolver Auto
 Evol-Instruct compiles on the compile part; and the evolver GEPA compiles on the same part (the
 same train/dev/confirmation split inside the compile). GEPA's budget is what Auto Evol-Instruct really
-spent: GEPA stops once its compile made as many LM calls, every role counted (``max_lm_calls``,
-checked between GEPA iterations), and never passes the metric calls of Auto Evol-Instruct's
-schedule (``max_metric_calls``, or ``--gepa-max-metric-calls``).
+spent, as its records count it over all its runs (or ``--gepa-max-lm-calls``): GEPA stops once its
+compile made as many LM calls, every role counted (``max_lm_calls``, checked between GEPA
+iterations), and never passes the metric calls of Auto Evol-Instruct's schedule
+(``max_metric_calls``, or ``--gepa-max-metric-calls``).
 Prints the held-out failure rates, failures by rule, evaluation LM calls and evol prompt tokens per
 item, the paired bootstrap intervals of every method against e_0 and against the classic
 operations, and each compile's LM calls, wall time, start race and confirmation.

@@ -327,8 +327,6 @@ class ResumingEvaluation(FullEvaluationPolicy):
         return list(loader.all_ids())
 
 
-
-
 def _measure(evaluator: DevEvaluator, methods: dict[int, Candidate]) -> None:
     """Every method on every item of ``evaluator`` (those its measurement log holds are not measured again)."""
     evaluator.failures(methods, 0, len(evaluator.dev), on_planned=lambda count: None, on_done=lambda count: None)
