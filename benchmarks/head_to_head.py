@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import time
@@ -337,10 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.evolver or args.max_demos:
         raise SystemExit("error: head_to_head.py compiles both evolvers itself, on the method text alone "
                          "(--evolver and --max-demos are quality.py's)")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("LiteLLM", "httpx", "dspy"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    quality.configure_logging(args.verbose)
     if args.json is not None and args.e0_from is not None and args.json.resolve() == args.e0_from.resolve():
         raise SystemExit("error: --json must not be quality.py's file (--e0-from): it would be overwritten")
     report = quality.run_recorded(args, "head_to_head.py", run)

@@ -489,14 +489,19 @@ def require_inputs(args: argparse.Namespace) -> None:
         raise SystemExit("error: one of the arguments --seed-file --seed-set is required")
 
 
+def configure_logging(verbose: bool) -> None:
+    """Warnings on stderr with their time; LiteLLM, httpx and DSPy only on errors; autoevol's steps with ``verbose``."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("autoevol").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
     require_inputs(args)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("LiteLLM", "httpx", "dspy"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    logging.getLogger("autoevol").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    configure_logging(args.verbose)
     report = run_recorded(args, "quality.py", run)
     title = (f"held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
              f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
@@ -516,9 +521,12 @@ def publish(args: argparse.Namespace, script: str, report: Any, title: str, tabl
         write_section(args, script, title, f"python benchmarks/{script} {' '.join(sys.argv[1:])}", table)
 
 
-def write_section(args: argparse.Namespace, script: str, title: str, command: str, body: str) -> None:
-    """The run's section of ``--results-md`` (named after the script and the run), replaced by ``body``."""
+def write_section(args: argparse.Namespace, script: str, title: str, command: str, body: str, *,
+                  part: str | None = None) -> None:
+    """The run's section of ``--results-md`` (named after the script and the run, and ``part`` when a run
+    has several), replaced by ``body``."""
     section = f"{Path(script).stem}-{args.name or (args.json.stem if args.json else 'run')}"
+    section += f"-{part}" if part else ""
     replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{body}")
 
 

@@ -19,7 +19,6 @@ retest.<file>`` measures once more and compares the two retests (the same machin
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
 from quality_eval import evaluate_method, item_key, read_lines  # noqa: E402
-from run_records import GitCheckpoint, replace_section  # noqa: E402
+from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline  # noqa: E402
 from autoevol.lm import CallPolicy, LMSession  # noqa: E402
@@ -150,17 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     """Measure again, print the figures, write ``--results-md``'s section."""
     args = parser().parse_args(argv)
     quality.require_inputs(args)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("LiteLLM", "httpx", "dspy"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quality.configure_logging(args.verbose)
     result = quality.run_recorded(args, "retest.py", run)
     title = f"Test-retest: {result.method} measured again on {result.items} items of `{result.recorded_file}`"
     body = markdown(result)
     print(f"{title}\n\n{body}")
-    if args.results_md:  # a section per run folder and recorded file
-        section = f"retest-{args.name or 'run'}-{Path(result.recorded_file).stem}"
-        command = f"python benchmarks/retest.py {' '.join(sys.argv[1:])}"
-        replace_section(args.results_md, section, f"## {title}\n\n`{command}`\n\n{body}")
+    if args.results_md:  # a section per recorded file
+        quality.write_section(args, "retest.py", title, f"python benchmarks/retest.py {' '.join(sys.argv[1:])}", body,
+                              part=Path(result.recorded_file).stem)
 
 
 if __name__ == "__main__":

@@ -104,9 +104,12 @@ class RunDirectory:
     def phase_spending(self, phase: str) -> Path:
         """The record of what an unfinished phase (``start``, ``step-NNN``) has spent so far; the phase's
         own record replaces it."""
-        folder = self.path / "spending"
-        folder.mkdir(exist_ok=True)
-        return folder / f"{phase}.json"
+        record = self._spending_record(phase)
+        record.parent.mkdir(exist_ok=True)
+        return record
+
+    def _spending_record(self, phase: str) -> Path:
+        return self.path / "spending" / f"{phase}.json"
 
     @property
     def steps_dir(self) -> Path:
@@ -172,7 +175,7 @@ class RunDirectory:
     def write_start(self, record: StartRecord) -> None:
         """Checkpoint the starting method's measurement (atomically)."""
         write_json(self.path / "start.json", record.model_dump(mode="json"))
-        (self.path / "spending" / "start.json").unlink(missing_ok=True)
+        self._spending_record("start").unlink(missing_ok=True)
 
     def write_confirmation(self, comparison: PairedComparison, *, start: str, result: str) -> None:
         """Record the final check of the result (method fingerprint ``result``) against the start (``start``)."""
@@ -227,7 +230,7 @@ class RunDirectory:
         self.steps_dir.mkdir(parents=True, exist_ok=True)
         file = self.steps_dir / f"step-{record.step:03d}.json"
         write_json(file, record.model_dump(mode="json"))
-        (self.path / "spending" / file.name).unlink(missing_ok=True)
+        self._spending_record(file.stem).unlink(missing_ok=True)
         return file
 
 
