@@ -146,16 +146,19 @@ def test_a_compile_killed_mid_phase_resumes_elsewhere_from_its_measurement_log(t
     """SIGKILL while the starting method is measured, then resume with the call cache gone (as on
     another machine): the same result, every logged measurement kept and none measured again."""
     data = write_items(tmp_path / "train.jsonl", 40)
+    # one thread: the World numbers the analyses as they arrive, so two in flight could swap candidates
+    one_thread = ("--threads", "1")
     with FakeOpenAIServer(responder=World(), latency=0.02) as server:
-        assert autoevol(*compile_args(server, data, tmp_path / "reference.json")).returncode == 0
+        assert autoevol(*compile_args(server, data, tmp_path / "reference.json", *one_thread)).returncode == 0
         full_run = server.stats.ok
     reference = json.loads((tmp_path / "reference.json").read_text())
 
     out, run_dir = tmp_path / "evolver.json", tmp_path / "evolver.run"
     log = run_dir / "measurements.jsonl"
     with FakeOpenAIServer(responder=World(), latency=0.02) as server:
-        process = subprocess.Popen(["autoevol", *compile_args(server, data, out)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env={**os.environ, "OPENAI_API_KEY": "sk-test"})
+        process = subprocess.Popen(["autoevol", *compile_args(server, data, out, *one_thread)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "OPENAI_API_KEY": "sk-test"})
         give_up = time.monotonic() + 120
         while (not log.exists() or log.read_bytes().count(b"\n") < 6) and process.poll() is None \
                 and time.monotonic() < give_up:
@@ -170,7 +173,7 @@ def test_a_compile_killed_mid_phase_resumes_elsewhere_from_its_measurement_log(t
         cache.unlink()
 
     with FakeOpenAIServer(responder=World(), latency=0.02) as server:
-        resumed = autoevol(*compile_args(server, data, out))
+        resumed = autoevol(*compile_args(server, data, out, *one_thread))
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert server.stats.ok <= full_run - len(before)  # each logged item saved at least its evolution
     document = json.loads(out.read_text())
