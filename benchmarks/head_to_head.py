@@ -48,7 +48,7 @@ from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline, starting_methods  # noqa: E402
 from autoevol.estimate import Estimate, estimate_compile, estimate_item_evaluations, format_estimate  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
+from autoevol.lm import LMSession, parse_spec  # noqa: E402
 from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.optimizers import CompileFoundNothing  # noqa: E402
 from autoevol.optimizers.gepa import GEPAEvolInstruct  # noqa: E402
@@ -112,14 +112,14 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     shared = args.e0_from.parent / args.e0_from.stem if args.e0_from is not None else prefix
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
           file=sys.stderr, flush=True)
-    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=args.threads, policy=policy, budget=quality.session_budget(args)) as session:
+    with quality.lm_session(args) as session:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(evol, args.lm)
         optimizer_lm = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = quality.build_detector(session, args)
         settings = quality.outcome_settings(args, detector)
-        report = Report(settings={**settings, "api_base": args.api_base, "threads": args.threads},
+        report = Report(settings={**settings, "api_base": args.api_base, "threads": args.threads,
+                                  "reproducible": args.reproducible},
                         seed_file=str(data), compile_items=len(train), held_out_ids=[i.id for i in held_out],
                         methods=[])
 

@@ -47,7 +47,7 @@ from quality_eval import ItemLog, format_seconds, read_lines, role_usage, usage_
 from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession, parse_spec  # noqa: E402
+from autoevol.lm import parse_spec  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.optimizers.auto_evol.selection import compare  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
@@ -182,8 +182,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
         raise SystemExit(f"error: unknown wording(s) {', '.join(unknown)}; choose from {', '.join(available)}")
     evolvers = {name: evolver for name, evolver in available.items() if name in (args.wordings or available)}
     records = quality.RUNS_DIR / args.name
-    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=1, policy=policy, budget=quality.session_budget(args)) as session:
+    with quality.lm_session(args, concurrency=1) as session:
         lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(lm, args.lm)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,

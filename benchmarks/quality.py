@@ -276,15 +276,14 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     prefix = output_prefix(args, data)
     print(f"{data}: {len(train)} compile items, {len(held_out)} held-out items; outputs {prefix}.*",
           file=sys.stderr, flush=True)
-    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=args.threads, policy=policy, budget=session_budget(args)) as session:
+    with lm_session(args) as session:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         probe(evol, args.lm)
         optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = build_detector(session, args)
         settings = outcome_settings(args, detector)
         report = Report(settings={**settings, "api_base": args.api_base, "local_servers": len(session.servers),
-                                  "threads": args.threads},
+                                  "threads": args.threads, "reproducible": args.reproducible},
                         seed_file=str(data), compile_items=len(train),
                         held_out_ids=[item.id for item in held_out], methods=[])
 
@@ -346,9 +345,13 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     return report
 
 
-def session_budget(args: argparse.Namespace) -> Budget | None:
-    """The time limit of ``--budget-minutes``, shared by every LM of the run."""
-    return Budget(max_seconds=60 * args.budget_minutes) if args.budget_minutes else None
+def lm_session(args: argparse.Namespace, concurrency: int | None = None) -> LMSession:
+    """The run's LM session: ``--threads`` calls in flight (or ``concurrency``), ``--timeout`` and
+    ``--retries`` per call, ``--budget-minutes`` shared by every LM, ``--reproducible`` local servers."""
+    budget = Budget(max_seconds=60 * args.budget_minutes) if args.budget_minutes else None
+    return LMSession(concurrency=concurrency or args.threads, policy=CallPolicy(timeout=args.timeout,
+                                                                               max_retries=args.retries),
+                     budget=budget, reproducible=getattr(args, "reproducible", False))
 
 
 def _exit_on_terminate(signum: int, frame: Any) -> None:
@@ -449,6 +452,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--batch-size", type=int, default=4)
     parse.add_argument("--patience", type=int, default=2)
     parse.add_argument("--threads", type=int, default=1)
+    parse.add_argument("--reproducible", action="store_true",
+                       help="local models on one slot without the prompt cache: the same replies when measured again "
+                            "on this machine (docs/local.md)")
     parse.add_argument("--max-demos", type=int, default=None, metavar="K",
                        help="also compile with up to K demonstrations and compare e_0 + bootstrapped demonstrations, "
                             "the compiled method alone and with its demonstrations (default: the method text alone)")

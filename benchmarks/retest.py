@@ -11,9 +11,11 @@ how much they can differ for no reason.
         --judge-lm none --max-tokens 450 --answer-max-tokens 200 --name h2h-humaneval \\
         --retest quality.e0.items.jsonl --items 30 --results-md benchmarks/RESULTS.md
 
-The new outcomes go next to the recorded file (``retest.<file>``), resumable and, with ``--name``,
-committed as they grow like every run record. They record the same method, so ``--retest
-retest.<file>`` measures once more and compares the two retests (the same machine, say).
+The new outcomes go next to the recorded file (``LABEL.<file>``, ``--label`` being ``retest`` by
+default), resumable and, with ``--name``, committed as they grow like every run record. They record
+the same method, so ``--retest retest.<file>`` measures once more and compares the two retests (the
+same machine, say). With ``--reproducible`` (one slot, no prompt cache) two such measurements on one
+machine should agree on every item; ``--label`` keeps them apart from the earlier retests.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from quality_eval import evaluate_method, item_key, read_lines  # noqa: E402
 from run_records import GitCheckpoint  # noqa: E402
 
 from autoevol.baselines import EvolInstructBaseline  # noqa: E402
-from autoevol.lm import CallPolicy, LMSession  # noqa: E402
 from autoevol.optimizers.auto_evol.selection import sign_test_p_value  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
@@ -46,6 +47,7 @@ class Retest:
 
     method: str
     recorded_file: str
+    retest_file: str
     items: int
     recorded_failed: int
     retest_failed: int
@@ -58,7 +60,8 @@ class Retest:
         return len(self.recorded_only) + len(self.retest_only)
 
 
-def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, recorded_file: str) -> Retest:
+def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, recorded_file: str,
+            retest_file: str) -> Retest:
     """The two measurements of the items both hold, by item id."""
     ids = [item_id for item_id in recorded if item_id in retested]
 
@@ -68,7 +71,7 @@ def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, r
 
     before, after = {i: verdict(recorded[i]) for i in ids}, {i: verdict(retested[i]) for i in ids}
     return Retest(
-        method=method, recorded_file=recorded_file, items=len(ids),
+        method=method, recorded_file=recorded_file, retest_file=retest_file, items=len(ids),
         recorded_failed=sum(before[i][0] for i in ids), retest_failed=sum(after[i][0] for i in ids),
         recorded_only=[i for i in ids if before[i][0] and not after[i][0]],
         retest_only=[i for i in ids if after[i][0] and not before[i][0]],
@@ -83,7 +86,7 @@ def markdown(result: Retest) -> str:
     lines = [
         "| measurement | failed / items |", "|---|---:|",
         f"| recorded (`{result.recorded_file}`) | {result.recorded_failed} / {result.items} |",
-        f"| retest | {result.retest_failed} / {result.items} |", "",
+        f"| retest (`{result.retest_file}`) | {result.retest_failed} / {result.items} |", "",
         f"- verdicts changed: {result.changed} of {result.items} items ({result.changed / max(result.items, 1):.0%}): "
         f"{len(result.recorded_only)} failed only in the recorded run, {len(result.retest_only)} only in the retest "
         f"(two-sided sign test p={p_value:.3g}: a systematic shift, or noise)",
@@ -113,8 +116,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
     items = sorted((by_id[item_id] for item_id in recorded), key=lambda item: recorded[item.id]["index"])
     items = items[: args.items] if args.items else items
     program = METHODS[method](args)
-    policy = CallPolicy(timeout=args.timeout, max_retries=args.retries)
-    with LMSession(concurrency=args.threads, policy=policy, budget=quality.session_budget(args)) as session:
+    with quality.lm_session(args) as session:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(evol, args.lm)
         detector = quality.build_detector(session, args)
@@ -125,13 +127,14 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         if stale:
             raise SystemExit(f"error: {recorded_path}: item {stale[0]!r} was measured under other settings "
                              "(--lm, --max-tokens, --answer-max-tokens, the rules, --judge-lm or --seed differ)")
-        retest_path = recorded_path.with_name(f"retest.{recorded_path.name}")
+        retest_path = recorded_path.with_name(f"{args.label}.{recorded_path.name}")
         evaluate_method(method, f"{method} again", program, items, session=session, lm=evol,
                         responder=Responder(max_tokens=args.answer_max_tokens), detector=detector, settings=settings,
                         path=retest_path, resume=True, threads=args.threads,
                         after_item=checkpoint.due_commit if checkpoint is not None else None)
     retested = {line["id"]: line for line in read_lines(retest_path) if "outcome" in line}
-    return compare({item.id: recorded[item.id] for item in items}, retested, method, recorded_path.name)
+    return compare({item.id: recorded[item.id] for item in items}, retested, method, recorded_path.name,
+                   retest_path.name)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -142,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
                        help="the recorded items file (of e_0 or the classic operations) to measure again; "
                             "with --name, relative to its run folder")
     parse.add_argument("--items", type=int, default=None, help="only the first N recorded items (default: all)")
+    parse.add_argument("--label", default="retest", help="the new file is LABEL.<the recorded file's name>")
     return parse
 
 
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{title}\n\n{body}")
     if args.results_md:  # a section per recorded file
         quality.write_section(args, "retest.py", title, f"python benchmarks/retest.py {' '.join(sys.argv[1:])}", body,
-                              part=Path(result.recorded_file).stem)
+                              part=Path(result.retest_file).stem)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+#: ``--reproducible``'s help, the same for every command that measures.
+REPRODUCIBLE_HELP = ("Serve local models with one slot and no prompt cache, so that a measurement repeated on this "
+                     "machine gets the same replies and verdicts (local calls then run one at a time; remote LMs are "
+                     "not affected). See docs/local.md.")
+
 #: Output tokens of a judge call: a verdict word and a one-sentence reason.
 JUDGE_MAX_TOKENS = 160
 

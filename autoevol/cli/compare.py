@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from autoevol.baselines import CLASSIC_NAME, method_names, named_program
-from autoevol.cli.common import check_output, console, fail, merged_usage, probe, session_judge, usage_table
+from autoevol.cli.common import (
+    REPRODUCIBLE_HELP,
+    check_output,
+    console,
+    fail,
+    merged_usage,
+    probe,
+    session_judge,
+    usage_table,
+)
 from autoevol.cli.demos import demos_line
 from autoevol.data import iter_items
 from autoevol.lm import CallPolicy, LMSession
@@ -52,6 +61,7 @@ def compare_command(
     judge_api_base: Annotated[Optional[str], typer.Option(help="API base URL of the judge LM (default: --api-base when it is the evol LM's model).")] = None,
     disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Items evaluated at once.")] = 4,
+    reproducible: Annotated[bool, typer.Option(help=REPRODUCIBLE_HELP)] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
     quality: Annotated[bool, typer.Option(help="Measure complexity and diversity (WordLlama embeddings, offline).")] = True,
     confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of the bootstrap interval.")] = 0.95,
@@ -92,7 +102,7 @@ def compare_command(
     items = [item.instruction for item in iter_items(data, column=column, limit=limit) if item.problem is None]
     if not items:
         fail(f"{data}: no usable instruction")
-    with LMSession(concurrency=concurrency, policy=CallPolicy()) as session:
+    with LMSession(concurrency=concurrency, policy=CallPolicy(), reproducible=reproducible) as session:
         lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
         probe(lm, evol_lm, "evol")
         judge = session_judge(session, judge_lm, judge_api_base or (api_base if judge_lm == evol_lm else None))

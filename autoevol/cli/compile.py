@@ -16,6 +16,7 @@ from rich.table import Table
 from autoevol.baselines import starting_methods
 from autoevol.cli.common import (
     JUDGE_MAX_TOKENS,
+    REPRODUCIBLE_HELP,
     check_output,
     console,
     fail,
@@ -83,6 +84,7 @@ def compile_command(
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
     start: Annotated[Optional[list[str]], typer.Option(help="A starting method raced against e_0 (or --from) on the dev set before step 1, replacing it when the paired test supports it: 'weak', an Evol-Instruct operation (add_constraints, deepen, concretize, increase_reasoning, complicate_input, in_breadth) or 'all' (repeatable).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
+    reproducible: Annotated[bool, typer.Option(help=REPRODUCIBLE_HELP)] = False,
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 1024,
     timeout: Annotated[float, typer.Option(help="Seconds before one LM call is abandoned and retried.")] = 120.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries per LM call on transient errors.")] = 4,
@@ -146,7 +148,7 @@ def compile_command(
     run_dir = run_dir or out.with_suffix(".run")
     policy = CallPolicy(timeout=timeout, max_retries=retries)
     display = _StageDisplay()
-    with LMSession(concurrency=threads, policy=policy) as session:
+    with LMSession(concurrency=threads, policy=policy, reproducible=reproducible) as session:
         evol = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
         probe(evol, evol_lm, "evol")
         optimizer_spec = optimizer_lm or evol_lm

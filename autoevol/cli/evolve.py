@@ -13,7 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoevol.baselines import INITIAL_NAME, EvolInstructBaseline, named_program
-from autoevol.cli.common import check_output, console, fail, merged_usage, probe, progress_bar, usage_table
+from autoevol.cli.common import (
+    REPRODUCIBLE_HELP,
+    check_output,
+    console,
+    fail,
+    merged_usage,
+    probe,
+    progress_bar,
+    usage_table,
+)
 from autoevol.data import DataError, iter_items, output_format, read_rows
 from autoevol.estimate import estimate_evolve, estimate_item_evaluations, format_estimate
 from autoevol.lm import Budget, CallCache, CallPolicy, LMSession, parse_spec
@@ -57,6 +66,7 @@ def evolve(
              "JSON-schema outputs (vLLM, SGLang, OpenAI). On for local models unless --no-structured-output.")] = None,
     disable_rule: Annotated[Optional[list[str]], typer.Option(help="Turn off a failure rule (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Rows evaluated at once.")] = 4,
+    reproducible: Annotated[bool, typer.Option(help=REPRODUCIBLE_HELP)] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N input rows.")] = None,
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 768,
     timeout: Annotated[float, typer.Option(min=0.01, help="Seconds before one LM call is abandoned and retried.")] = 120.0,
@@ -99,6 +109,8 @@ def evolve(
         fail("--resume and --overwrite contradict each other")
     if engine not in ("local", "ray"):
         fail(f"--engine must be 'local' or 'ray', not '{engine}'")
+    if reproducible and engine == "ray":
+        fail("--reproducible serves local models one call at a time; it needs --engine local")
     evolver = _evolver(program, method, engine)
     if engine == "ray":
         _check_ray(retry_failed)
@@ -143,7 +155,7 @@ def evolve(
     calls = CallCache(journal.calls_path)
     try:
         with LMSession(concurrency=concurrency, policy=policy, budget=budget, call_cache=calls,
-                       structured_output=structured_output) as session:
+                       structured_output=structured_output, reproducible=reproducible) as session:
             lm = session.lm(evol_lm, role="evol", api_base=api_base, max_tokens=max_output_tokens)
             probe(lm, evol_lm, "evol", policy)
             judge = session.lm(judge_lm, role="judge", max_tokens=64) if judge_lm else None

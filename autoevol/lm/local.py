@@ -128,6 +128,11 @@ class LocalServer:
         return self.api_base_url
 
     @property
+    def reproducible(self) -> bool:
+        """Whether the server answers a temperature-0 request the same way every time (one slot, no prompt cache)."""
+        return self.slots == 1 and not self.prompt_cache
+
+    @property
     def url(self) -> str:
         """The server's own root URL (``/health``, ``/slots``, ``/metrics`` live there)."""
         return self.api_base.removesuffix("/v1")

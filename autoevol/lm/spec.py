@@ -118,6 +118,10 @@ class LMSession(AbstractContextManager["LMSession"]):
         structured_output: constrain signature calls of non-local LMs to their output schema
             (OpenAI's ``json_schema`` form, which vLLM reads); local models always are unless
             ``False``. ``lm(..., structured_output=...)`` overrides it per LM.
+        reproducible: serve local models with one slot and no prompt cache, so that a
+            temperature-0 call gets the same reply every time on this machine (calls to a local
+            model then run one at a time; remote LMs are not affected). A server already running
+            for the same file with other settings is not joined: :class:`LocalModelError`.
     """
 
     def __init__(
@@ -129,8 +133,10 @@ class LMSession(AbstractContextManager["LMSession"]):
         call_cache: CallCache | None = None,
         server_log_dir: str | Path | None = None,
         structured_output: bool | None = None,
+        reproducible: bool = False,
     ) -> None:
         self.structured_output = structured_output
+        self.reproducible = reproducible
         self.concurrency = concurrency
         self.policy = policy or CallPolicy()
         self.budget = budget
@@ -198,7 +204,17 @@ class LMSession(AbstractContextManager["LMSession"]):
         key = gguf.resolve()
         if key not in self._servers:
             log = self.server_log_dir / f"llama-server-{len(self._servers)}.log" if self.server_log_dir else None
-            self._servers[key] = LocalServer(gguf, slots=self.concurrency or DEFAULT_SLOTS, log_path=log).start()
+            if self.reproducible:
+                server = LocalServer(gguf, slots=1, prompt_cache=False, log_path=log).start()
+                if not server.reproducible:
+                    server.stop()
+                    raise LocalModelError(
+                        f"a llama.cpp server for {gguf.name} is already running (pid {server.pid}) with "
+                        f"{server.slots} slots and the prompt cache {'on' if server.prompt_cache else 'off'}; "
+                        "a reproducible job needs one slot without it: run it when the other jobs have ended")
+            else:
+                server = LocalServer(gguf, slots=self.concurrency or DEFAULT_SLOTS, log_path=log).start()
+            self._servers[key] = server
         return self._servers[key]
 
     @property

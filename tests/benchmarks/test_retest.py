@@ -62,7 +62,8 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
 
     retest.main(argv)
     out = capsys.readouterr().out
-    assert f"| retest | {len(failed)} / 10 |" in out and f"| {len(failed) + 2} / 10 |" in out
+    assert f"| retest (`retest.quality.e0.items.jsonl`) | {len(failed)} / 10 |" in out
+    assert f"| {len(failed) + 2} / 10 |" in out
     assert "verdicts changed: 2 of 10 items (20%): 2 failed only in the recorded run, 0 only in the retest" in out
     for line in passed[:2]:
         assert f"{line['id']}: unchanged -> passed" in out
@@ -76,6 +77,13 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
 
     retest.main(arguments(server, data, tmp_path / "retest.quality.e0.items.jsonl"))  # the retest, once more
     assert "verdicts changed: 0 of 10 items" in capsys.readouterr().out  # the fake world is deterministic
+
+    # a labelled retest measures anew beside the earlier ones (none of them is taken as its own)
+    before = server.stats.requests
+    retest.main(arguments(server, data, recorded) + ["--label", "again", "--items", "3"])
+    assert "| retest (`again.quality.e0.items.jsonl`) |" in capsys.readouterr().out
+    assert server.stats.requests - before >= 3 + 1  # the probe, and each item's evolution at least
+    assert len(list(read_lines(tmp_path / "again.quality.e0.items.jsonl"))) == 3
 
 
 def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch):

@@ -1,14 +1,17 @@
 """Repeatable replies from the embedded server: with one slot and no prompt cache, identical
-temperature-0 requests get identical replies whatever the server did before them."""
+temperature-0 requests get identical replies whatever the server did before them; ``--reproducible``
+jobs get such a server or stop in one line."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from autoevol.lm import LocalServer
+from autoevol.lm import LMSession, LocalModelError, LocalServer
 from autoevol.lm.local import default_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -36,3 +39,54 @@ def test_a_joined_server_keeps_its_prompt_cache_setting_and_the_benchmark_refuse
             joined.stop()
         with pytest.raises(SystemExit, match="another job runs a llama.cpp server"):
             local_determinism.trial(default_model_path(), 1, False, PROMPTS, max_tokens=8)
+
+
+def test_a_reproducible_session_gets_one_slot_without_prompt_cache_and_the_same_replies():
+    with LMSession(concurrency=4, reproducible=True) as session:
+        lm = session.lm("local", role="evol", max_tokens=24)
+        (server,) = session.servers
+        assert server.slots == 1 and server.prompt_cache is False and server.reproducible
+        first = lm(PROMPTS[0])
+        lm(PROMPTS[1])  # another request in between: nothing of it may stay behind
+        assert lm(PROMPTS[0]) == first  # ManagedLM keeps no cache of its own without a call cache
+
+
+def test_a_reproducible_session_refuses_a_running_server_with_other_settings():
+    with LocalServer(slots=2) as running:
+        with LMSession(reproducible=True) as session:
+            with pytest.raises(LocalModelError, match="already running .* 2 slots and the prompt cache on"):
+                session.lm("local", role="evol")
+            assert session.servers == []
+        probe = LMSession()
+        try:  # the running server lost nothing: its other user still gets answers
+            assert probe.lm("local", role="evol", max_tokens=4)("Say OK.")
+            assert probe.servers[0].pid == running.pid
+        finally:
+            probe.close()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed.jsonl"
+
+
+def evolve(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["autoevol", "evolve", str(EXAMPLE), "--out", str(out), "--limit", "3",
+                           "--max-output-tokens", "80", *extra], capture_output=True, text=True, timeout=900)
+
+
+def test_reproducible_evolve_writes_the_same_rows_twice_and_refuses_a_shared_server(tmp_path, leftover_llama_servers):
+    runs = [evolve(tmp_path / f"run{k}.jsonl", "--reproducible", "--concurrency", "3") for k in (1, 2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr[-2000:]
+    rows = [[json.loads(line) for line in (tmp_path / f"run{k}.jsonl").read_text().splitlines()] for k in (1, 2)]
+    fields = ("id", "evolved", "answer", "failed", "rule")
+    assert [[row.get(f) for f in fields] for row in rows[0]] == [[row.get(f) for f in fields] for row in rows[1]]
+    assert len(rows[0]) == 3
+    with LocalServer(slots=2):  # every measuring command refuses to share it
+        refused = [evolve(tmp_path / "refused.jsonl", "--reproducible")] + [subprocess.run(
+            ["autoevol", *command, "--reproducible"], capture_output=True, text=True, timeout=300) for command in (
+                ["compare", "e0", "deepen", "--data", str(EXAMPLE)],
+                ["compile", str(EXAMPLE), "--out", str(tmp_path / "refused.json")])]
+    for result in refused:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "already running" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "refused.jsonl").exists() and not (tmp_path / "refused.json").exists()
+    assert not leftover_llama_servers()
