@@ -46,13 +46,18 @@ class Trial:
     seconds_per_reply: float
 
 
+def chat_completion(api_base: str, prompt: str, max_tokens: int, **options: object) -> dict:
+    """The server's temperature-0 chat completion of ``prompt`` (the response body), sent as is."""
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                       "max_tokens": max_tokens, **options}).encode()
+    request = urllib.request.Request(f"{api_base}/chat/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        return json.loads(response.read())
+
+
 def reply(api_base: str, prompt: str, max_tokens: int) -> str:
     """The server's temperature-0 chat reply to ``prompt``."""
-    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                       "max_tokens": max_tokens}).encode()
-    request = urllib.request.Request(f"{api_base}/chat/completions", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=900) as response:
-        return json.loads(response.read())["choices"][0]["message"]["content"]
+    return chat_completion(api_base, prompt, max_tokens)["choices"][0]["message"]["content"]
 
 
 def trial(model: Path, slots: int, prompt_cache: bool, prompts: list[str], max_tokens: int) -> Trial:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import dspy
 
+from local_determinism import chat_completion
+
 from autoevol.lm import CallPolicy, LMSession, ManagedLM
 from autoevol.lm.cores import available_cores
 from autoevol.lm.local import DEFAULT_SLOTS, LocalServer, default_model_path
@@ -137,14 +139,9 @@ EMBEDDED_SHARE = 6
 
 def decode_rate(server: LocalServer, tokens: int) -> float:
     """Generated tokens per second of one call that decodes exactly ``tokens`` tokens."""
-    body = json.dumps({"messages": [{"role": "user", "content": "Tell a very long story."}], "max_tokens": tokens,
-                       "temperature": 0.0, "ignore_eos": True}).encode()
-    request = urllib.request.Request(f"{server.api_base}/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
     started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=3600) as response:
-        generated = json.loads(response.read())["usage"]["completion_tokens"]
-    return generated / (time.monotonic() - started)
+    generated = chat_completion(server.api_base, "Tell a very long story.", tokens, ignore_eos=True)["usage"]
+    return generated["completion_tokens"] / (time.monotonic() - started)
 
 
 def measure_two_jobs(spec: str, tokens: int) -> None:
