@@ -297,12 +297,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
 
         optimize = None if args.evolver else teleprompter(evol, optimizer, detector, args, after_item)  # fails fast
         demos = f"-demos{args.max_demos}" if args.max_demos else ""  # files of runs with demonstrations
-        e0 = evaluate("e0", "e_0 (initial method)", Evolver())
-        if args.max_demos:
-            with dspy.context(lm=evol):
-                bootstrapped = bootstrapped_e0(train, args, detector, Path(f"{prefix}.e0{demos}.json"), session)
-            report.compile["bootstrap"] = bootstrapped[1]
-            evaluate(f"e0{demos}", f"e_0 + {len(bootstrapped[0].demos)} bootstrapped demonstrations", bootstrapped[0])
+        # the compile first: it is what the run is for, and the held-out evaluations resume around it
         if args.evolver:
             compiled = Evolver().load(args.evolver)
             report.compile.update(compile_figures(compiled, None, str(args.evolver)))
@@ -321,6 +316,12 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
             report.compile.update(compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled{demos}.json"))
             report.compile.update(session_usage=usage_delta(role_usage(session), before), found_nothing=found_nothing)
             label = f"compiled here ({report.compile['steps']} steps" + (", found nothing)" if found_nothing else ")")
+        e0 = evaluate("e0", "e_0 (initial method)", Evolver())
+        if args.max_demos:
+            with dspy.context(lm=evol):
+                bootstrapped = bootstrapped_e0(train, args, detector, Path(f"{prefix}.e0{demos}.json"), session)
+            report.compile["bootstrap"] = bootstrapped[1]
+            evaluate(f"e0{demos}", f"e_0 + {len(bootstrapped[0].demos)} bootstrapped demonstrations", bootstrapped[0])
         if demos and compiled.demos:
             alone = compiled.with_demos([])
             if alone.fingerprint == e0.fingerprint:
