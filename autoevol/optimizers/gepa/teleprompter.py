@@ -190,8 +190,8 @@ class GEPAEvolInstruct(Teleprompter):
             role = EvolRole(evol_lm=lms.evol, detector=lms.detector, num_threads=self.num_threads,
                             answer_max_tokens=self.answer_max_tokens)
             log = run.measurements(dev=dev, confirm=confirm) if run is not None else None
-            start, final = self._rescore(student, _method_of(result.candidates[result.best_idx]),
-                                         DevEvaluator(role, dev, log=log))
+            start, final = _rescore(student, _method_of(result.candidates[result.best_idx]),
+                                    DevEvaluator(role, dev, log=log))
             if not _better(final, start):
                 final = start
             confirmation = self._confirm(start, final, DevEvaluator(role, confirm, log=log, split="confirm"))
@@ -245,14 +245,6 @@ class GEPAEvolInstruct(Teleprompter):
         if fatal.error is not None:
             raise fatal.error
         return optimized.detailed_results, "max_lm_calls" if limit.fired else "max_metric_calls"
-
-    def _rescore(self, student: Evolver, best: str, dev: DevEvaluator) -> tuple[MethodScore, MethodScore]:
-        """The starting method's and GEPA's best method's dev verdicts by rule, measured as a compile
-        measures (paired: an item either measurement could not judge is left out of both)."""
-        methods = {0: Candidate(method=student.method, demos=tuple(student.demos)),
-                   1: Candidate(method=best, demos=tuple(student.demos))}
-        _measure(dev, methods)
-        return dev.score(methods[0], len(dev.dev)), dev.score(methods[1], len(dev.dev))
 
     def _confirm(self, start: MethodScore, final: MethodScore, confirm: DevEvaluator) -> PairedComparison | None:
         """The final method against the starting method on the confirmation split (``None``: nothing
@@ -325,6 +317,15 @@ class ResumingEvaluation(FullEvaluationPolicy):
         if self.state_dir is not None and (self.state_dir / GEPA_STATE_FILE).exists():
             return list(loader.all_ids())[:1]
         return list(loader.all_ids())
+
+
+def _rescore(student: Evolver, best: str, dev: DevEvaluator) -> tuple[MethodScore, MethodScore]:
+    """The starting method's and GEPA's best method's dev verdicts by rule, measured as a compile
+    measures (paired: an item either measurement could not judge is left out of both)."""
+    methods = {0: Candidate(method=student.method, demos=tuple(student.demos)),
+               1: Candidate(method=best, demos=tuple(student.demos))}
+    _measure(dev, methods)
+    return dev.score(methods[0], len(dev.dev)), dev.score(methods[1], len(dev.dev))
 
 
 def _measure(evaluator: DevEvaluator, methods: dict[int, Candidate]) -> None:
