@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from typing import Any
 
 import dspy
@@ -45,6 +46,9 @@ class ManagedLM(dspy.LM):
         marked_text: on a llama.cpp server (``json_object``), answer signatures whose outputs are
             all text in DSPy's field-marker format under a grammar rather than as JSON (see
             :mod:`autoevol.lm.grammar`).
+        seeded_sampling: give every sampled call (temperature above 0) the sampling seed of its
+            ``rollout_id`` (0 without one), so the same request samples the same reply again and
+            distinct rollouts still differ (a llama.cpp server reads ``seed``).
         **lm_kwargs: passed to ``dspy.LM`` (temperature, max_tokens, api_base, api_key, engine...).
     """
 
@@ -60,6 +64,7 @@ class ManagedLM(dspy.LM):
         structured_output: str | None = None,
         structured_max_tokens: int | None = None,
         marked_text: bool = False,
+        seeded_sampling: bool = False,
         **lm_kwargs: Any,
     ) -> None:
         if structured_output is not None and structured_output not in DIALECTS:
@@ -77,6 +82,7 @@ class ManagedLM(dspy.LM):
         self.structured_output = structured_output
         self.structured_max_tokens = structured_max_tokens
         self.marked_text = marked_text
+        self.seeded_sampling = seeded_sampling
         self._usage = UsageCounter(role, model)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
@@ -88,6 +94,10 @@ class ManagedLM(dspy.LM):
 
     @with_callbacks
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
+        if self.seeded_sampling:
+            options = {**self.kwargs, **kwargs}
+            if options.get("temperature") and options.get("seed") is None:
+                kwargs["seed"] = _sampling_seed(options.get("rollout_id"))
         call = prepare(self, prompt, messages, kwargs)
         key = request_key(call.key(self, False)) if self.call_cache is not None else None
         result = self._cached(key)
@@ -151,6 +161,15 @@ class ManagedLM(dspy.LM):
                 self.budget.charge(input_tokens + output_tokens, cost)
         record_call(CallRecord(role=self.role, cached=result.cache_hit,
                                tokens=input_tokens + output_tokens, truncated=truncated))
+
+
+def _sampling_seed(rollout_id: Any) -> int:
+    """The sampling seed of a rollout: its id when it is a whole number, else a stable number made from it."""
+    if rollout_id is None:
+        return 0
+    if isinstance(rollout_id, int):
+        return rollout_id
+    return zlib.crc32(str(rollout_id).encode())
 
 
 def _is_empty(result: CallResult) -> bool:

@@ -119,9 +119,11 @@ class LMSession(AbstractContextManager["LMSession"]):
             (OpenAI's ``json_schema`` form, which vLLM reads); local models always are unless
             ``False``. ``lm(..., structured_output=...)`` overrides it per LM.
         reproducible: serve local models with one slot and no prompt cache, so that a
-            temperature-0 call gets the same reply every time on this machine (calls to a local
-            model then run one at a time; remote LMs are not affected). A server already running
-            for the same file with other settings is not joined: :class:`LocalModelError`.
+            temperature-0 call gets the same reply every time on this machine, and seed their
+            sampled calls by rollout (:class:`ManagedLM`'s ``seeded_sampling``), so that those
+            repeat too (calls to a local model then run one at a time; remote LMs are not
+            affected). A server already running for the same file with other settings is not
+            joined: :class:`LocalModelError`.
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class LMSession(AbstractContextManager["LMSession"]):
             # a server another job started keeps its own slots: more calls than slots would only queue
             endpoint, concurrency = server.api_base, min(self.concurrency or server.slots, server.slots)
             policy = replace(policy, timeout=policy.timeout * server.slots)
+            kwargs["seeded_sampling"] = self.reproducible
             if wanted is not False:
                 kwargs.update(structured_output=LOCAL_DIALECT, structured_max_tokens=LOCAL_STRUCTURED_MAX_TOKENS,
                               marked_text=writes_marked_text(parsed.gguf))  # type: ignore[arg-type]

@@ -49,6 +49,8 @@ def test_a_reproducible_session_gets_one_slot_without_prompt_cache_and_the_same_
         first = lm(PROMPTS[0])
         lm(PROMPTS[1])  # another request in between: nothing of it may stay behind
         assert lm(PROMPTS[0]) == first  # ManagedLM keeps no cache of its own without a call cache
+        sampler = session.lm("local", role="optimizer", temperature=1.0, max_tokens=24)
+        assert sampler(PROMPTS[2], rollout_id=7) == sampler(PROMPTS[2], rollout_id=7)  # sampled calls repeat too
 
 
 def test_a_reproducible_session_refuses_a_running_server_with_other_settings():

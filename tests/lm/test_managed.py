@@ -227,3 +227,19 @@ def test_cache_key_ignores_connection_settings_but_not_content():
     assert first == second
     assert request_key({**base, "temperature": 0.6}) != request_key(base)
     assert request_key({**base, "rollout_id": 1}) != request_key(base)
+
+
+def test_seeded_sampling_gives_each_sampled_rollout_its_own_seed_and_leaves_greedy_calls_alone():
+    with FakeOpenAIServer(responder=lambda messages, body: f"seed={body.get('seed')}") as server:
+        def lm(**settings):
+            return managed.ManagedLM("openai/fake", api_base=server.url, api_key="not-needed", policy=FAST, **settings)
+
+        sampled = lm(seeded_sampling=True, temperature=0.6)
+        assert sampled("hi") == ["seed=0"]  # no rollout: seed 0, the same every time
+        assert sampled("hi", rollout_id=3) == ["seed=3"]
+        assert sampled.copy(rollout_id=4)("hi") == ["seed=4"]  # a copy keeps the setting
+        named = sampled("hi", rollout_id="step-1/candidate-2")
+        assert named == sampled("hi", rollout_id="step-1/candidate-2") != ["seed=0"]
+        assert sampled("hi", seed=11) == ["seed=11"]  # a seed the caller gives wins
+        assert lm(seeded_sampling=True, temperature=0.0)("hi") == ["seed=None"]  # greedy: no seed
+        assert lm(temperature=0.6)("hi", rollout_id=3) == ["seed=None"]  # off by default
