@@ -241,5 +241,7 @@ def test_seeded_sampling_gives_each_sampled_rollout_its_own_seed_and_leaves_gree
         named = sampled("hi", rollout_id="step-1/candidate-2")
         assert named == sampled("hi", rollout_id="step-1/candidate-2") != ["seed=0"]
         assert sampled("hi", seed=11) == ["seed=11"]  # a seed the caller gives wins
+        grammar = {"extra_body": {"grammar": 'root ::= "x"'}}  # routed through LiteLLM: the seed goes along
+        assert sampled("hi", rollout_id=5, **grammar) == ["seed=5"]
         assert lm(seeded_sampling=True, temperature=0.0)("hi") == ["seed=None"]  # greedy: no seed
         assert lm(temperature=0.6)("hi", rollout_id=3) == ["seed=None"]  # off by default
