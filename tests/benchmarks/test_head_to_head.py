@@ -7,32 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from autoevol.testing.fake_openai import FakeOpenAIServer, chat_adapter_responder, parse_output_fields
-from tests.test_cli_compile_gepa import World, write_items
+from tests.test_cli_compile_gepa import write_items
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "head_to_head.py"
-
-
-class VerdictWorld(World):
-    """The GEPA world (the CAREFUL method fails 1 item in 10, e_0 6 in 10); Auto Evol-Instruct's
-    analysis and proposals get the deterministic default replies, which change nothing."""
-
-    def __call__(self, messages: list[dict], body: dict) -> str:
-        wanted = parse_output_fields(messages)
-        if wanted and "evolved_instruction" not in wanted and "verdict" not in wanted:
-            return chat_adapter_responder(messages, body)
-        return super().__call__(messages, body)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(responder=VerdictWorld()) as running:
-        yield running
 
 
 def test_every_method_is_measured_and_compared_with_e0_and_the_classic_operations(tmp_path, server):

@@ -7,22 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
-from autoevol.testing.fake_openai import FakeOpenAIServer
-from tests.benchmarks.test_head_to_head import VerdictWorld
 from tests.test_cli_compile_gepa import write_items
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
 
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(responder=VerdictWorld()) as running:
-        yield running
 
 
 def test_the_compile_comes_first_and_every_method_is_compared_with_e0(tmp_path, server):

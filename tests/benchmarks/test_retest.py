@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ import pytest
 from autoevol.lm import LMSession
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.responder import Responder
-from autoevol.testing.fake_openai import FakeOpenAIServer
-from tests.benchmarks.test_head_to_head import VerdictWorld
 from tests.test_cli_compile_gepa import write_items
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -23,11 +20,6 @@ import quality  # noqa: E402
 import retest  # noqa: E402
 from quality_eval import evaluate_method, read_lines  # noqa: E402
 
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(responder=VerdictWorld()) as running:
-        yield running
 
 
 def arguments(server, data: Path, recorded: Path) -> list[str]:
