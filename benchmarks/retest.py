@@ -54,6 +54,9 @@ class Retest:
     recorded_only: list[str]  # item ids that failed only in the recorded run
     retest_only: list[str]  # item ids that failed only in the retest
     changed_rules: list[str]  # "id: recorded rule -> new rule" for every item whose verdict or rule changed
+    identical: int  # items whose working notes, rewrite and answer are the same text in both
+    recorded_seconds: float  # mean seconds per item, as each measurement recorded them
+    retest_seconds: float
 
     @property
     def changed(self) -> int:
@@ -69,6 +72,12 @@ def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, r
         found = line["outcome"]["verdict"]
         return bool(found.get("failed")), found.get("rule")
 
+    def texts(line: dict) -> tuple[str | None, ...]:
+        return tuple(line["outcome"].get(field) for field in ("notes", "evolved", "answer"))
+
+    def mean_seconds(lines: dict[str, dict]) -> float:
+        return round(sum(float(lines[i].get("seconds") or 0.0) for i in ids) / max(len(ids), 1), 1)
+
     before, after = {i: verdict(recorded[i]) for i in ids}, {i: verdict(retested[i]) for i in ids}
     return Retest(
         method=method, recorded_file=recorded_file, retest_file=retest_file, items=len(ids),
@@ -76,7 +85,9 @@ def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, r
         recorded_only=[i for i in ids if before[i][0] and not after[i][0]],
         retest_only=[i for i in ids if after[i][0] and not before[i][0]],
         changed_rules=[f"{i}: {before[i][1] or 'passed'} -> {after[i][1] or 'passed'}"
-                       for i in ids if before[i] != after[i]])
+                       for i in ids if before[i] != after[i]],
+        identical=sum(texts(recorded[i]) == texts(retested[i]) for i in ids),
+        recorded_seconds=mean_seconds(recorded), retest_seconds=mean_seconds(retested))
 
 
 def markdown(result: Retest) -> str:
@@ -91,6 +102,9 @@ def markdown(result: Retest) -> str:
         f"{len(result.recorded_only)} failed only in the recorded run, {len(result.retest_only)} only in the retest "
         f"(two-sided sign test p={p_value:.3g}: a systematic shift, or noise)",
         f"- items whose verdict or rule changed: {'; '.join(result.changed_rules) or 'none'}",
+        f"- items with the same working notes, rewrite and answer, word for word: {result.identical} of {result.items}",
+        f"- seconds per item as recorded (each item's own time; items measured side by side overlap): "
+        f"{result.recorded_seconds} recorded, {result.retest_seconds} in the retest",
     ]
     return "\n".join(lines)
 

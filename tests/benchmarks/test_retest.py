@@ -50,6 +50,7 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     # the recorded run "saw" two passing items fail: the retest, in the same world, must disagree on exactly them
     for line in passed[:2]:
         line["outcome"]["verdict"].update(failed=True, rule="unchanged")
+    failed[0]["outcome"]["notes"] = "notes the retest will not write"  # same verdict, other text
     recorded.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
     retest.main(argv)
@@ -59,6 +60,7 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     assert "verdicts changed: 2 of 10 items (20%): 2 failed only in the recorded run, 0 only in the retest" in out
     for line in passed[:2]:
         assert f"{line['id']}: unchanged -> passed" in out
+    assert "same working notes, rewrite and answer, word for word: 9 of 10" in out
     assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 10
     assert "sk-test-not-a-secret" not in (tmp_path / "retest.quality.e0.items.jsonl").read_text()
 
