@@ -24,6 +24,7 @@ from autoevol.metrics._text import (
     asks_something,
     clean,
     dangling_word,
+    is_code_task,
     normalize,
     opening,
     phrases,
@@ -117,8 +118,12 @@ def _empty_evolution(original: str, evolved: str, response: str | None) -> str |
 
 
 def _unchanged(original: str, evolved: str, response: str | None) -> str | None:
-    if evolved and normalize(evolved) == normalize(original or ""):
+    if not evolved:
+        return None
+    if normalize(evolved) == normalize(original or ""):
         return "the rewrite is identical to its parent (ignoring case and spacing)"
+    if TOKEN.findall(evolved.casefold()) == TOKEN.findall((original or "").casefold()):
+        return "the rewrite has its parent's words in the same order: only punctuation or layout changed"
     return None
 
 
@@ -183,8 +188,24 @@ _LONG_RATIO = 4
 _LONG_MIN_WORDS = 150
 
 
+#: Docstrings and comments: what a code stub says about the function, not its body.
+_DOCSTRING_OR_COMMENT = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|#[^\n]*')
+#: An indented statement of a function body: a return, a block opener or an assignment.
+_STATEMENT = re.compile(
+    r"^[ \t]+(?:return\b|(?:if|elif|else|for|while|with|try|except)\b[^\n]*:[ \t]*$|[A-Za-z_][\w.\[\]]*[ \t]*[-+*/]?=(?!=))",
+    re.MULTILINE)
+
+
+def _statements(code: str) -> int:
+    """Indented statements of ``code`` outside its docstrings and comments."""
+    return len(_STATEMENT.findall(_DOCSTRING_OR_COMMENT.sub("", code)))
+
+
 def _answers_instead(original: str, evolved: str, response: str | None) -> str | None:
     text, parent = clean(evolved or ""), clean(original or "")
+    if is_code_task(parent) and not _statements(parent) and not is_code_task(text) and _statements(text) >= 2:
+        return (f"the rewrite implements the function its parent asks for ({_statements(text)} statements) "
+                f"and leaves nothing to write: {quote(text)}")
     if _ANSWER_OPENERS.match(text) and not _ANSWER_OPENERS.match(parent):
         return f"the rewrite answers instead of rewriting: {quote(text)}"
     if _PRESENTING_OPENERS.match(text) and not _PRESENTING_OPENERS.match(parent) and not asks_something(text):
@@ -376,14 +397,15 @@ def _only_stopwords(original: str, evolved: str, response: str | None) -> str | 
 _BUILTINS: tuple[FunctionRule, ...] = (
     FunctionRule("empty_evolution", "the rewrite is empty or only whitespace",
                  _empty_evolution, "evolution"),
-    FunctionRule("unchanged", "the rewrite is identical to its parent, ignoring case and spacing",
-                 _unchanged, "evolution"),
+    FunctionRule("unchanged", "the rewrite is identical to its parent, ignoring case and spacing, or has "
+                 "its parent's words in the same order (only punctuation or layout changed)", _unchanged, "evolution"),
     FunctionRule("prompt_leak", "the rewrite copies wording of the evolving method "
                  "(\"given prompt\", \"#Rewritten Prompt#\", \"Step 1 - Options\", ...)", _prompt_leak, "evolution"),
     FunctionRule("truncated", "the rewrite is visibly cut off (open code block or bracket, "
                  "trailing comma, dangling last word)", _truncated, "evolution"),
     FunctionRule("answers_instead", "the rewrite answers the instruction instead of rewriting it "
-                 "(answer opener, or far longer than its parent and asking nothing)", _answers_instead, "evolution"),
+                 "(answer opener, far longer than its parent and asking nothing, or the body of the function "
+                 "its parent's stub asks for)", _answers_instead, "evolution"),
     FunctionRule("complexity_decreased", "the rewrite has clearly fewer content words than its parent "
                  "(content dropped)", _complexity_decreased, "evolution"),
     FunctionRule("lost_question", "the parent asks a question and the rewrite asks nothing",
