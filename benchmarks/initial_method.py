@@ -284,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--disable-rule", action="append", help="leave a failure rule out (repeatable)")
     parse.add_argument("--timeout", type=float, default=900.0)
     parse.add_argument("--retries", type=int, default=2)
+    parse.add_argument("--reproducible", action="store_true",
+                       help="the local model on one slot without the prompt cache (docs/local.md)")
     parse.add_argument("--budget-minutes", type=float, default=None,
                        help="stop cleanly after this long (no LM call starts later); rerun to continue")
     parse.add_argument("--name", default="initial-method", help="the records' folder under benchmarks/runs/")

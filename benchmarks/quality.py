@@ -352,7 +352,7 @@ def lm_session(args: argparse.Namespace, concurrency: int | None = None) -> LMSe
     budget = Budget(max_seconds=60 * args.budget_minutes) if args.budget_minutes else None
     return LMSession(concurrency=concurrency or args.threads, policy=CallPolicy(timeout=args.timeout,
                                                                                max_retries=args.retries),
-                     budget=budget, reproducible=getattr(args, "reproducible", False))
+                     budget=budget, reproducible=args.reproducible)
 
 
 def _exit_on_terminate(signum: int, frame: Any) -> None:
