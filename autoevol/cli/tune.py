@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoevol.cli.common import console, fail
+from autoevol.cli.common import REPRODUCIBLE_HELP, console, fail
 
 study_app = typer.Typer(help="Inspect studies made by 'autoevol tune'.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def _worker(index: int, options: dict[str, Any]) -> dict[str, Any]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lm_options = options.pop("lms")
-    with LMSession(concurrency=options["num_threads"]) as session:
+    with LMSession(concurrency=options["num_threads"], reproducible=lm_options["reproducible"]) as session:
         evol = session.lm(lm_options["evol_lm"], role="evol", api_base=lm_options["api_base"])
         optimizer = session.lm(lm_options["optimizer_lm"], role="optimizer",
                                api_base=lm_options["optimizer_api_base"] or lm_options["api_base"])
@@ -70,6 +70,7 @@ def tune_command(
     max_study_calls: Annotated[Optional[int], typer.Option(min=1, help="Stop the study once its trials spent this many calls.")] = None,
     artifacts: Annotated[Optional[Path], typer.Option(help="Artifact folder (default: next to the storage file).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="Items evaluated in parallel inside a trial.")] = 4,
+    reproducible: Annotated[bool, typer.Option(help=REPRODUCIBLE_HELP)] = False,
     heartbeat: Annotated[int, typer.Option(min=0, help="Heartbeat seconds (RDB): a dead worker's trial fails after 2x this; 0 = off.")] = 30,
     seed: Annotated[int, typer.Option(help="Sampler and teleprompter seed.")] = 0,
     dry_run: Annotated[bool, typer.Option(help="Print the planned LM calls and estimated tokens and cost (trials at the paper's settings, clipped to the space, with max_demos at the space's upper end); call nothing.")] = False,
@@ -104,7 +105,7 @@ def tune_command(
                "artifact_dir": artifacts, "num_threads": threads, "seed": seed,
                "heartbeat_interval": beat, "grace_period": 2 * beat if beat else None,
                "lms": {"evol_lm": evol_lm, "optimizer_lm": optimizer_lm or evol_lm, "api_base": api_base,
-                       "optimizer_api_base": optimizer_api_base}}
+                       "optimizer_api_base": optimizer_api_base, "reproducible": reproducible}}
     started = time.perf_counter()
     try:
         if workers == 1:

@@ -86,9 +86,11 @@ def test_reproducible_evolve_writes_the_same_rows_twice_and_refuses_a_shared_ser
         refused = [evolve(tmp_path / "refused.jsonl", "--reproducible")] + [subprocess.run(
             ["autoevol", *command, "--reproducible"], capture_output=True, text=True, timeout=300) for command in (
                 ["compare", "e0", "deepen", "--data", str(EXAMPLE)],
-                ["compile", str(EXAMPLE), "--out", str(tmp_path / "refused.json")])]
+                ["compile", str(EXAMPLE), "--out", str(tmp_path / "refused.json")],
+                ["tune", str(EXAMPLE), "--trials", "1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"])]
     for result in refused:
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert "already running" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+        assert len(errors) == 1 and "already running" in errors[0], result.stderr[-2000:]  # tune also logs its study
     assert not (tmp_path / "refused.jsonl").exists() and not (tmp_path / "refused.json").exists()
     assert not leftover_llama_servers()
