@@ -203,9 +203,9 @@ def _statements(code: str) -> int:
 
 def _answers_instead(original: str, evolved: str, response: str | None) -> str | None:
     text, parent = clean(evolved or ""), clean(original or "")
-    if is_code_task(parent) and not _statements(parent) and not is_code_task(text) and _statements(text) >= 2:
-        return (f"the rewrite implements the function its parent asks for ({_statements(text)} statements) "
-                f"and leaves nothing to write: {quote(text)}")
+    body = _statements(text) if is_code_task(parent) and not _statements(parent) and not is_code_task(text) else 0
+    if body >= 2:  # the parent is a stub to implement; the rewrite implements it and asks for nothing
+        return f"the rewrite implements the function its parent asks for ({body} statements): {quote(text)}"
     if _ANSWER_OPENERS.match(text) and not _ANSWER_OPENERS.match(parent):
         return f"the rewrite answers instead of rewriting: {quote(text)}"
     if _PRESENTING_OPENERS.match(text) and not _PRESENTING_OPENERS.match(parent) and not asks_something(text):
