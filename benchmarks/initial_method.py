@@ -186,7 +186,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
         lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(lm, args.lm)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
-                    "rules": detector.rule_names}
+                    "rules": detector.rule_ids}
         write_header(records, settings, args)
         for set_name in args.sets:
             items = held_out_items(set_name, args.held_out, args.seed)

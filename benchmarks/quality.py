@@ -239,7 +239,7 @@ def outcome_settings(args: argparse.Namespace, detector: FailureDetector) -> dic
     """What decides an item's outcome (part of every item's key; other scripts share e_0's lines through it)."""
     judge = judge_spec(args)
     return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
-            "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_names,
+            "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_ids,
             "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
 
 

@@ -147,6 +147,13 @@ class FailureDetector:
         return [item.name for item in self._rules]
 
     @property
+    def rule_ids(self) -> list[str]:
+        """The rules in the order they are checked, each named with its version when above 1
+        (``unchanged@2``): what records of verdicts name, so that verdicts made under other
+        decisions are never taken for this detector's."""
+        return [item.name if item.version == 1 else f"{item.name}@{item.version}" for item in self._rules]
+
+    @property
     def judge_lm(self) -> dspy.LM | None:
         """The LM of the information-gain judge, if any."""
         return self._judge_lm

@@ -53,12 +53,17 @@ class FailureRule(ABC):
         description: one line saying what the rule catches.
         target: ``"evolution"`` (looks at the rewrite) or ``"response"`` (looks at the answer).
         expensive: expensive rules (LM calls) run after every cheap rule, in the last phase.
+        version: raised by one whenever the rule's decisions change (a text it passed now fails, or
+            the reverse; a reworded reason is no change). Records of verdicts name each rule with
+            its version (:attr:`~autoevol.metrics.failure.FailureDetector.rule_ids`), so that a
+            resumed run never mixes verdicts made under different decisions.
     """
 
     name: str
     description: str
     target: Target
     expensive: bool = False
+    version: int = 1
 
     @abstractmethod
     def check(self, original: str, evolved: str, response: str | None) -> str | None:
@@ -78,23 +83,28 @@ class FunctionRule(FailureRule):
     """
 
     def __init__(self, name: str, description: str, func: RuleFunc,
-                 target: Target = "response", *, expensive: bool = False) -> None:
+                 target: Target = "response", *, expensive: bool = False, version: int = 1) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a failure rule needs a non-empty name")
         if target not in _TARGETS:
             raise ValueError(f"rule {name!r}: target must be one of {_TARGETS}, not {target!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"rule {name!r}: version must be a whole number of at least 1, not {version!r}")
         self.name = name
         self.description = description
         self.target = target
         self.expensive = expensive
+        self.version = version
         self.func = func
 
     def check(self, original: str, evolved: str, response: str | None) -> str | None:
         return self.func(original, evolved, response) or None
 
 
-def rule(name: str, description: str, target: Target = "response") -> Callable[[RuleFunc], FunctionRule]:
-    """Decorator turning a function ``(original, evolved, response) -> reason | None`` into a rule.
+def rule(name: str, description: str, target: Target = "response", *,
+         version: int = 1) -> Callable[[RuleFunc], FunctionRule]:
+    """Decorator turning a function ``(original, evolved, response) -> reason | None`` into a rule
+    (raise ``version`` whenever you change what it decides).
 
     Example:
         >>> @rule("mentions_gpt", "the answer names GPT", target="response")
@@ -103,7 +113,7 @@ def rule(name: str, description: str, target: Target = "response") -> Callable[[
     """
 
     def wrap(func: RuleFunc) -> FunctionRule:
-        return FunctionRule(name, description, func, target)
+        return FunctionRule(name, description, func, target, version=version)
 
     return wrap
 
@@ -111,6 +121,9 @@ def rule(name: str, description: str, target: Target = "response") -> Callable[[
 # --------------------------------------------------------------------------------------------
 # Evolution rules
 # --------------------------------------------------------------------------------------------
+# Rule versions (FailureRule.version): version 1 is every rule as it decided before versions were
+# recorded; ``unchanged`` 2 also fires when only punctuation or layout changed, ``answers_instead`` 2
+# also when the rewrite is the body of the function its parent's stub asks for.
 
 
 def _empty_evolution(original: str, evolved: str, response: str | None) -> str | None:
@@ -398,14 +411,15 @@ _BUILTINS: tuple[FunctionRule, ...] = (
     FunctionRule("empty_evolution", "the rewrite is empty or only whitespace",
                  _empty_evolution, "evolution"),
     FunctionRule("unchanged", "the rewrite is identical to its parent, ignoring case and spacing, or has "
-                 "its parent's words in the same order (only punctuation or layout changed)", _unchanged, "evolution"),
+                 "its parent's words in the same order (only punctuation or layout changed)", _unchanged, "evolution",
+                 version=2),
     FunctionRule("prompt_leak", "the rewrite copies wording of the evolving method "
                  "(\"given prompt\", \"#Rewritten Prompt#\", \"Step 1 - Options\", ...)", _prompt_leak, "evolution"),
     FunctionRule("truncated", "the rewrite is visibly cut off (open code block or bracket, "
                  "trailing comma, dangling last word)", _truncated, "evolution"),
     FunctionRule("answers_instead", "the rewrite answers the instruction instead of rewriting it "
                  "(answer opener, far longer than its parent and asking nothing, or the body of the function "
-                 "its parent's stub asks for)", _answers_instead, "evolution"),
+                 "its parent's stub asks for)", _answers_instead, "evolution", version=2),
     FunctionRule("complexity_decreased", "the rewrite has clearly fewer content words than its parent "
                  "(content dropped)", _complexity_decreased, "evolution"),
     FunctionRule("lost_question", "the parent asks a question and the rewrite asks nothing",

@@ -122,7 +122,7 @@ class EvolveJob:
         return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
                 "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
                 "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                "rules": self.detector.rule_names, **self._answer_identity()}
+                "rules": self.detector.rule_ids, **self._answer_identity()}
 
     def _answer_identity(self) -> dict[str, Any]:
         """The answer model, in a job's identity when it is a separate LM (older jobs resume as they were)."""
@@ -183,7 +183,7 @@ class EvolveJob:
         identity = {"retry_failed": str(previous.resolve()), "input_size": stat.st_size if stat else None,
                     "input_mtime": int(stat.st_mtime) if stat else None,
                     "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                    "rules": self.detector.rule_names, **self._answer_identity()}
+                    "rules": self.detector.rule_ids, **self._answer_identity()}
         journal = Journal(out)
         done = journal.open(identity, overwrite=overwrite)
         summary = JobSummary(resumed_rows=len(done))
@@ -298,7 +298,7 @@ class EvolveJob:
             models["answer"] = self.answer_model
         if judge is not None:
             models["judge"] = str(getattr(judge, "display_name", judge.model))
-        settings = {**settings, "concurrency": self.concurrency, "rules": ", ".join(self.detector.rule_names),
+        settings = {**settings, "concurrency": self.concurrency, "rules": ", ".join(self.detector.rule_ids),
                     **self.card_settings}
         write_output_card(out, method=self.evolver.method, models=models,
                           settings={key: value for key, value in settings.items() if value is not None})

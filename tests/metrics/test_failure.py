@@ -328,6 +328,23 @@ def test_function_rule_rejects_a_bad_target() -> None:
         FunctionRule("x", "x", lambda o, e, r: None, target="answer")  # type: ignore[arg-type]
 
 
+def test_rule_ids_name_each_rule_with_its_version_above_one() -> None:
+    stricter = FunctionRule("no_lisbon", "the rewrite names Lisbon", lambda o, e, r: None, target="evolution",
+                            version=3)
+    detector = FailureDetector(["empty_evolution", "unchanged", "sorry_short"], extra=[stricter])
+    assert detector.rule_names == ["empty_evolution", "unchanged", "no_lisbon", "sorry_short"]
+    assert detector.rule_ids == ["empty_evolution", f"unchanged@{BUILTIN_RULES['unchanged'].version}", "no_lisbon@3",
+                                 "sorry_short"]
+    assert BUILTIN_RULES["unchanged"].version >= 2  # it decided otherwise before punctuation-only rewrites failed
+    assert rule("mine", "mine", version=2)(lambda o, e, r: None).version == 2
+
+
+@pytest.mark.parametrize("version", [0, -1, 1.5, "2", True])
+def test_function_rule_rejects_a_version_that_is_not_a_whole_number_from_one(version: object) -> None:
+    with pytest.raises(ValueError, match="version must be a whole number"):
+        FunctionRule("x", "x", lambda o, e, r: None, version=version)  # type: ignore[arg-type]
+
+
 def test_without_and_with_rules_return_new_detectors() -> None:
     base = FailureDetector()
     smaller = base.without("unchanged", "sorry_short")

@@ -20,7 +20,7 @@ import pytest
 
 import autoevol
 from autoevol.lm import CallPolicy
-from autoevol.metrics.failure import FailureDetector
+from autoevol.metrics.failure import FailureDetector, FunctionRule
 from autoevol.metrics.rate import failure_rate
 from autoevol.optimizers import AutoEvolInstruct, NotEnoughData, RunDirError, StepRecord, StopCompile
 from autoevol.optimizers.auto_evol.proposal import rollout_id
@@ -437,6 +437,25 @@ def test_a_finished_run_directory_replays_without_calls_and_reports_steps(tmp_pa
     assert recorded.header.settings["batch_size"] == first.metadata["hyperparameters"]["batch_size"]
     with pytest.raises(RunDirError, match="no run.json"):
         RunDirectory.read(tmp_path)
+
+
+def test_a_run_measured_under_another_version_of_a_rule_is_refused(tmp_path):
+    def detector(version: int) -> FailureDetector:
+        return FailureDetector(extra=[FunctionRule("no_lisbon", "names Lisbon", lambda o, e, r: None, "evolution",
+                                                   version=version)])
+
+    run = tmp_path / "run"
+    compile_with([method("CAREFUL")], run_dir=run, confirm_size=10, detector=detector(1))
+    snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    evol_lm, optimizer_lm = lms(EvolScript(), OptimizerScript([method("CAREFUL")]))
+    with pytest.raises(RunDirError, match=r"detector_rules \['no_lisbon'\] \(now \['no_lisbon@2'\]\)"):
+        teleprompter(evol_lm, optimizer_lm, confirm_size=10, detector=detector(2)).compile(
+            Evolver(), trainset=items(40), run_dir=run)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == snapshot
+    assert evol_lm.engine.calls == 0
+    again = teleprompter(evol_lm, optimizer_lm, confirm_size=10, detector=detector(1)).compile(
+        Evolver(), trainset=items(40), run_dir=run)  # the same versions resume
+    assert "no_lisbon" in again.metadata["detector_rules"] and evol_lm.engine.calls == 0
 
 
 def test_a_foreign_or_mismatched_run_directory_is_refused_and_left_alone(tmp_path):

@@ -176,7 +176,7 @@ class AutoEvolInstruct(Teleprompter):
         evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
         header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
                                 models=role_models(evol_lm, self.optimizer_lm, self.detector),
-                                detector_rules=detector.rule_names, data=data_summary(pool, dev, confirm))
+                                detector_rules=detector.rule_ids, data=data_summary(pool, dev, confirm))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
                          **({} if settings.evol_temperature is None else {"temperature": settings.evol_temperature}))
@@ -224,7 +224,7 @@ class AutoEvolInstruct(Teleprompter):
                 run.write_confirmation(confirmation, **fingerprints)
         result = start.score if confirmation is not None and not confirmation.supported else incumbent
         evolver = compiled_evolver(student, result, start, history, hyperparameters=self.hyperparameters(),
-                                   models=header.settings["models"], detector_rules=loop.lms.detector.rule_names,
+                                   models=header.settings["models"], detector_rules=loop.lms.detector.rule_ids,
                                    data=header.data, stopped=stopped, confirmation=confirmation)
         found_nothing = found_nothing_error(start.score, incumbent, history, evolver, confirmation)
         if found_nothing is not None and not self.settings.keep_unchanged:

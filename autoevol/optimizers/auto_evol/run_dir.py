@@ -61,8 +61,19 @@ class RunHeader(BaseModel):
             mine, theirs = getattr(self, section), getattr(other, section)
             for key in sorted(set(mine) | set(theirs)):
                 if mine.get(key) != theirs.get(key):
-                    found.append(f"{key} {mine.get(key)!r} (now {theirs.get(key)!r})")
+                    found.append(f"{key} {_difference(mine.get(key), theirs.get(key))}")
         return found
+
+
+def _difference(recorded: Any, now: Any) -> str:
+    """``recorded`` against ``now``; of two lists, only what one has and the other has not (a rule's
+    new version among fourteen rules), or their order."""
+    if isinstance(recorded, list) and isinstance(now, list) and recorded != now:
+        gone, new = [x for x in recorded if x not in now], [x for x in now if x not in recorded]
+        if gone or new:
+            return f"{gone!r} (now {new!r})"
+        return f"in the order {recorded!r} (now {now!r})"
+    return f"{recorded!r} (now {now!r})"
 
 
 def now() -> str:

@@ -209,7 +209,7 @@ class GEPAEvolInstruct(Teleprompter):
                 run.write_confirmation(confirmation, start=start.fingerprint, result=final.fingerprint)
         chosen = start if confirmation is not None and not confirmation.supported else final
         evolver = compiled_evolver(student, chosen, start_record, history, hyperparameters=self.hyperparameters(),
-                                   models=self._models(), detector_rules=lms.detector.rule_names,
+                                   models=self._models(), detector_rules=lms.detector.rule_ids,
                                    data=header.data, stopped=stopped, confirmation=confirmation)
         evolver.metadata["optimizer"] = "gepa"
         evolver.metadata["gepa"] = _gepa_summary(result, self.max_metric_calls)
@@ -264,7 +264,7 @@ class GEPAEvolInstruct(Teleprompter):
         settings.update((key, value) for key, value in self.hyperparameters().items()
                         if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow
         detector = self.detector or FailureDetector()
-        settings.update(models=self._models(), detector_rules=detector.rule_names)
+        settings.update(models=self._models(), detector_rules=detector.rule_ids)
         return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
                          settings=settings, data=data_summary(pool, dev, confirm))
 
