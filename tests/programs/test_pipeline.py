@@ -11,6 +11,7 @@ from dspy.lm15 import ServerError
 
 from autoevol.data import DataError, read_rows
 from autoevol.lm import Budget, CallCache, CallPolicy
+from autoevol.metrics.failure import FailureDetector, FunctionRule
 from autoevol.programs.evolver import Evolver
 from autoevol.programs.pipeline import EvolveJob
 from autoevol.testing.scripted import ScriptedRequest, scripted_lm
@@ -127,6 +128,25 @@ def test_an_unfinished_job_with_other_settings_is_not_mixed(tmp_path, seed):
             EvolveJob(Evolver("Another method."), evol_model="scripted").run(seed, out)
     summary = run(scripted_lm(good_model), seed, out, overwrite=True)
     assert summary.resumed_rows == 0 and summary.rows == 4
+
+
+def test_an_unfinished_job_is_not_resumed_under_another_version_of_a_rule(tmp_path, seed):
+    def detector(version: int) -> FailureDetector:
+        return FailureDetector(extra=[FunctionRule("no_lisbon", "names Lisbon", lambda o, e, r: None, "evolution",
+                                                   version=version)])
+
+    out = tmp_path / "out.jsonl"
+    with dspy.context(lm=scripted_lm(good_model, budget=Budget(max_calls=2))):
+        EvolveJob(Evolver(), detector=detector(1), evol_model="scripted").run(seed, out)
+    journal = Path(str(out) + ".partial.jsonl")
+    kept = journal.read_bytes()
+    with pytest.raises(DataError, match=r"different settings \(rules\)"):
+        with dspy.context(lm=scripted_lm(good_model)):
+            EvolveJob(Evolver(), detector=detector(2), evol_model="scripted").run(seed, out)
+    assert journal.read_bytes() == kept
+    with dspy.context(lm=scripted_lm(good_model)):
+        summary = EvolveJob(Evolver(), detector=detector(1), evol_model="scripted").run(seed, out)
+    assert summary.resumed_rows >= 1 and summary.rows == 4
 
 
 def strong_answers(request: ScriptedRequest):
