@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         quality.probe(evol, args.lm)
         optimizer_lm = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = quality.build_detector(session, args)
-        settings = quality.outcome_settings(args, detector)
+        settings = quality.outcome_settings(args, detector, evol)
         report = Report(settings={**settings, "api_base": args.api_base, "threads": args.threads,
                                   "reproducible": args.reproducible},
                         seed_file=str(data), compile_items=len(train), held_out_ids=[i.id for i in held_out],

@@ -49,6 +49,7 @@ from run_records import GitCheckpoint, replace_section  # noqa: E402
 from autoevol.data import iter_items  # noqa: E402
 from autoevol.lm import parse_spec  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
+from autoevol.optimizers.auto_evol.roles import evol_answer_settings  # noqa: E402
 from autoevol.optimizers.auto_evol.selection import compare  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None) -> None:
         lm = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(lm, args.lm)
         settings = {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
-                    "rules": detector.rule_ids}
+                    **evol_answer_settings(lm), "rules": detector.rule_ids}
         write_header(records, settings, args)
         for set_name in args.sets:
             items = held_out_items(set_name, args.held_out, args.seed)

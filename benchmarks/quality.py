@@ -66,6 +66,7 @@ from autoevol.metrics.compare import paired_bootstrap  # noqa: E402
 from autoevol.metrics.failure import FailureDetector  # noqa: E402
 from autoevol.optimizers import AutoEvolInstruct, CompileFoundNothing, CompileSettings  # noqa: E402
 from autoevol.optimizers.auto_evol.demos import bootstrap_demos  # noqa: E402
+from autoevol.optimizers.auto_evol.roles import evol_answer_settings  # noqa: E402
 from autoevol.programs.evolver import Evolver  # noqa: E402
 from autoevol.programs.responder import Responder  # noqa: E402
 from autoevol.records import SeedItem, fingerprint  # noqa: E402
@@ -235,10 +236,10 @@ def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[s
     }
 
 
-def outcome_settings(args: argparse.Namespace, detector: FailureDetector) -> dict[str, Any]:
+def outcome_settings(args: argparse.Namespace, detector: FailureDetector, evol: dspy.LM) -> dict[str, Any]:
     """What decides an item's outcome (part of every item's key; other scripts share e_0's lines through it)."""
     judge = judge_spec(args)
-    return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens,
+    return {"lm": parse_spec(args.lm).display_name, "max_tokens": args.max_tokens, **evol_answer_settings(evol),
             "answer_max_tokens": args.answer_max_tokens, "rules": detector.rule_ids,
             "judge": judge and parse_spec(judge).display_name, "seed": args.seed}
 
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         probe(evol, args.lm)
         optimizer = session.lm(args.lm, role="optimizer", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = build_detector(session, args)
-        settings = outcome_settings(args, detector)
+        settings = outcome_settings(args, detector, evol)
         report = Report(settings={**settings, "api_base": args.api_base, "local_servers": len(session.servers),
                                   "threads": args.threads, "reproducible": args.reproducible},
                         seed_file=str(data), compile_items=len(train),

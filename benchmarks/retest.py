@@ -1,6 +1,8 @@
 """Test-retest: measure a method again on items a run already measured, and count the verdicts that changed.
 
-Nothing but the run differs: the same method, items, model file, settings and rules. With temperature
+Nothing but the run differs: the same method, items, model file, settings and rules (with
+``--other-settings``, items recorded under other settings or rules are measured anyway, and the
+figures say what that change does). With temperature
 0 a local model is still not repeatable bit for bit (llama.cpp's arithmetic depends on the CPU's
 instruction set and on how the server batches concurrent requests), and a 1.5B model's rewrite can
 tip from passing to failing on such a difference. A paired comparison inside one run shares that
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,10 @@ class Retest:
     identical: int  # items whose working notes, rewrite and answer are the same text in both
     recorded_seconds: float  # mean seconds per item, as each measurement recorded them
     retest_seconds: float
+    recorded_calls: float  # mean LM calls per item (an answer that did not parse was asked again)
+    retest_calls: float
+    recorded_output_tokens: float  # mean output tokens per item
+    retest_output_tokens: float
 
     @property
     def changed(self) -> int:
@@ -75,8 +82,14 @@ def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, r
     def texts(line: dict) -> tuple[str | None, ...]:
         return tuple(line["outcome"].get(field) for field in ("notes", "evolved", "answer"))
 
-    def mean_seconds(lines: dict[str, dict]) -> float:
-        return round(sum(float(lines[i].get("seconds") or 0.0) for i in ids) / max(len(ids), 1), 1)
+    def mean(lines: dict[str, dict], figure: Callable[[dict], float]) -> float:
+        return round(sum(figure(lines[i]) for i in ids) / max(len(ids), 1), 1)
+
+    def seconds(line: dict) -> float:
+        return float(line.get("seconds") or 0.0)
+
+    def usage(field: str) -> Callable[[dict], float]:
+        return lambda line: float(sum(role.get(field) or 0 for role in (line.get("usage") or {}).values()))
 
     before, after = {i: verdict(recorded[i]) for i in ids}, {i: verdict(retested[i]) for i in ids}
     return Retest(
@@ -87,7 +100,10 @@ def compare(recorded: dict[str, dict], retested: dict[str, dict], method: str, r
         changed_rules=[f"{i}: {before[i][1] or 'passed'} -> {after[i][1] or 'passed'}"
                        for i in ids if before[i] != after[i]],
         identical=sum(texts(recorded[i]) == texts(retested[i]) for i in ids),
-        recorded_seconds=mean_seconds(recorded), retest_seconds=mean_seconds(retested))
+        recorded_seconds=mean(recorded, seconds), retest_seconds=mean(retested, seconds),
+        recorded_calls=mean(recorded, usage("calls")), retest_calls=mean(retested, usage("calls")),
+        recorded_output_tokens=mean(recorded, usage("output_tokens")),
+        retest_output_tokens=mean(retested, usage("output_tokens")))
 
 
 def markdown(result: Retest) -> str:
@@ -105,6 +121,9 @@ def markdown(result: Retest) -> str:
         f"- items with the same working notes, rewrite and answer, word for word: {result.identical} of {result.items}",
         f"- seconds per item as recorded (each item's own time; items measured side by side overlap): "
         f"{result.recorded_seconds} recorded, {result.retest_seconds} in the retest",
+        f"- LM calls per item (a reply that did not parse is asked again): {result.recorded_calls} recorded, "
+        f"{result.retest_calls} in the retest; output tokens per item: {result.recorded_output_tokens} recorded, "
+        f"{result.retest_output_tokens} in the retest",
     ]
     return "\n".join(lines)
 
@@ -134,13 +153,14 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         quality.probe(evol, args.lm)
         detector = quality.build_detector(session, args)
-        settings = quality.outcome_settings(args, detector)
+        settings = quality.outcome_settings(args, detector, evol)
         fingerprint = str(getattr(program, "fingerprint", ""))
         stale = [item.id for item in items if recorded[item.id]["key"] != item_key(settings, fingerprint,
                                                                                     item.instruction)]
-        if stale:
+        if stale and not args.other_settings:
             raise SystemExit(f"error: {recorded_path}: item {stale[0]!r} was measured under other settings "
-                             "(--lm, --max-tokens, --answer-max-tokens, the rules, --judge-lm or --seed differ)")
+                             "(--lm, --max-tokens, --answer-max-tokens, the rules, --judge-lm or --seed differ; "
+                             "--other-settings measures what that change does)")
         retest_path = recorded_path.with_name(f"{args.label}.{recorded_path.name}")
         evaluate_method(method, f"{method} again", program, items, session=session, lm=evol,
                         responder=Responder(max_tokens=args.answer_max_tokens), detector=detector, settings=settings,
@@ -160,6 +180,9 @@ def parser() -> argparse.ArgumentParser:
                             "with --name, relative to its run folder")
     parse.add_argument("--items", type=int, default=None, help="only the first N recorded items (default: all)")
     parse.add_argument("--label", default="retest", help="the new file is LABEL.<the recorded file's name>")
+    parse.add_argument("--other-settings", action="store_true",
+                       help="measure items recorded under other settings or rules anyway: the figures then say "
+                            "what that change does, not how repeatable a verdict is")
     return parse
 
 

@@ -34,7 +34,7 @@ from dspy.adapters.json_adapter import JSONAdapter, _get_structured_outputs_resp
 from dspy.clients.base_lm import BaseLM
 from dspy.signatures.signature import Signature
 
-from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only
+from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only, leading_field_chars
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,22 @@ def structured_dialect(lm: Any) -> Dialect | None:
     """The structured-output dialect ``lm`` declares, or ``None`` for an ordinary LM."""
     dialect = getattr(lm, "structured_output", None)
     return dialect if dialect in DIALECTS else None
+
+
+def answers_in_markers(lm: Any, signature: type[Signature]) -> bool:
+    """Whether ``lm`` answers ``signature`` in field markers under a grammar (a local model with
+    ``marked_text``, a signature of text outputs only)."""
+    return (structured_dialect(lm) == LOCAL_DIALECT and bool(getattr(lm, "marked_text", False))
+            and has_text_outputs_only(signature))
+
+
+def leading_field_cap(lm: Any, signature: type[Signature]) -> int | None:
+    """The characters each of ``signature``'s output fields before the last may hold when ``lm``
+    answers it (``None``: no cap; see :func:`~autoevol.lm.grammar.leading_field_chars`). It shapes
+    what the LM writes, so records of its answers name it."""
+    if not answers_in_markers(lm, signature):
+        return None
+    return leading_field_chars(signature, getattr(lm, "kwargs", {}).get("max_tokens"))
 
 
 def raise_to_output_floor(lm: BaseLM, lm_kwargs: dict[str, Any]) -> None:
@@ -148,7 +164,7 @@ class RoutingAdapter(ChatAdapter):
             return None
         structured = StructuredAdapter(dialect, callbacks=self.callbacks,
                                        use_native_function_calling=self.use_native_function_calling)
-        if dialect == LOCAL_DIALECT and getattr(lm, "marked_text", False) and has_text_outputs_only(signature):
+        if answers_in_markers(lm, signature):
             return MarkedTextAdapter(structured, callbacks=self.callbacks)
         return structured
 

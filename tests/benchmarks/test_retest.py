@@ -4,6 +4,7 @@ verdicts that changed counted item by item."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def record_e0(args, path: Path) -> None:
         evol = session.lm(args.lm, role="evol", api_base=args.api_base, max_tokens=args.max_tokens)
         detector = quality.build_detector(session, args)
         evaluate_method("e0", "e_0", Evolver(), held_out, session=session, lm=evol, responder=Responder(),
-                        detector=detector, settings=quality.outcome_settings(args, detector), path=path,
+                        detector=detector, settings=quality.outcome_settings(args, detector, evol), path=path,
                         resume=False, threads=2)
 
 
@@ -61,6 +62,7 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     for line in passed[:2]:
         assert f"{line['id']}: unchanged -> passed" in out
     assert "same working notes, rewrite and answer, word for word: 9 of 10" in out
+    assert re.search(r"LM calls per item \(.*\): \d+\.\d recorded, \d+\.\d in the retest; output tokens", out)
     assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 10
     assert "sk-test-not-a-secret" not in (tmp_path / "retest.quality.e0.items.jsonl").read_text()
 
@@ -87,3 +89,5 @@ def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monke
     with pytest.raises(SystemExit, match="measured under other settings"):
         retest.main(arguments(server, data, recorded) + ["--answer-max-tokens", "50"])
     assert not (tmp_path / "retest.quality.e0.items.jsonl").exists()
+    retest.main(arguments(server, data, recorded) + ["--answer-max-tokens", "50", "--other-settings", "--items", "2"])
+    assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 2  # what the change does, measured

@@ -53,6 +53,20 @@ def test_the_server_decodes_by_the_marker_grammar(tmp_path):
     assert answer.startswith("[[ ## working_notes ## ]]\n") and len(answer) > len("[[ ## working_notes ## ]]\n")
 
 
+def test_a_token_limit_leaves_the_last_field_room(tmp_path):
+    """Under the marker grammar SmolLM2 writes its notes until the limit; the cap moves it on to the
+    evolved instruction after about 40 characters."""
+    with LMSession(server_log_dir=tmp_path) as session:
+        lm = session.lm("local", role="evol", max_tokens=96)
+        grammar = marker_grammar(Evolver().evolve.signature, leading_chars=40)
+        prose = [{"role": "user", "content": "Think aloud at length about rain, then write one sentence about it."}]
+        answer = lm(messages=prose, extra_body={"grammar": grammar})[0]
+        uncapped = lm(messages=prose, extra_body={"grammar": marker_grammar(Evolver().evolve.signature)})[0]
+    notes, evolved = answer.removeprefix("[[ ## working_notes ## ]]\n").split("\n\n[[ ## evolved_instruction ## ]]\n")
+    assert 0 < len(notes) <= 4 * 40 and evolved.strip()  # a piece of the text rule is 1 to 4 characters
+    assert "[[ ## evolved_instruction ## ]]" not in uncapped  # what the cap prevents, on this prompt
+
+
 def test_signature_calls_on_the_embedded_model_always_parse():
     with LMSession() as session:
         lm = session.lm("local", role="judge", max_tokens=64)

@@ -9,7 +9,7 @@ import dspy
 import pytest
 
 from autoevol.lm import LMSession, ManagedLM, RoutingAdapter
-from autoevol.lm.grammar import has_text_outputs_only, marker_grammar
+from autoevol.lm.grammar import has_text_outputs_only, leading_field_chars, marker_grammar
 from autoevol.lm.local import default_model_path
 from autoevol.programs.evolver import Evolver
 from autoevol.signatures.judge import JudgeEquality
@@ -56,6 +56,18 @@ def test_the_grammar_names_every_output_field_in_order():
     assert notes < evolved < completed
 
 
+def test_under_a_token_limit_the_fields_before_the_last_share_half_of_it():
+    signature = Evolver().evolve.signature
+    assert leading_field_chars(signature, 450) == 675  # half of 450 tokens, at 3 characters a token
+    assert leading_field_chars(signature, None) is None and leading_field_chars(JudgeEquality, 450) is None
+    grammar = marker_grammar(signature, 675)
+    notes_rule = grammar.split("[[ ## working_notes ## ]]\\n\"", 1)[1].split('"', 1)[0]
+    evolved_rule = grammar.split("[[ ## evolved_instruction ## ]]\\n\"", 1)[1].split('"', 1)[0]
+    assert notes_rule.strip() == "capped" and evolved_rule.strip() == "text"
+    assert "capped ::= lead piece{0,674}" in grammar
+    assert "capped" not in marker_grammar(signature)
+
+
 def test_only_signatures_of_plain_text_outputs_qualify():
     assert has_text_outputs_only(Evolver().evolve.signature)
     assert not has_text_outputs_only(JudgeEquality)
@@ -68,6 +80,7 @@ def test_text_outputs_keep_their_lines_and_other_signatures_keep_json():
     text_call, judge_call = responder.bodies
     assert "response_format" not in text_call and text_call["max_tokens"] == 256  # the caller's, not the floor
     assert "[[ ## evolved_instruction ## ]]" in text_call["grammar"]
+    assert "piece{0,383}" in text_call["grammar"]  # the notes' cap follows the call's limit: 256 x 0.5 x 3
     assert "[[ ## evolved_instruction ## ]]" in text_call["messages"][-1]["content"]
     assert "grammar" not in judge_call and judge_call["response_format"]["type"] == "json_object"
 

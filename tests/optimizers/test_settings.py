@@ -7,7 +7,9 @@ import dataclasses
 
 import pytest
 
+from autoevol.lm.managed import ManagedLM
 from autoevol.optimizers.auto_evol import AutoEvolInstruct, CompileSettings
+from autoevol.optimizers.auto_evol.roles import evol_answer_settings
 from autoevol.optimizers.auto_evol.settings import compile_header
 from autoevol.optimizers.gepa import GEPAEvolInstruct, build_teleprompter
 
@@ -66,10 +68,23 @@ def test_the_header_keys_and_values_are_those_of_before():
 
 def test_the_run_header_is_that_of_before():
     header = compile_header(CompileSettings().hyperparameters(), start_fingerprint="abc", models={"evol": "m"},
-                            detector_rules=["unchanged"], data={"pool": 1})
+                            evol_answers={}, detector_rules=["unchanged"], data={"pool": 1})
     expected = {key: value for key, value in DEFAULT_HEADER.items()
                 if key not in {"max_steps", "patience", "keep_demos", "max_demos", "demo_candidates", "teacher_demos"}}
     assert header.settings == {**expected, "models": {"evol": "m"}, "detector_rules": ["unchanged"]}
+
+
+@pytest.mark.parametrize(("marked_text", "max_tokens", "recorded"), [
+    (True, 450, {"evol_notes_max_chars": 675}), (True, None, {}), (False, 450, {})])
+def test_the_run_header_names_the_cap_on_the_evol_lms_working_notes(marked_text, max_tokens, recorded):
+    evol = ManagedLM("hosted_vllm/m", api_base="http://127.0.0.1:9", structured_output="json_object",
+                     marked_text=marked_text, max_tokens=max_tokens)
+    assert evol_answer_settings(evol) == recorded
+    header = compile_header(CompileSettings().hyperparameters(), start_fingerprint="abc", models={"evol": "m"},
+                            evol_answers=evol_answer_settings(evol), detector_rules=[], data={})
+    other = compile_header(CompileSettings().hyperparameters(), start_fingerprint="abc", models={"evol": "m"},
+                           evol_answers=evol_answer_settings(evol.copy(max_tokens=900)), detector_rules=[], data={})
+    assert bool(header.differences(other)) is marked_text  # another limit, other notes: not the same run
 
 
 @pytest.mark.parametrize(("bad", "message"), [

@@ -60,7 +60,7 @@ from autoevol.optimizers.auto_evol.proposal import MethodProposer, analysis_cont
 from autoevol.optimizers.auto_evol.racing import DEFAULT_LOOKS, race
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.result import compiled_evolver
-from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, evol_answer_settings, role_models
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import PairedComparison, acceptance_level, compare
 from autoevol.optimizers.auto_evol.settings import CompileSettings, compile_header
@@ -176,7 +176,7 @@ class AutoEvolInstruct(Teleprompter):
         evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
         header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
                                 models=role_models(evol_lm, self.optimizer_lm, self.detector),
-                                detector_rules=detector.rule_ids, data=data_summary(pool, dev, confirm))
+                                evol_answers=evol_answer_settings(evol_lm), detector_rules=detector.rule_ids, data=data_summary(pool, dev, confirm))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
                          **({} if settings.evol_temperature is None else {"temperature": settings.evol_temperature}))

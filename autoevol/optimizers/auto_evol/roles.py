@@ -9,13 +9,23 @@ import dspy
 
 from autoevol.lm.cache import CallCache
 from autoevol.lm.managed import ManagedLM
+from autoevol.lm.structured import leading_field_cap
 from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers.auto_evol.records import UsageDelta
+from autoevol.signatures.evolve import EvolveInstruction
 
 
 def model_name(lm: Any) -> str:
     """A display name for an LM (never a key)."""
     return str(getattr(lm, "display_name", None) or getattr(lm, "model", None) or type(lm).__name__)
+
+
+def evol_answer_settings(evol_lm: Any) -> dict[str, int]:
+    """What shapes the evol LM's rewrites besides its model, for run headers: how many characters its
+    working notes may fill (``evol_notes_max_chars``) when it answers in field markers under a token
+    limit; nothing otherwise, as in the runs recorded before that cap."""
+    cap = leading_field_cap(evol_lm, EvolveInstruction)
+    return {} if cap is None else {"evol_notes_max_chars": cap}
 
 
 def configured_evol_lm(lm: dspy.LM | None) -> dspy.LM:

@@ -150,10 +150,11 @@ DEMO_SETTINGS = frozenset({"max_demos", "demo_candidates", "teacher_demos"})
 
 
 def compile_header(hyperparameters: dict[str, Any], *, start_fingerprint: str, models: dict[str, str],
-                   detector_rules: list[str], data: dict[str, Any]) -> RunHeader:
-    """The ``run.json`` of an Auto Evol-Instruct compile: what a resume must share with the run it continues."""
+                   evol_answers: dict[str, Any], detector_rules: list[str], data: dict[str, Any]) -> RunHeader:
+    """The ``run.json`` of an Auto Evol-Instruct compile: what a resume must share with the run it
+    continues (``evol_answers``: :func:`~autoevol.optimizers.auto_evol.roles.evol_answer_settings`)."""
     ignored = RESUMABLE_SETTINGS | (set() if hyperparameters["max_demos"] else DEMO_SETTINGS)
     settings = {key: value for key, value in hyperparameters.items() if key not in ignored}
-    settings.update(models=models, detector_rules=detector_rules)
+    settings.update(models=models, **evol_answers, detector_rules=detector_rules)
     return RunHeader(autoevol_version=__version__, start_method_fingerprint=start_fingerprint,
                      settings=settings, data=data)

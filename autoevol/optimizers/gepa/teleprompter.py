@@ -41,7 +41,7 @@ from autoevol.optimizers.auto_evol.evaluation import DevEvaluator, EvolRole, Ite
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing, NoImprovement, unconfirmed
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
 from autoevol.optimizers.auto_evol.result import compiled_evolver
-from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, role_models
+from autoevol.optimizers.auto_evol.roles import CompileLMs, configured_evol_lm, evol_answer_settings, role_models
 from autoevol.optimizers.auto_evol.run_dir import RunDirectory, RunHeader, now
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, PairedComparison, compare
 from autoevol.optimizers.auto_evol.settings import CompileSettings
@@ -264,7 +264,7 @@ class GEPAEvolInstruct(Teleprompter):
         settings.update((key, value) for key, value in self.hyperparameters().items()
                         if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow
         detector = self.detector or FailureDetector()
-        settings.update(models=self._models(), detector_rules=detector.rule_ids)
+        settings.update(models=self._models(), **evol_answer_settings(self._evol_lm()), detector_rules=detector.rule_ids)
         return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
                          settings=settings, data=data_summary(pool, dev, confirm))
 
