@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     quality.require_inputs(args)
     quality.configure_logging(args.verbose)
     result = quality.run_recorded(args, "retest.py", run)
-    title = f"Test-retest: {result.method} measured again on {result.items} items of `{result.recorded_file}`"
+    title = (f"{result.method} measured under changed settings or code on {result.items} items of "
+             f"`{result.recorded_file}`" if args.other_settings else
+             f"Test-retest: {result.method} measured again on {result.items} items of `{result.recorded_file}`")
     body = markdown(result)
     print(f"{title}\n\n{body}")
     if args.results_md:  # a section per recorded file

@@ -82,7 +82,7 @@ def test_the_verdicts_that_changed_are_counted_item_by_item(tmp_path, server, ca
     assert len(list(read_lines(tmp_path / "again.quality.e0.items.jsonl"))) == 3
 
 
-def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch):
+def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-secret")
     data, recorded = write_items(tmp_path / "seeds.jsonl", 40), tmp_path / "quality.e0.items.jsonl"
     record_e0(retest.parser().parse_args(arguments(server, data, recorded)), recorded)
@@ -91,3 +91,4 @@ def test_items_recorded_under_other_settings_are_refused(tmp_path, server, monke
     assert not (tmp_path / "retest.quality.e0.items.jsonl").exists()
     retest.main(arguments(server, data, recorded) + ["--answer-max-tokens", "50", "--other-settings", "--items", "2"])
     assert len(list(read_lines(tmp_path / "retest.quality.e0.items.jsonl"))) == 2  # what the change does, measured
+    assert "e0 measured under changed settings or code on 2 items" in capsys.readouterr().out
