@@ -176,7 +176,8 @@ class AutoEvolInstruct(Teleprompter):
         evol_lm, detector = configured_evol_lm(self.evol_lm), self.detector or FailureDetector()
         header = compile_header(self.hyperparameters(), start_fingerprint=start.fingerprint,
                                 models=role_models(evol_lm, self.optimizer_lm, self.detector),
-                                evol_answers=evol_answer_settings(evol_lm), detector_rules=detector.rule_ids, data=data_summary(pool, dev, confirm))
+                                evol_answers=evol_answer_settings(evol_lm), detector_rules=detector.rule_ids,
+                                data=data_summary(pool, dev, confirm))
         run = RunDirectory.open(run_dir, header) if run_dir is not None else None
         lms = CompileLMs(evol_lm, self.optimizer_lm, detector, CallCache(run.cache_path) if run is not None else None,
                          **({} if settings.evol_temperature is None else {"temperature": settings.evol_temperature}))

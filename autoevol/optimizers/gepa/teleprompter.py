@@ -264,7 +264,8 @@ class GEPAEvolInstruct(Teleprompter):
         settings.update((key, value) for key, value in self.hyperparameters().items()
                         if key not in ("max_metric_calls", "max_lm_calls", "max_steps", "num_candidates"))  # budgets may grow
         detector = self.detector or FailureDetector()
-        settings.update(models=self._models(), **evol_answer_settings(self._evol_lm()), detector_rules=detector.rule_ids)
+        settings.update(models=self._models(), **evol_answer_settings(self._evol_lm()),
+                        detector_rules=detector.rule_ids)
         return RunHeader(autoevol_version=__version__, start_method_fingerprint=student.fingerprint,
                          settings=settings, data=data_summary(pool, dev, confirm))
 
