@@ -2,8 +2,8 @@
 
 Nothing but the run differs: the same method, items, model file, settings and rules (with
 ``--other-settings``, items recorded under other settings or rules are measured anyway, and the
-figures say what that change does). With temperature
-0 a local model is still not repeatable bit for bit (llama.cpp's arithmetic depends on the CPU's
+figures say what that change does). With temperature 0 a local model is still not repeatable bit
+for bit (llama.cpp's arithmetic depends on the CPU's
 instruction set and on how the server batches concurrent requests), and a 1.5B model's rewrite can
 tip from passing to failing on such a difference. A paired comparison inside one run shares that
 noise between its methods; failure rates from different runs or machines do not, and this says by
