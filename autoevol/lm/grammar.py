@@ -55,6 +55,11 @@ CHARS_PER_TOKEN = 3
 LEADING_SHARE = 0.5
 
 
+def call_max_tokens(lm: BaseLM, lm_kwargs: dict[str, Any]) -> int | None:
+    """A call's output token limit: its own, else its LM's (``None``: no limit)."""
+    return lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens")
+
+
 def leading_field_chars(signature: type[Signature], max_tokens: int | None) -> int | None:
     """At most how many characters each output field before the last may hold under ``max_tokens``
     (``None``: no limit, or a signature of one output field)."""
@@ -99,9 +104,9 @@ class MarkedTextAdapter(ChatAdapter):
 
     def _constrained(self, lm: BaseLM, lm_kwargs: dict[str, Any], signature: type[Signature]) -> dict[str, Any]:
         lm_kwargs = dict(lm_kwargs)
-        max_tokens = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens")
         extra_body = dict(lm_kwargs.get("extra_body") or {})
-        extra_body["grammar"] = marker_grammar(signature, leading_field_chars(signature, max_tokens))
+        leading_chars = leading_field_chars(signature, call_max_tokens(lm, lm_kwargs))
+        extra_body["grammar"] = marker_grammar(signature, leading_chars)
         lm_kwargs["extra_body"] = extra_body
         return lm_kwargs
 

@@ -34,7 +34,7 @@ from dspy.adapters.json_adapter import JSONAdapter, _get_structured_outputs_resp
 from dspy.clients.base_lm import BaseLM
 from dspy.signatures.signature import Signature
 
-from autoevol.lm.grammar import MarkedTextAdapter, has_text_outputs_only, leading_field_chars
+from autoevol.lm.grammar import MarkedTextAdapter, call_max_tokens, has_text_outputs_only, leading_field_chars
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +94,14 @@ def leading_field_cap(lm: Any, signature: type[Signature]) -> int | None:
     what the LM writes, so records of its answers name it."""
     if not answers_in_markers(lm, signature):
         return None
-    return leading_field_chars(signature, getattr(lm, "kwargs", {}).get("max_tokens"))
+    return leading_field_chars(signature, call_max_tokens(lm, {}))
 
 
 def raise_to_output_floor(lm: BaseLM, lm_kwargs: dict[str, Any]) -> None:
     """Give a constrained call at least the LM's ``structured_max_tokens`` output tokens."""
     floor = getattr(lm, "structured_max_tokens", None)
     if floor:
-        current = lm_kwargs.get("max_tokens") or getattr(lm, "kwargs", {}).get("max_tokens") or 0
+        current = call_max_tokens(lm, lm_kwargs) or 0
         lm_kwargs["max_tokens"] = max(int(current), int(floor))
 
 
