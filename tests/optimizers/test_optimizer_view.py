@@ -6,11 +6,19 @@ from __future__ import annotations
 import re
 import threading
 
+import dspy
+import pytest
+
+from autoevol.lm import ManagedLM, RoutingAdapter
+from autoevol.metrics.failure import FailureDetector
 from autoevol.optimizers import AutoEvolInstruct
+from autoevol.optimizers.auto_evol.evaluation import EvolRole, Item, evolve_trajectory
 from autoevol.optimizers.auto_evol.records import TrajectoryCase
 from autoevol.optimizers.auto_evol.proposal import DEFAULT_MAX_METHOD_WORDS, trajectory_view
 from autoevol.signatures.analyze import ISSUE_CATEGORIES, AnalyzeTrajectory, TrajectoryIssue, normalize_category
+from autoevol.programs.demonstration import Candidate
 from autoevol.signatures.evolve import INITIAL_METHOD
+from autoevol.testing.fake_openai import FakeOpenAIServer
 from autoevol.testing.scripted import ScriptedRequest
 from tests.optimizers.test_small_lm_compile import INPUTS, QUESTION, Evol, Optimizer, compile_world
 
@@ -38,7 +46,8 @@ def test_the_trajectory_is_plain_text_blocks_with_the_failed_cases_first():
     headers = re.findall(r"^Case (\d+): (FAILED|passed)", view, re.M)
     assert headers == [("2", "FAILED"), ("4", "FAILED"), ("5", "FAILED"), ("1", "passed"), ("3", "passed")]
     # code is shown as it is: no JSON quoting or escaped newlines
-    assert f"Original:\n{CODE}\nRewrite:\n{CODE}" in view and "\\n" not in view and '\\"' not in view
+    assert f"Original:\n{CODE}\nRewrite: (the same text as the original)" in view
+    assert "\\n" not in view and '\\"' not in view
 
 
 def test_a_case_block_shows_what_explains_its_verdict():
@@ -51,6 +60,49 @@ def test_a_case_block_shows_what_explains_its_verdict():
     assert len(truncated) < 600
     rounds = TrajectoryCase(case_id="6", item_id="f", stages=["A.", "A b.", "A b c."], verdict="passed")
     assert rounds.for_analysis().endswith("Original:\nA.\nRewrite 1:\nA b.\nRewrite 2:\nA b c.")
+
+
+def test_a_rewrite_identical_to_the_text_before_it_is_said_to_be_so_and_the_notes_show_why():
+    assert CASES[1].for_analysis() == (f"Case 2: FAILED (unchanged): the rewrite is the original\nOriginal:\n{CODE}\n"
+                                       "Rewrite: (the same text as the original)\n"
+                                       "Working notes (start):\nnothing to add")
+    rounds = TrajectoryCase(case_id="7", item_id="g", stages=["A.", "A b.", " A b.\n"], notes=["n1", "n2"],
+                            failed=True, rule="unchanged", verdict="failed (unchanged): same")
+    assert rounds.for_analysis().endswith("Rewrite 1:\nA b.\nRewrite 2: (the same text as rewrite 1)\n"
+                                          "Working notes (start):\nn2")
+    passed = CASES[0].for_analysis()
+    assert "options: double" not in passed  # a passed case: its rewrite alone
+
+
+@pytest.mark.parametrize(("notes_length", "limit", "said"), [(675, 675, True), (668, 675, True), (600, 675, False),
+                                                             (675, None, False)])
+def test_notes_cut_off_at_their_limit_are_said_to_be(notes_length, limit, said):
+    case = TrajectoryCase(case_id="8", item_id="h", stages=[CODE, CODE], notes=["p" * notes_length + "\n"],
+                          notes_limit=limit, failed=True, rule="unchanged", verdict="failed (unchanged): same")
+    view = case.for_analysis()
+    assert ("(The working notes reached their limit of 675 characters and were cut off there.)" in view) is said
+    assert ("cut off" in view) is said
+    recorded = case.model_dump(mode="json")  # a record names the limit only when there was one
+    assert ("notes_limit" in recorded) is (limit is not None) and TrajectoryCase.model_validate(recorded) == case
+
+
+def test_a_compile_trajectory_knows_the_limit_of_the_evol_lms_notes():
+    long_notes = "Options: " + "add a constraint, " * 60
+
+    def respond(messages: list[dict], body: dict) -> str:
+        original = messages[-1]["content"].split("[[ ## instruction ## ]]\n", 1)[1].split("\n\n", 1)[0]
+        return f"[[ ## working_notes ## ]]\n{long_notes[:675]}\n\n[[ ## evolved_instruction ## ]]\n{original}" \
+               "\n\n[[ ## completed ## ]]"
+
+    with FakeOpenAIServer(responder=respond) as server:
+        lm = ManagedLM("hosted_vllm/fake", api_base=server.url, api_key="x", structured_output="json_object",
+                       marked_text=True, max_tokens=450)
+        role = EvolRole(evol_lm=lm, detector=FailureDetector(), num_threads=1)
+        with dspy.context(adapter=RoutingAdapter()):
+            [case] = evolve_trajectory(role, Candidate(method=INITIAL_METHOD), [Item("a", "Sort the list.")], 1,
+                                       answers=False)
+    assert case.notes_limit == 675 and case.rule == "unchanged"
+    assert "reached their limit of 675 characters" in case.for_analysis()
 
 
 def test_the_analysis_of_a_compile_reads_the_failed_cases_first():

@@ -19,6 +19,7 @@ from autoevol.metrics.failure import FailureDetector
 from autoevol.metrics.rate import ItemOutcome, Program, evaluate_item, evaluate_items, summarize
 from autoevol.optimizers.auto_evol.measurements import Measurement, MeasurementLog, Split
 from autoevol.optimizers.auto_evol.records import MethodScore, TrajectoryCase
+from autoevol.optimizers.auto_evol.roles import evol_notes_limit
 from autoevol.programs.demonstration import Candidate
 from autoevol.programs.evolver import Evolver, Trajectory
 from autoevol.programs.responder import Responder
@@ -90,6 +91,7 @@ def evolve_trajectory(role: EvolRole, candidate: Candidate, batch: Sequence[Item
     analysis sees how the evol LM reacted to it.
     """
     evolver = role.evolver(candidate)  # built here, not concurrently in the worker threads
+    notes_limit = evol_notes_limit(role.evol_lm)
 
     def evaluate_last(instruction: str) -> ItemOutcome:
         return role.evaluate(instruction, candidate)
@@ -98,16 +100,16 @@ def evolve_trajectory(role: EvolRole, candidate: Candidate, batch: Sequence[Item
         number, item = numbered
         trajectory = evolver.trajectory(item.text, rounds, detector=role.detector,
                                         evaluate_last=evaluate_last if answers else None)
-        return _case(str(number), item, trajectory)
+        return _case(str(number), item, trajectory, notes_limit)
 
     return role.run(evolve_case, list(enumerate(batch, start=1)), on_done)
 
 
-def _case(case_id: str, item: Item, trajectory: Trajectory) -> TrajectoryCase:
+def _case(case_id: str, item: Item, trajectory: Trajectory, notes_limit: int | None) -> TrajectoryCase:
     verdict = trajectory.verdict
     description = "passed" if not verdict.failed else f"failed ({verdict.rule}): {verdict.reason}"
     return TrajectoryCase(case_id=case_id, item_id=item.id, stages=trajectory.stages, notes=trajectory.notes,
-                          answer=trajectory.answer, failed=verdict.failed, rule=verdict.rule, verdict=description)
+                          notes_limit=notes_limit, answer=trajectory.answer, failed=verdict.failed, rule=verdict.rule, verdict=description)
 
 
 # ---------------------------------------------------------------------------------- development set

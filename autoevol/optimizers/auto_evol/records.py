@@ -39,19 +39,30 @@ class TrajectoryCase(BaseModel):
     item_id: str = Field(description="the id of the training item")
     stages: list[str]
     notes: list[str] = Field(default_factory=list, description="the working notes of each evolution")
+    notes_limit: int | None = Field(default=None, description="the characters the working notes could hold "
+                                                                "(None: no limit)")
     answer: str | None = None
     failed: bool = False
     rule: str | None = None
     verdict: str = "passed"
 
+    @model_serializer(mode="wrap")
+    def _limit_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without ``notes_limit`` when the notes had none, as cases were recorded before it."""
+        data = handler(self)
+        if self.notes_limit is None:
+            data.pop("notes_limit", None)
+        return data
+
     def for_analysis(self) -> str:
         """The case as the optimizer LLM reads it: a plain text block, no JSON and no escaping.
 
         A header with the case id and the verdict (``FAILED`` with the rule and its reason, or
-        ``passed``), the original and each rewrite. A failed case also shows the start of its
-        answer, which the response rules and the judge read, and, when it has no rewrite, the start
-        of its working notes, the only trace of what the evol LM did. A passed case shows no more
-        than its rewrites: a small optimizer LM reads it as a contrast, not as a problem.
+        ``passed``), the original and each rewrite (a rewrite identical to the text before it is
+        said to be so, not shown again). A failed case also shows the start of its working notes,
+        the trace of what the evol LM meant to do, saying when they were cut off at their limit, and
+        the start of its answer, which the response rules and the judge read. A passed case shows no
+        more than its rewrites: a small optimizer LM reads it as a contrast, not as a problem.
         """
         verdict = self.verdict
         if self.failed:
@@ -59,11 +70,19 @@ class TrajectoryCase(BaseModel):
         lines = [f"Case {self.case_id}: {verdict}", "Original:", self.stages[0]]
         rewrites = self.stages[1:]
         for number, rewrite in enumerate(rewrites, start=1):
-            lines += ["Rewrite:" if len(rewrites) == 1 else f"Rewrite {number}:", rewrite]
+            label = "Rewrite:" if len(rewrites) == 1 else f"Rewrite {number}:"
+            if rewrite.strip() == self.stages[number - 1].strip():
+                lines += [f"{label} (the same text as {'the original' if number == 1 else f'rewrite {number - 1}'})"]
+            else:
+                lines += [label, rewrite]
         if not rewrites:
             lines += ["Rewrite: (none)"]
-        if self.failed and not rewrites and self.notes and self.notes[-1].strip():
-            lines += ["Working notes (start):", _opening(self.notes[-1].strip(), ANALYSIS_EXCERPT)]
+        notes = self.notes[-1].strip() if self.notes else ""
+        if self.failed and notes:
+            lines += ["Working notes (start):", _opening(notes, ANALYSIS_EXCERPT)]
+            if self.notes_limit is not None and len(notes) >= self.notes_limit - NOTES_LIMIT_SLACK:
+                lines += [f"(The working notes reached their limit of {self.notes_limit} characters and were cut "
+                          "off there.)"]
         if self.failed and self.answer:
             lines += ["Answer to the rewrite (start):", _opening(self.answer.strip(), ANALYSIS_EXCERPT)]
         return "\n".join(lines)
@@ -72,6 +91,10 @@ class TrajectoryCase(BaseModel):
 #: Characters of working notes and answers the trajectory analysis sees per case (a small
 #: optimizer LM reads a few sentences, enough to see how the evol LM reacted).
 ANALYSIS_EXCERPT = 400
+
+#: Characters short of their limit at which working notes count as cut off there (the parsed notes
+#: lose the whitespace they ended in).
+NOTES_LIMIT_SLACK = 10
 
 
 def _opening(text: str, limit: int) -> str:

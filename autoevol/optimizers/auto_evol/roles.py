@@ -20,11 +20,17 @@ def model_name(lm: Any) -> str:
     return str(getattr(lm, "display_name", None) or getattr(lm, "model", None) or type(lm).__name__)
 
 
+def evol_notes_limit(evol_lm: Any) -> int | None:
+    """How many characters the evol LM's working notes may fill (``None``: no limit): a cap when it
+    answers in field markers under a token limit."""
+    return leading_field_cap(evol_lm, EvolveInstruction)
+
+
 def evol_answer_settings(evol_lm: Any) -> dict[str, int]:
     """What shapes the evol LM's rewrites besides its model, for run headers: how many characters its
-    working notes may fill (``evol_notes_max_chars``) when it answers in field markers under a token
-    limit; nothing otherwise, as in the runs recorded before that cap."""
-    cap = leading_field_cap(evol_lm, EvolveInstruction)
+    working notes may fill (``evol_notes_max_chars``, :func:`evol_notes_limit`); nothing without a
+    limit, as in the runs recorded before that cap."""
+    cap = evol_notes_limit(evol_lm)
     return {} if cap is None else {"evol_notes_max_chars": cap}
 
 
