@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from autoevol.data import DataError, iter_items, read_rows
 from autoevol.export import write_output_card
+from autoevol.lm.grammar import call_max_tokens
 from autoevol.lm.policy import BudgetExceeded
 from autoevol.lm.usage import RoleUsage, observe_calls
 from autoevol.metrics.failure import FailureDetector
@@ -121,12 +122,15 @@ class EvolveJob:
         stat = data.stat()
         return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
                 "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
-                "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                "rules": self.detector.rule_ids, **self._answer_identity()}
+                **self._evolution_identity()}
 
-    def _answer_identity(self) -> dict[str, Any]:
-        """The answer model, in a job's identity when it is a separate LM (older jobs resume as they were)."""
-        return {"answer_model": self.answer_model} if self.answer_lm is not None else {}
+    def _evolution_identity(self) -> dict[str, Any]:
+        """What makes a row's evolution and verdict, in every job's identity: the method, the evol
+        model and its output token limit (read from the configured LM), the rules, and the answer
+        model when it is a separate LM (older jobs resume as they were)."""
+        return {"method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
+                "max_output_tokens": call_max_tokens(dspy.settings.lm, {}), "rules": self.detector.rule_ids,
+                **({"answer_model": self.answer_model} if self.answer_lm is not None else {})}
 
     def run(
         self,
@@ -181,9 +185,7 @@ class EvolveJob:
         self._stop_reason = None
         stat = previous.stat() if previous.is_file() else None
         identity = {"retry_failed": str(previous.resolve()), "input_size": stat.st_size if stat else None,
-                    "input_mtime": int(stat.st_mtime) if stat else None,
-                    "method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
-                    "rules": self.detector.rule_ids, **self._answer_identity()}
+                    "input_mtime": int(stat.st_mtime) if stat else None, **self._evolution_identity()}
         journal = Journal(out)
         done = journal.open(identity, overwrite=overwrite)
         summary = JobSummary(resumed_rows=len(done))

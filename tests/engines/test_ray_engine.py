@@ -151,6 +151,8 @@ def test_a_finished_shard_is_skipped_and_settings_must_match(cluster, server, se
     assert by_id(out) == before  # the output was rebuilt from the finished shards, row for row
     with pytest.raises(DataError, match="shard_size"):
         ray_run(seed, out, server.url, shard_size=7)
+    with pytest.raises(DataError, match=r"\(max_output_tokens\)"):  # it shapes every rewrite
+        ray_run(seed, out, server.url, max_output_tokens=900)
     ray_run(seed, out, server.url, shard_size=7, overwrite=True)
     assert ShardStore(out).shards(1) == [0, 1, 2, 3]
 

@@ -149,6 +149,22 @@ def test_an_unfinished_job_is_not_resumed_under_another_version_of_a_rule(tmp_pa
     assert summary.resumed_rows >= 1 and summary.rows == 4
 
 
+def test_an_unfinished_job_is_not_resumed_under_another_output_token_limit(tmp_path, seed):
+    # the limit shapes every rewrite (where it is cut off, how long its working notes may be)
+    out = tmp_path / "out.jsonl"
+    with dspy.context(lm=scripted_lm(good_model, budget=Budget(max_calls=2), max_tokens=450)):
+        EvolveJob(Evolver(), evol_model="scripted").run(seed, out)
+    journal = Path(str(out) + ".partial.jsonl")
+    kept = journal.read_bytes()
+    with pytest.raises(DataError, match=r"different settings \(max_output_tokens\)"):
+        with dspy.context(lm=scripted_lm(good_model, max_tokens=900)):
+            EvolveJob(Evolver(), evol_model="scripted").run(seed, out)
+    assert journal.read_bytes() == kept
+    with dspy.context(lm=scripted_lm(good_model, max_tokens=450)):
+        summary = EvolveJob(Evolver(), evol_model="scripted").run(seed, out)
+    assert summary.resumed_rows >= 1 and summary.rows == 4
+
+
 def strong_answers(request: ScriptedRequest):
     return {"answer": f"Strong answer to: {request.inputs['instruction']}"}
 
