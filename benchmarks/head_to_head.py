@@ -29,7 +29,6 @@ The Auto Evol-Instruct settings are ``quality.py``'s flags (``--steps``, ``--can
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -280,8 +279,6 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--reflection-minibatch-size", type=int, default=3, help="GEPA's items per iteration")
     parse.add_argument("--e0-from", type=Path, default=None, metavar="QUALITY_JSON",
                        help="share e_0's item file with the quality.py run that wrote QUALITY_JSON")
-    parse.add_argument("--report", action="store_true",
-                       help="with --name: report what the run has finished so far, from its records alone (no LM)")
     parse.add_argument("--dry-run", action="store_true",
                        help="print the most LM calls and the tokens of the run, per part and role; call nothing")
     parse.add_argument("--decode-rate", type=float, default=20.0, metavar="TOKENS_PER_S",
@@ -290,30 +287,10 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def report_progress(args: argparse.Namespace) -> None:
-    """``--report``: print what ``--name``'s folder holds; with ``--results-md``, make it the run's section.
-
-    A finished run's ``report.json`` (written at its end) gives the held-out table, the paired
-    differences and the compiles' figures above the records' details; otherwise the section is the
-    run's progress so far.
-    """
-    if args.name is None:
-        raise SystemExit("error: --report needs --name (the run folder under benchmarks/runs/)")
-    folder = quality.RUNS_DIR / args.name
-    progress = run_progress(folder, planned_items=args.held_out)
-    command = f"python benchmarks/head_to_head.py --name {args.name} --held-out {args.held_out} --report"
-    finished = folder / "report.json"
-    if finished.exists():
-        document = json.loads(finished.read_text(encoding="utf-8"))
-        command = " ".join(["python", *document.pop("command", [])])
-        document["methods"] = [MethodResult(**method) for method in document["methods"]]
-        report = Report(**document)
-        title, body = f"Head to head: {report_title(report)}", f"{markdown(report)}\n\n{progress}"
-    else:
-        title, body = f"Head to head `{args.name}`, in progress (from its records)", progress
-    print(f"{title}\n\n{body}")
-    if args.results_md:
-        quality.write_section(args, "head_to_head.py", title, command, body)
+def finished_report(document: dict[str, Any]) -> tuple[str, str]:
+    """The title and the held-out table of a finished run's ``report.json``."""
+    report = Report(**document)
+    return f"Head to head: {report_title(report)}", markdown(report)
 
 
 def report_title(report: Report) -> str:
@@ -327,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
     if args.report:
-        report_progress(args)
+        quality.report_from_records(args, "head_to_head.py", "Head to head", finished_report)
         return
     quality.require_inputs(args)
     if args.dry_run:

@@ -31,6 +31,12 @@ A measurement that spans sessions: ``--name NAME`` keeps everything under ``benc
 (no LM call starts after it, exit code 3), everything finished so far written and committed.
 
     python benchmarks/quality.py --lm local:FILE.gguf --seed-set humaneval --name he60 --budget-minutes 120
+
+``--name NAME --report`` prints what the folder holds from its records alone, without an LM: a run
+stopped by its budget (or still going) shows its compile and its held-out items so far, a finished
+one its table above them; ``--results-md`` makes that the run's section.
+
+    python benchmarks/quality.py --name he60 --held-out 60 --report --results-md benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ sys.path.insert(0, str(HERE))
 import quality_eval  # noqa: E402
 import seeds  # noqa: E402
 from quality_eval import MethodResult, StageReporter, evaluate_method, role_usage, usage_delta  # noqa: E402
+from run_progress import run_progress  # noqa: E402
 from run_records import GitCheckpoint, replace_section  # noqa: E402
 
 from autoevol.data import iter_items  # noqa: E402
@@ -486,6 +493,8 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--budget-minutes", type=float, default=None,
                        help="stop cleanly after this long (no LM call starts later); rerun to continue")
     parse.add_argument("--verbose", action="store_true", help="log the compile's steps")
+    parse.add_argument("--report", action="store_true",
+                       help="with --name: report what the run has finished so far, from its records alone (no LM)")
     return parse
 
 
@@ -508,12 +517,54 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run, print the table; write ``--json`` and the ``--results-md`` section when given."""
     args = parser().parse_args(argv)
+    if args.report:
+        report_from_records(args, "quality.py", "Quality", finished_report)
+        return
     require_inputs(args)
     configure_logging(args.verbose)
     report = run_recorded(args, "quality.py", run)
-    title = (f"held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
-             f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, seed {args.seed})")
-    publish(args, "quality.py", report, f"Quality: {title}", markdown(report))
+    publish(args, "quality.py", report, report_title(report), markdown(report))
+
+
+def report_title(report: Report) -> str:
+    """What a run measured, on which seeds, with which model."""
+    return (f"Quality: held-out failure rate on {Path(report.seed_file).name} with {report.settings['lm']} "
+            f"({len(report.held_out_ids)} held-out items, {report.compile_items} compile items, "
+            f"seed {report.settings['seed']})")
+
+
+def finished_report(document: dict[str, Any]) -> tuple[str, str]:
+    """The title and the held-out table of a finished run's ``report.json``."""
+    report = Report(**document)
+    return report_title(report), markdown(report)
+
+
+def report_from_records(args: argparse.Namespace, script: str, label: str,
+                        finished: Callable[[dict[str, Any]], tuple[str, str]]) -> None:
+    """``--report``: print what ``--name``'s folder holds; with ``--results-md``, make it the run's section.
+
+    A finished run's ``report.json`` (written at its end) gives the held-out table, the paired
+    differences and the compile's figures (``finished``: its title and table) above the records'
+    details; otherwise, a run stopped by its budget or still going, the section is the run's
+    progress so far (:func:`run_progress.run_progress`).
+    """
+    if args.name is None:
+        raise SystemExit("error: --report needs --name (the run folder under benchmarks/runs/)")
+    folder = RUNS_DIR / args.name
+    progress = run_progress(folder, planned_items=args.held_out)
+    command = f"python benchmarks/{script} --name {args.name} --held-out {args.held_out} --report"
+    done = folder / "report.json"
+    if done.exists():
+        document = json.loads(done.read_text(encoding="utf-8"))
+        command = " ".join(["python", *document.pop("command", [])])
+        document["methods"] = [MethodResult(**method) for method in document["methods"]]
+        title, table = finished(document)
+        body = f"{table}\n\n{progress}"
+    else:
+        title, body = f"{label} `{args.name}`, in progress (from its records)", progress
+    print(f"{title}\n\n{body}")
+    if args.results_md:
+        write_section(args, script, title, command, body)
 
 
 def publish(args: argparse.Namespace, script: str, report: Any, title: str, table: str) -> None:

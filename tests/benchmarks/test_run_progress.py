@@ -99,6 +99,51 @@ def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, mon
     assert "the gain **held**" in text
 
 
+def test_a_quality_run_stopped_by_its_budget_gets_its_section_from_its_records(tmp_path, monkeypatch):
+    import quality
+
+    runs = tmp_path / "runs"
+    write_run(runs / "demo")
+    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n\n<!-- begin quality-demo -->\nold figures\n<!-- end quality-demo -->\n")
+    quality.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
+    text = results.read_text()
+    assert "## Quality `demo`, in progress (from its records)" in text and "old figures" not in text
+    assert "`python benchmarks/quality.py --name demo --held-out 60 --report`" in text
+    assert "chosen: **deepen**" in text and "| quality.e0.items.jsonl | 4 of 60 | 2 | 50.0% | unchanged 2 |" in text
+
+
+def test_a_finished_quality_runs_report_shows_its_table(tmp_path, monkeypatch):
+    import quality
+    from quality_eval import MethodResult
+
+    runs = tmp_path / "runs"
+    write_run(runs / "demo")
+    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    e0 = MethodResult(key="e0", label="e_0", fingerprint="e0", failure_rate=0.5, failed=2, items=4,
+                      by_rule={"unchanged": 2}, seconds=60.0, usage={"evol": {"calls": 8}}, reused=0,
+                      outcomes_file="quality.e0.items.jsonl", failed_flags=[True, False, False, True])
+    report = quality.Report(settings={"lm": "local:m.gguf", "seed": 3}, seed_file="/seeds/he.jsonl", compile_items=11,
+                            held_out_ids=["1", "2", "3", "4"], methods=[e0])
+    document = {"command": ["benchmarks/quality.py", "--name", "demo"], **asdict(report)}
+    (runs / "demo" / "report.json").write_text(json.dumps(document))
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
+    quality.main(["--name", "demo", "--held-out", "4", "--report", "--results-md", str(results)])
+    text = results.read_text()
+    assert "## Quality: held-out failure rate on he.jsonl with local:m.gguf (4 held-out items, 11 compile items, " \
+           "seed 3)" in text and "in progress" not in text
+    assert "| e_0 | 50.0% | 2 / 4 | unchanged 2 | evol 8 |" in text
+    assert text.index("| e_0 |") < text.index("chosen: **deepen**")
+
+
+def test_a_report_needs_the_runs_name(tmp_path):
+    done = subprocess.run([sys.executable, str(HERE / "quality.py"), "--report"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "--report needs --name" in done.stderr
+
+
 def test_a_finished_runs_report_puts_its_held_out_table_above_the_records(tmp_path, monkeypatch):
     import head_to_head
     import quality
