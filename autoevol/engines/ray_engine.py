@@ -86,7 +86,8 @@ class RayEvolveJob:
         return {"input": str(data.resolve()), "input_size": stat.st_size, "input_mtime": int(stat.st_mtime),
                 "column": column, "id_column": id_column, "limit": limit, "rounds": rounds,
                 "method_fingerprint": self.fingerprint, "evol_model": self.settings.evol_model,
-                "max_output_tokens": self.settings.max_output_tokens, "judge_lm": self.settings.judge_lm, "disable_rules": sorted(self.settings.disable_rules),
+                "max_output_tokens": self.settings.max_output_tokens, "judge_lm": self.settings.judge_lm,
+                "disable_rules": sorted(self.settings.disable_rules),
                 "shard_size": self.shard_size,
                 **({"answer_model": self.settings.answer_model} if self.settings.answer_lm else {})}
 

@@ -109,7 +109,8 @@ def _case(case_id: str, item: Item, trajectory: Trajectory, notes_limit: int | N
     verdict = trajectory.verdict
     description = "passed" if not verdict.failed else f"failed ({verdict.rule}): {verdict.reason}"
     return TrajectoryCase(case_id=case_id, item_id=item.id, stages=trajectory.stages, notes=trajectory.notes,
-                          notes_limit=notes_limit, answer=trajectory.answer, failed=verdict.failed, rule=verdict.rule, verdict=description)
+                          notes_limit=notes_limit, answer=trajectory.answer, failed=verdict.failed, rule=verdict.rule,
+                          verdict=description)
 
 
 # ---------------------------------------------------------------------------------- development set
