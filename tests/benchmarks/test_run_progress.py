@@ -53,6 +53,16 @@ def write_run(folder: Path) -> None:
     (folder / "quality.e0.items.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def demo_runs(tmp_path: Path, monkeypatch) -> Path:
+    """A runs folder holding the run ``demo`` (:func:`write_run`), where the benchmarks look for runs."""
+    import quality
+
+    runs = tmp_path / "runs"
+    write_run(runs / "demo")
+    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    return runs
+
+
 def test_the_start_race_the_steps_and_the_confirmation_are_read_from_the_records(tmp_path):
     write_run(tmp_path)
     text = run_progress(tmp_path, planned_items=60)
@@ -84,15 +94,11 @@ def test_the_measurements_of_the_phase_under_way_are_counted(tmp_path):
 
 
 def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, monkeypatch):
-    import quality
-
-    runs = tmp_path / "runs"
-    write_run(runs / "demo")
-    monkeypatch.setattr(quality, "RUNS_DIR", runs)
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# results\n")
     import head_to_head
 
+    demo_runs(tmp_path, monkeypatch)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
     head_to_head.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
     text = results.read_text()
     assert "<!-- begin head_to_head-demo -->" in text and "chosen: **deepen**" in text
@@ -102,9 +108,7 @@ def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, mon
 def test_a_quality_run_stopped_by_its_budget_gets_its_section_from_its_records(tmp_path, monkeypatch):
     import quality
 
-    runs = tmp_path / "runs"
-    write_run(runs / "demo")
-    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    demo_runs(tmp_path, monkeypatch)
     results = tmp_path / "RESULTS.md"
     results.write_text("# results\n\n<!-- begin quality-demo -->\nold figures\n<!-- end quality-demo -->\n")
     quality.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
@@ -118,9 +122,7 @@ def test_a_finished_quality_runs_report_shows_its_table(tmp_path, monkeypatch):
     import quality
     from quality_eval import MethodResult
 
-    runs = tmp_path / "runs"
-    write_run(runs / "demo")
-    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    runs = demo_runs(tmp_path, monkeypatch)
     e0 = MethodResult(key="e0", label="e_0", fingerprint="e0", failure_rate=0.5, failed=2, items=4,
                       by_rule={"unchanged": 2}, seconds=60.0, usage={"evol": {"calls": 8}}, reused=0,
                       outcomes_file="quality.e0.items.jsonl", failed_flags=[True, False, False, True])
@@ -146,12 +148,9 @@ def test_a_report_needs_the_runs_name(tmp_path):
 
 def test_a_finished_runs_report_puts_its_held_out_table_above_the_records(tmp_path, monkeypatch):
     import head_to_head
-    import quality
     from quality_eval import MethodResult
 
-    runs = tmp_path / "runs"
-    write_run(runs / "demo")
-    monkeypatch.setattr(quality, "RUNS_DIR", runs)
+    runs = demo_runs(tmp_path, monkeypatch)
     methods = [MethodResult(key=key, label=label, fingerprint=key, failure_rate=failed / 4, failed=failed, items=4,
                             by_rule={"unchanged": failed}, seconds=60.0, usage={"evol": {"calls": 8}}, reused=0,
                             outcomes_file=f"quality.{key}.items.jsonl", failed_flags=flags)
