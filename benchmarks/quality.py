@@ -220,6 +220,12 @@ def teleprompter(evol: ManagedLM, optimizer: ManagedLM, detector: FailureDetecto
                             progress=StageReporter(after_progress))
 
 
+def in_repository(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (a report names no machine's folders)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(HERE.parent)) if resolved.is_relative_to(HERE.parent) else str(path)
+
+
 def compile_figures(evolver: Evolver, wall: float | None, source: str) -> dict[str, Any]:
     """Steps, dev failure rates, proposals valid/total (with why the others were invalid), usage, time."""
     meta = evolver.metadata
@@ -320,8 +326,9 @@ def run(args: argparse.Namespace, checkpoint: GitCheckpoint | None = None) -> Re
                 compiled = optimize.compile(Evolver(), trainset=train, run_dir=run_dir)
             except CompileFoundNothing as error:  # the result is the starting method: say so, measure it anyway
                 compiled, found_nothing = error.evolver, str(error)
-            compiled.save(f"{prefix}.compiled{demos}.json")
-            report.compile.update(compile_figures(compiled, time.monotonic() - started, f"{prefix}.compiled{demos}.json"))
+            saved = Path(f"{prefix}.compiled{demos}.json")
+            compiled.save(saved)
+            report.compile.update(compile_figures(compiled, time.monotonic() - started, in_repository(saved)))
             report.compile.update(session_usage=usage_delta(role_usage(session), before), found_nothing=found_nothing)
             label = f"compiled here ({report.compile['steps']} steps" + (", found nothing)" if found_nothing else ")")
         e0 = evaluate("e0", "e_0 (initial method)", Evolver())

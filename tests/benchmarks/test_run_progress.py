@@ -140,6 +140,14 @@ def test_a_finished_quality_runs_report_shows_its_table(tmp_path, monkeypatch):
     assert text.index("| e_0 |") < text.index("chosen: **deepen**")
 
 
+def test_a_report_names_a_file_of_the_repository_by_its_path_there(tmp_path):
+    import quality
+
+    saved = quality.RUNS_DIR / "he60" / "quality.compiled.json"
+    assert quality.in_repository(saved) == str(Path("benchmarks") / "runs" / "he60" / "quality.compiled.json")
+    assert quality.in_repository(tmp_path / "quality.compiled.json") == str(tmp_path / "quality.compiled.json")
+
+
 def test_a_report_needs_the_runs_name(tmp_path):
     done = subprocess.run([sys.executable, str(HERE / "quality.py"), "--report"], capture_output=True, text=True,
                           timeout=120)
