@@ -84,8 +84,10 @@ class AnalyzeTrajectory(dspy.Signature):
 
     The trajectory shows one block per case, the failed cases first. A block starts with the
     case's verdict: FAILED with the check that caught it and why, or passed. Then come the
-    original instruction and its rewrite; a failed case may also show the start of the answer the
-    model gave to its rewrite. A good rewrite is a harder version of the original that a person
+    original instruction and its rewrite. A failed case also shows the start of the model's
+    working notes, which tell what it meant to do and whether they were cut off at their limit
+    before it got to the rewrite, and may show the start of the answer the model gave to its
+    rewrite. A good rewrite is a harder version of the original that a person
     could still answer: it keeps the task, the facts, the inputs and the language, adds
     requirements that fit, and gives no answer away.
 

@@ -115,6 +115,18 @@ def test_the_analysis_of_a_compile_reads_the_failed_cases_first():
     assert view.startswith(f"{statuses.count('FAILED')} of 6 cases failed: cases ")
 
 
+def test_the_analysis_is_told_what_each_part_of_a_case_block_is():
+    told = " ".join(AnalyzeTrajectory.instructions.split()).casefold()
+    shown = {"FAILED": "failed", "Original:": "original instruction", "Rewrite:": "rewrite",
+             "Working notes (start):": "working notes", "reached their limit": "cut off at their limit",
+             "Answer to the rewrite (start):": "answer"}
+    view = trajectory_view(CASES + [TrajectoryCase(case_id="9", item_id="i", stages=[CODE, CODE], notes=["n" * 675],
+                                                   notes_limit=675, failed=True, rule="unchanged",
+                                                   verdict="failed (unchanged): same")])
+    for label, words in shown.items():
+        assert label in view and words in told, label
+
+
 def test_the_issue_taxonomy_is_short_and_reads_the_older_categories():
     assert len(ISSUE_CATEGORIES) == 7 and ISSUE_CATEGORIES[-1] == "other"
     older = {"no_progression": "not_harder", "unimproved_complexity": "not_harder", "unclear": "flawed",
