@@ -127,7 +127,7 @@ class EvolveJob:
     def _evolution_identity(self) -> dict[str, Any]:
         """What makes a row's evolution and verdict, in every job's identity: the method, the evol
         model and its output token limit (read from the configured LM), the rules, and the answer
-        model when it is a separate LM (older jobs resume as they were)."""
+        model when it is a separate LM."""
         return {"method_fingerprint": self.evolver.fingerprint, "evol_model": self.evol_model,
                 "max_output_tokens": call_max_tokens(dspy.settings.lm, {}), "rules": self.detector.rule_ids,
                 **({"answer_model": self.answer_model} if self.answer_lm is not None else {})}
