@@ -63,6 +63,14 @@ def demo_runs(tmp_path: Path, monkeypatch) -> Path:
     return runs
 
 
+def reported(tmp_path: Path, main, held_out: int, existing: str = "# results\n") -> str:
+    """RESULTS.md (``existing`` before) after a benchmark's ``main`` wrote run ``demo``'s section by ``--report``."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text(existing)
+    main(["--name", "demo", "--held-out", str(held_out), "--report", "--results-md", str(results)])
+    return results.read_text()
+
+
 def test_the_start_race_the_steps_and_the_confirmation_are_read_from_the_records(tmp_path):
     write_run(tmp_path)
     text = run_progress(tmp_path, planned_items=60)
@@ -97,10 +105,7 @@ def test_head_to_head_report_writes_the_runs_section_without_an_lm(tmp_path, mon
     import head_to_head
 
     demo_runs(tmp_path, monkeypatch)
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# results\n")
-    head_to_head.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
-    text = results.read_text()
+    text = reported(tmp_path, head_to_head.main, 60)
     assert "<!-- begin head_to_head-demo -->" in text and "chosen: **deepen**" in text
     assert "the gain **held**" in text
 
@@ -109,10 +114,8 @@ def test_a_quality_run_stopped_by_its_budget_gets_its_section_from_its_records(t
     import quality
 
     demo_runs(tmp_path, monkeypatch)
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# results\n\n<!-- begin quality-demo -->\nold figures\n<!-- end quality-demo -->\n")
-    quality.main(["--name", "demo", "--held-out", "60", "--report", "--results-md", str(results)])
-    text = results.read_text()
+    earlier = "# results\n\n<!-- begin quality-demo -->\nold figures\n<!-- end quality-demo -->\n"
+    text = reported(tmp_path, quality.main, 60, earlier)
     assert "## Quality `demo`, in progress (from its records)" in text and "old figures" not in text
     assert "`python benchmarks/quality.py --name demo --held-out 60 --report`" in text
     assert "chosen: **deepen**" in text and "| quality.e0.items.jsonl | 4 of 60 | 2 | 50.0% | unchanged 2 |" in text
@@ -130,10 +133,7 @@ def test_a_finished_quality_runs_report_shows_its_table(tmp_path, monkeypatch):
                             held_out_ids=["1", "2", "3", "4"], methods=[e0])
     document = {"command": ["benchmarks/quality.py", "--name", "demo"], **asdict(report)}
     (runs / "demo" / "report.json").write_text(json.dumps(document))
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# results\n")
-    quality.main(["--name", "demo", "--held-out", "4", "--report", "--results-md", str(results)])
-    text = results.read_text()
+    text = reported(tmp_path, quality.main, 4)
     assert "## Quality: held-out failure rate on he.jsonl with local:m.gguf (4 held-out items, 11 compile items, " \
            "seed 3)" in text and "in progress" not in text
     assert "| e_0 | 50.0% | 2 / 4 | unchanged 2 | evol 8 |" in text
@@ -170,10 +170,7 @@ def test_a_finished_runs_report_puts_its_held_out_table_above_the_records(tmp_pa
                                                "high": 0.0, "confidence": 0.95, "items": 4}])
     document = {"command": ["benchmarks/head_to_head.py", "--name", "demo"], **asdict(report)}
     (runs / "demo" / "report.json").write_text(json.dumps(document))
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# results\n")
-    head_to_head.main(["--name", "demo", "--held-out", "4", "--report", "--results-md", str(results)])
-    text = results.read_text()
+    text = reported(tmp_path, head_to_head.main, 4)
     assert "Head to head: e_0, the classic operations, Auto Evol-Instruct and GEPA on si.jsonl with local:m.gguf " \
            "(4 held-out items, 11 compile items, seed 3)" in text and "in progress" not in text
     assert "`python benchmarks/head_to_head.py --name demo`" in text  # the command that made it
