@@ -7,10 +7,13 @@ scripted LMs (:mod:`autoevol.testing.selection_world`); the script counts
   compiles claim an improvement (return an evolver instead of raising ``NoImprovement``), the
   false-improvement rate;
 * in the *better* world (every third proposal is truly ``--gain`` better): how many compiles
-  return a method carrying a truly better rule, the power;
+  return a method carrying a truly better rule, the power, and how many ended their dev selection
+  on one (before the confirmation);
 
 with ``flip`` 1.0 (equal methods fail on unrelated items) and 0.45 (about a third of the verdicts
 change with the prompt, as measured with a 1.5B evol LM). Figures are printed as a Markdown table.
+
+``--starts`` races starting methods before step 1; in a world each is exactly as good as the start.
 
     python benchmarks/selection.py --seeds 10
 """
@@ -20,35 +23,48 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import NamedTuple
 
 import dspy
 
 from autoevol.optimizers.auto_evol import AutoEvolInstruct
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
 from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA
+from autoevol.baselines import starting_methods
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.selection_world import MARK, START, SelectionWorld, instructions
 
 
-def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> tuple[bool, bool, float, float, int]:
-    """(claimed an improvement, the result is truly better, start dev rate, result dev rate, evol LM calls)."""
+class Outcome(NamedTuple):
+    """One compile in a world."""
+
+    claimed: bool  # returned an evolver (the confirmation supported its gain)
+    truly_better: bool  # ... whose method carries a truly better rule
+    chose_better_on_dev: bool  # the dev selection ended on a truly better method, confirmed or not
+    start_rate: float  # the start's dev failure rate
+    result_rate: float  # the result's dev failure rate
+    evol_calls: int
+
+
+def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> Outcome:
+    """Compile ``START`` in ``world`` with the benchmark's settings."""
     evol_lm, optimizer_lm = world.lms()
     teleprompter = AutoEvolInstruct(
         optimizer_lm=optimizer_lm, evol_lm=evol_lm, num_candidates=args.candidates, batch_size=4,
         dev_size=args.dev_size, confirm_size=args.confirm_size, max_steps=args.steps, patience=args.steps,
         selection_alpha=args.selection_alpha, confirm_alpha=args.confirm_alpha, trajectory_answers=False,
         racing=args.racing_alpha > 0, racing_alpha=args.racing_alpha or DEFAULT_ALPHA,
-        seed=seed, num_threads=args.threads)
+        starts=args.starts, seed=seed, num_threads=args.threads)
     data = instructions(args.dev_size + args.confirm_size + 40)
     try:
-        compiled = teleprompter.compile(Evolver(START), trainset=data)
+        compiled, claimed = teleprompter.compile(Evolver(START), trainset=data), True
     except CompileFoundNothing as nothing:
-        meta = nothing.evolver.metadata
-        return False, False, meta["initial_dev_failure_rate"], meta["dev_failure_rate"], evol_lm.engine.calls
-    meta = compiled.metadata
-    return (True, MARK in compiled.method, meta["initial_dev_failure_rate"], meta["dev_failure_rate"],
-            evol_lm.engine.calls)
+        compiled, claimed = nothing.evolver, False
+    meta, history = compiled.metadata, compiled.compile_history
+    chosen = history[-1].selected.method if history else compiled.method
+    return Outcome(claimed, claimed and MARK in compiled.method, MARK in chosen,
+                   meta["initial_dev_failure_rate"], meta["dev_failure_rate"], evol_lm.engine.calls)
 
 
 def main() -> None:
@@ -62,6 +78,8 @@ def main() -> None:
     parser.add_argument("--selection-alpha", type=float, default=SELECTION_ALPHA)
     parser.add_argument("--confirm-alpha", type=float, default=CONFIRM_ALPHA)
     parser.add_argument("--racing-alpha", type=float, default=DEFAULT_ALPHA, help="0: no racing")
+    parser.add_argument("--starts", nargs="*", default=[], choices=sorted(starting_methods()),
+                        help="starting methods raced before step 1 (in a world each is as good as the start)")
     parser.add_argument("--flips", type=float, nargs="+", default=[1.0, 0.45])
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
@@ -69,30 +87,24 @@ def main() -> None:
     dspy.configure(track_usage=True)
 
     print(f"selection: dev {args.dev_size}, confirmation {args.confirm_size}, {args.candidates} candidates, "
-          f"{args.steps} steps, selection alpha {args.selection_alpha}, confirmation alpha {args.confirm_alpha}, "
-          f"{args.seeds} seeds per world\n")
-    print("| world | flip | compiles | claimed an improvement | truly better result | dev rate start -> result "
-          "(mean over claims) | evol LM calls per compile | seconds per compile |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|")
+          f"{args.steps} steps, {len(args.starts)} starts raced, selection alpha {args.selection_alpha}, "
+          f"confirmation alpha {args.confirm_alpha}, {args.seeds} seeds per world\n")
+    print("| world | flip | compiles | claimed an improvement | truly better result | truly better chosen on dev "
+          "(confirmed or not) | dev rate start -> result (mean over claims) | evol LM calls per compile "
+          "| seconds per compile |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for flip in args.flips:
         for name, better_every in (("null", 0), (f"one in three {args.gain:.0%} better", 3)):
-            claims = truly = calls = 0
-            gains: list[tuple[float, float]] = []
             clock = time.monotonic()
-            for seed in range(args.seeds):
-                world = SelectionWorld(seed=seed, gain=args.gain, better_every=better_every, flip=flip)
-                claimed, better, start, result, evol_calls = one_compile(world, args, seed)
-                calls += evol_calls
-                claims += claimed
-                truly += claimed and better
-                if claimed:
-                    gains.append((start, result))
+            outcomes = [one_compile(SelectionWorld(seed=seed, gain=args.gain, better_every=better_every, flip=flip),
+                                    args, seed) for seed in range(args.seeds)]
             seconds = (time.monotonic() - clock) / args.seeds
-            moved = (f"{100 * sum(s for s, _ in gains) / len(gains):.0f}% -> "
-                     f"{100 * sum(r for _, r in gains) / len(gains):.0f}%") if gains else "-"
-            print(f"| {name} | {flip:g} | {args.seeds} | {claims} | {truly} | {moved} | {calls / args.seeds:.0f} "
-                  f"| {seconds:.1f} |", flush=True)
-
+            claims = [o for o in outcomes if o.claimed]
+            moved = (f"{100 * sum(o.start_rate for o in claims) / len(claims):.0f}% -> "
+                     f"{100 * sum(o.result_rate for o in claims) / len(claims):.0f}%") if claims else "-"
+            print(f"| {name} | {flip:g} | {args.seeds} | {len(claims)} | {sum(o.truly_better for o in outcomes)} "
+                  f"| {sum(o.chose_better_on_dev for o in outcomes)} | {moved} "
+                  f"| {sum(o.evol_calls for o in outcomes) / args.seeds:.0f} | {seconds:.1f} |", flush=True)
 
 if __name__ == "__main__":
     main()
