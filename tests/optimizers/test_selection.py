@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -143,7 +144,7 @@ def test_the_confirmation_split_is_measured_only_after_the_last_step():
     assert set(after) == confirm and len(after) == 2 * len(confirm)  # the start and the result, once each
 
 
-def test_a_dev_gain_that_does_not_hold_on_the_confirmation_split_is_no_result():
+def test_a_dev_gain_that_does_not_hold_on_the_confirmation_split_is_no_result(caplog):
     # the start fails the dev items less often by chance than the confirmation items: a null
     # world in which the dev selection is made to accept noise (a very loose level)
     for seed in range(10):
@@ -151,11 +152,15 @@ def test_a_dev_gain_that_does_not_hold_on_the_confirmation_split_is_no_result():
         evol_lm, optimizer_lm = world.lms()
         teleprompter = AutoEvolInstruct(optimizer_lm=optimizer_lm, evol_lm=evol_lm, seed=seed,
                                         **{**WORLD_SETTINGS, "max_steps": 1}, selection_alpha=0.999)
+        caplog.clear()
         try:
-            teleprompter.compile(Evolver(START), trainset=instructions(120))
+            with caplog.at_level(logging.INFO, logger="autoevol.optimizers.auto_evol"):
+                teleprompter.compile(Evolver(START), trainset=instructions(120))
         except NoImprovement as error:
             if error.evolver.compile_history[0].winner is not None:  # accepted on dev, refused by confirmation
                 assert "did not hold on 50 confirmation items" in str(error)
+                finish = next(r.getMessage() for r in caplog.records if "compile finished" in r.getMessage())
+                assert finish.endswith("the confirmation on 50 items does not support it, so the start is kept")
                 assert error.evolver.method == START  # the unchanged start, not the dev winner
                 assert error.evolver.metadata["confirmed"] is False
                 return
@@ -257,7 +262,7 @@ def test_the_report_of_a_run_shows_the_paired_tests_and_the_confirmation(tmp_pat
     assert "Confirmation on 50 items no selection step measured" in page and "the gain holds" in page
 
 
-def test_a_resumed_compile_reuses_its_recorded_confirmation_without_the_lm_or_the_call_cache(tmp_path):
+def test_a_resumed_compile_reuses_its_recorded_confirmation_without_the_lm_or_the_call_cache(tmp_path, caplog):
     """A finished run continued on another machine (no call cache there) must not measure again."""
     world = SelectionWorld(seed=0, better_every=3, flip=0.45)
     evol_lm, optimizer_lm = world.lms()
@@ -273,10 +278,15 @@ def test_a_resumed_compile_reuses_its_recorded_confirmation_without_the_lm_or_th
         raise AssertionError("the resumed compile called the LM")
 
     fail_at_once = CallPolicy(max_retries=0)
-    again = AutoEvolInstruct(optimizer_lm=scripted_lm(unreachable, role="optimizer", cache=False, policy=fail_at_once),
-                             evol_lm=scripted_lm(unreachable, role="evol", cache=False, policy=fail_at_once), seed=0,
-                             **WORLD_SETTINGS).compile(Evolver(START), trainset=instructions(120), run_dir=run)
+    with caplog.at_level(logging.INFO, logger="autoevol.optimizers.auto_evol"):
+        again = AutoEvolInstruct(
+            optimizer_lm=scripted_lm(unreachable, role="optimizer", cache=False, policy=fail_at_once),
+            evol_lm=scripted_lm(unreachable, role="evol", cache=False, policy=fail_at_once), seed=0,
+            **WORLD_SETTINGS).compile(Evolver(START), trainset=instructions(120), run_dir=run)
     assert again.method == first.method
+    # the finish line of the resumed run states the recorded verdict, not just the dev gain
+    finish = [r.getMessage() for r in caplog.records if "compile finished" in r.getMessage()]
+    assert finish and finish[-1].endswith("the confirmation on 50 items supports it")
     assert again.metadata["confirmation"] == first.metadata["confirmation"]
 
 

@@ -1,5 +1,5 @@
 """What a compile logs: one line per step (the incumbent, every candidate's rate, the outcome) and one
-at its end (why it stopped, the dev failure rate before and after).
+at its end (why it stopped, the dev failure rate before and after, the confirmation's verdict).
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from autoevol.optimizers.auto_evol.records import CandidateRecord, MethodScore, StartRecord, StepRecord
+from autoevol.optimizers.auto_evol.selection import PairedComparison
 
 logger = logging.getLogger("autoevol.optimizers.auto_evol")
 
@@ -19,10 +20,15 @@ def _describe(candidate: CandidateRecord) -> str:
     return f"{100 * candidate.score.failure_rate:.0f}%" + (" (dropped)" if candidate.dropped else "")
 
 
-def log_finish(stopped: str, start: StartRecord, final: MethodScore, steps: int) -> None:
-    """Log the end of a compile: why it stopped, and the dev failure rate before and after."""
-    logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)",
-                stopped, 100 * start.score.failure_rate, 100 * final.failure_rate, steps)
+def log_finish(stopped: str, start: StartRecord, final: MethodScore, steps: int,
+               confirmation: PairedComparison | None) -> None:
+    """Log the end of a compile: why it stopped, the dev failure rate before and after, and whether
+    the confirmation split supported the change (when one was measured)."""
+    verdict = "" if confirmation is None else (
+        f"; the confirmation on {confirmation.items} items supports it" if confirmation.supported
+        else f"; the confirmation on {confirmation.items} items does not support it, so the start is kept")
+    logger.info("compile finished (%s): dev failure rate %.1f%% -> %.1f%% after %d step(s)%s",
+                stopped, 100 * start.score.failure_rate, 100 * final.failure_rate, steps, verdict)
 
 
 def log_step(record: StepRecord) -> None:

@@ -216,13 +216,13 @@ class AutoEvolInstruct(Teleprompter):
             log_step(record)
             stopped = notify(self.step_callback, record)
         stopped = stopped or ("no_failures" if incumbent.failed == 0 else "max_steps")
-        log_finish(stopped, start, incumbent, len(history))
         fingerprints = {"start": start.score.fingerprint, "result": incumbent.fingerprint}
         confirmation = run.confirmation(**fingerprints) if run is not None else None
         if confirmation is None:
             confirmation = self._confirm(start.score, incumbent, len(history) + 1, loop)
             if confirmation is not None and run is not None:
                 run.write_confirmation(confirmation, **fingerprints)
+        log_finish(stopped, start, incumbent, len(history), confirmation)
         result = start.score if confirmation is not None and not confirmation.supported else incumbent
         evolver = compiled_evolver(student, result, start, history, hyperparameters=self.hyperparameters(),
                                    models=header.settings["models"], detector_rules=loop.lms.detector.rule_ids,
