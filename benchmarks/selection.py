@@ -47,16 +47,17 @@ class Outcome(NamedTuple):
     evol_calls: int
 
 
-def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> Outcome:
-    """Compile ``START`` in ``world`` with the benchmark's settings."""
+def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int, dev_size: int) -> Outcome:
+    """Compile ``START`` in ``world`` with the benchmark's settings and ``dev_size`` dev items."""
+    confirm_size = dev_size if args.confirm_size is None else args.confirm_size
     evol_lm, optimizer_lm = world.lms()
     teleprompter = AutoEvolInstruct(
         optimizer_lm=optimizer_lm, evol_lm=evol_lm, num_candidates=args.candidates, batch_size=4,
-        dev_size=args.dev_size, confirm_size=args.confirm_size, max_steps=args.steps, patience=args.steps,
+        dev_size=dev_size, confirm_size=confirm_size, max_steps=args.steps, patience=args.steps,
         selection_alpha=args.selection_alpha, confirm_alpha=args.confirm_alpha, trajectory_answers=False,
         racing=args.racing_alpha > 0, racing_alpha=args.racing_alpha or DEFAULT_ALPHA,
         starts=args.starts, seed=seed, num_threads=args.threads)
-    data = instructions(args.dev_size + args.confirm_size + 40)
+    data = instructions(dev_size + confirm_size + 40)
     try:
         compiled, claimed = teleprompter.compile(Evolver(START), trainset=data), True
     except CompileFoundNothing as nothing:
@@ -70,8 +71,8 @@ def one_compile(world: SelectionWorld, args: argparse.Namespace, seed: int) -> O
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--dev-size", type=int, default=50)
-    parser.add_argument("--confirm-size", type=int, default=50)
+    parser.add_argument("--dev-sizes", type=int, nargs="+", default=[50], help="one row pair per dev size")
+    parser.add_argument("--confirm-size", type=int, help="default: the dev size")
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--gain", type=float, default=0.2)
@@ -86,25 +87,30 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     dspy.configure(track_usage=True)
 
-    print(f"selection: dev {args.dev_size}, confirmation {args.confirm_size}, {args.candidates} candidates, "
-          f"{args.steps} steps, {len(args.starts)} starts raced, selection alpha {args.selection_alpha}, "
+    confirmation = "the dev size" if args.confirm_size is None else args.confirm_size
+    print(f"selection: confirmation {confirmation}, {args.candidates} candidates, {args.steps} steps, "
+          f"{len(args.starts)} starts raced, selection alpha {args.selection_alpha}, "
           f"confirmation alpha {args.confirm_alpha}, {args.seeds} seeds per world\n")
-    print("| world | flip | compiles | claimed an improvement | truly better result | truly better chosen on dev "
-          "(confirmed or not) | dev rate start -> result (mean over claims) | evol LM calls per compile "
+    print("| world | flip | dev | compiles | claimed an improvement | truly better result | truly better chosen "
+          "on dev (confirmed or not) | dev rate start -> result (mean over claims) | evol LM calls per compile "
           "| seconds per compile |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for flip in args.flips:
-        for name, better_every in (("null", 0), (f"one in three {args.gain:.0%} better", 3)):
-            clock = time.monotonic()
-            outcomes = [one_compile(SelectionWorld(seed=seed, gain=args.gain, better_every=better_every, flip=flip),
-                                    args, seed) for seed in range(args.seeds)]
-            seconds = (time.monotonic() - clock) / args.seeds
-            claims = [o for o in outcomes if o.claimed]
-            moved = (f"{100 * sum(o.start_rate for o in claims) / len(claims):.0f}% -> "
-                     f"{100 * sum(o.result_rate for o in claims) / len(claims):.0f}%") if claims else "-"
-            print(f"| {name} | {flip:g} | {args.seeds} | {len(claims)} | {sum(o.truly_better for o in outcomes)} "
-                  f"| {sum(o.chose_better_on_dev for o in outcomes)} | {moved} "
-                  f"| {sum(o.evol_calls for o in outcomes) / args.seeds:.0f} | {seconds:.1f} |", flush=True)
+        for dev_size in args.dev_sizes:
+            for name, better_every in (("null", 0), (f"one in three {args.gain:.0%} better", 3)):
+                clock = time.monotonic()
+                outcomes = [one_compile(SelectionWorld(seed=seed, gain=args.gain, better_every=better_every,
+                                                       flip=flip), args, seed, dev_size)
+                            for seed in range(args.seeds)]
+                seconds = (time.monotonic() - clock) / args.seeds
+                claims = [o for o in outcomes if o.claimed]
+                moved = (f"{100 * sum(o.start_rate for o in claims) / len(claims):.0f}% -> "
+                         f"{100 * sum(o.result_rate for o in claims) / len(claims):.0f}%") if claims else "-"
+                print(f"| {name} | {flip:g} | {dev_size} | {args.seeds} | {len(claims)} "
+                      f"| {sum(o.truly_better for o in outcomes)} | {sum(o.chose_better_on_dev for o in outcomes)} "
+                      f"| {moved} | {sum(o.evol_calls for o in outcomes) / args.seeds:.0f} | {seconds:.1f} |",
+                      flush=True)
+
 
 if __name__ == "__main__":
     main()
