@@ -27,10 +27,10 @@ from typing import NamedTuple
 
 import dspy
 
+from autoevol.baselines import starting_methods
 from autoevol.optimizers.auto_evol import AutoEvolInstruct
 from autoevol.optimizers.auto_evol.found_nothing import CompileFoundNothing
 from autoevol.optimizers.auto_evol.racing import DEFAULT_ALPHA
-from autoevol.baselines import starting_methods
 from autoevol.optimizers.auto_evol.selection import CONFIRM_ALPHA, SELECTION_ALPHA
 from autoevol.programs.evolver import Evolver
 from autoevol.testing.selection_world import MARK, START, SelectionWorld, instructions
