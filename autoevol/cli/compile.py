@@ -82,7 +82,7 @@ def compile_command(
     keep_demos: Annotated[bool, typer.Option(help="With --from: keep the evolver's demonstrations (default: draw new ones from DATA).")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Checkpoint folder; rerunning with it resumes (default: OUT's name with .run).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from a compiled evolver instead of e_0 (warm start).")] = None,
-    start: Annotated[Optional[list[str]], typer.Option(help="A starting method raced against e_0 (or --from) on the dev set before step 1, replacing it when the paired test supports it: 'weak', an Evol-Instruct operation (add_constraints, deepen, concretize, increase_reasoning, complicate_input, in_breadth) or 'all' (repeatable). Each raced start lowers the chance of finding a gain later; race with a dev set of 50 or more.")] = None,
+    start: Annotated[Optional[list[str]], typer.Option(help="A starting method raced against e_0 (or --from) on the dev set before step 1, replacing it when the paired test supports it: 'weak', an Evol-Instruct operation (add_constraints, deepen, concretize, increase_reasoning, complicate_input, in_breadth) or 'all' (repeatable). Each raced start counts toward the candidates a later gain is tested against (docs/compile.md, 'How large a dev set').")] = None,
     threads: Annotated[int, typer.Option(min=1, help="LM calls in parallel.")] = 4,
     reproducible: Annotated[bool, typer.Option(help=REPRODUCIBLE_HELP)] = False,
     max_output_tokens: Annotated[int, typer.Option(min=16, help="Output token limit per LM call.")] = 1024,
